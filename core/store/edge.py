@@ -1,0 +1,304 @@
+"""The embedded backend: Qdrant Edge (the Qdrant engine in-process) under one directory.
+
+Layout under `root`:
+  collections/NAME__vN/       one Edge shard per physical collection
+  collections/NAME__vN.json   its CollectionSpec (written after the shard, so a crash
+                              mid-create leaves a shard without spec, which is ignored)
+  aliases.json                alias -> physical, replaced atomically (write, fsync, rename)
+  LOCK                        held by the one process that has the store open
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.encoder import Embeddings
+from core.errors import CollectionNotFoundError, StoreError
+from core.ids import point_id
+from core.records import Chunk, Hit
+from core.store.base import (
+    FULL_VECTOR,
+    CollectionSpec,
+    PayloadFilter,
+    VectorStore,
+    check_search_limits,
+    chunk_from_payload,
+    chunk_payload,
+    hit_from_payload,
+    parse_filter,
+    parse_physical,
+    shortlist_vector,
+)
+from core.store.files import ProcessLock, read_json, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def _edge() -> Any:
+    import qdrant_edge
+
+    return qdrant_edge
+
+
+class EdgeStore(VectorStore):
+    """Qdrant Edge shards plus an alias map; one process at a time, any number of threads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._collections_dir = self.root / "collections"
+        self._aliases_path = self.root / "aliases.json"
+        self._lock = ProcessLock(self.root / "LOCK")
+        self._lock.acquire()
+        self._shards: dict[str, Any] = {}
+        self._specs: dict[str, CollectionSpec] | None = None
+        self._mutex = threading.RLock()  # guards the shard cache and alias map, not queries
+        self._collections_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- collections and aliases ---
+    def create_collection(self, spec: CollectionSpec) -> None:
+        qe = _edge()
+        with self._mutex:
+            physical = spec.physical
+            parse_physical(physical)
+            if physical in self._load_specs():
+                raise StoreError(f"collection {physical!r} already exists")
+            shard_dir = self._collections_dir / physical
+            if shard_dir.exists():  # left by a create that crashed before writing its spec
+                shutil.rmtree(shard_dir)
+            vectors = {FULL_VECTOR: qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine)}
+            for dim in spec.shortlist_dims:
+                vectors[shortlist_vector(dim)] = qe.EdgeVectorParams(
+                    size=dim, distance=qe.Distance.Cosine
+                )
+            shard = self._call(qe.EdgeShard.create, str(shard_dir), qe.EdgeConfig(vectors=vectors))
+            shard.update(
+                qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword)
+            )
+            shard.flush()
+            self._shards[physical] = shard
+            write_json_atomic(self._spec_path(physical), spec.to_dict())
+            self._load_specs()[physical] = spec
+
+    def drop_collection(self, physical: str) -> None:
+        with self._mutex:
+            self._require(physical)
+            holders = [a for a, target in self.aliases().items() if target == physical]
+            if holders:
+                raise StoreError(
+                    f"collection {physical!r} is served by alias {', '.join(holders)}; "
+                    "point the alias elsewhere first"
+                )
+            shard = self._shards.pop(physical, None)
+            if shard is not None:
+                shard.close()
+            self._spec_path(physical).unlink()
+            self._load_specs().pop(physical)
+            shutil.rmtree(self._collections_dir / physical, ignore_errors=True)
+
+    def list_specs(self) -> list[CollectionSpec]:
+        with self._mutex:
+            specs = self._load_specs().values()
+            return sorted(specs, key=lambda s: (s.name, s.version))
+
+    def aliases(self) -> dict[str, str]:
+        with self._mutex:
+            return dict(read_json(self._aliases_path, {}))
+
+    def set_alias(self, alias: str, physical: str) -> None:
+        with self._mutex:
+            self._require(physical)
+            if alias in self._load_specs():
+                raise StoreError(f"alias {alias!r} would shadow a physical collection")
+            mapping = self.aliases()
+            mapping[alias] = physical
+            write_json_atomic(self._aliases_path, mapping)
+
+    # --- points ---
+    def upsert(self, physical: str, chunks: Sequence[Chunk], embeddings: Embeddings) -> None:
+        if len(chunks) != len(embeddings):
+            raise StoreError(f"{len(chunks)} chunks but {len(embeddings)} vectors")
+        if not chunks:
+            return
+        qe = _edge()
+        points = [
+            qe.Point(point_id(chunk.chunk_id), embeddings.named_vectors(i), chunk_payload(chunk))
+            for i, chunk in enumerate(chunks)
+        ]
+        self._call(self._shard(physical).update, qe.UpdateOperation.upsert_points(points))
+
+    def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        if not doc_ids:
+            return found
+        qe = _edge()
+        flt = qe.Filter(
+            must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
+        )
+        for payload in self._scroll_payloads(physical, flt, ["doc_id", "chunk_id"]):
+            found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
+        return found
+
+    def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            qe = _edge()
+            ids = [point_id(c) for c in chunk_ids]
+            self._call(self._shard(physical).update, qe.UpdateOperation.delete_points(ids))
+
+    def delete_documents(self, physical: str, doc_ids: Sequence[str]) -> int:
+        if not doc_ids:
+            return 0
+        qe = _edge()
+        flt = qe.Filter(
+            must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
+        )
+        shard = self._shard(physical)
+        with self._mutex:  # count and delete as one step with respect to other writers here
+            deleted = int(self._call(shard.count, qe.CountRequest(exact=True, filter=flt)))
+            if deleted:
+                self._call(shard.update, qe.UpdateOperation.delete_points_by_filter(flt))
+        return deleted
+
+    def count(self, physical: str) -> int:
+        qe = _edge()
+        return int(self._call(self._shard(physical).count, qe.CountRequest(exact=True)))
+
+    def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
+        batch: list[Chunk] = []
+        for payload in self._scroll_payloads(physical, None, True, page=batch_size):
+            batch.append(chunk_from_payload(payload))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def get_chunks(self, physical: str, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        if not chunk_ids:
+            return {}
+        records = self._call(
+            self._shard(physical).retrieve, [point_id(c) for c in chunk_ids], True, False
+        )
+        chunks = (chunk_from_payload(r.payload) for r in records if r.payload)
+        return {c.chunk_id: c for c in chunks}
+
+    def search_batch(
+        self,
+        physical: str,
+        queries: Embeddings,
+        *,
+        k: int,
+        shortlist: int,
+        shortlist_dim: int | None = None,
+        single_stage: bool = False,
+        payload_filter: PayloadFilter | None = None,
+    ) -> list[list[Hit]]:
+        check_search_limits(k, shortlist)
+        qe = _edge()
+        flt = self._filter(payload_filter)
+        dim = self._shortlist_dim(physical, shortlist_dim)
+        requests = []
+        for row in range(len(queries)):
+            full = qe.Query.Nearest(queries.full[row].tolist(), using=FULL_VECTOR)
+            if single_stage:
+                requests.append(qe.QueryRequest(limit=k, query=full, filter=flt, with_payload=True))
+                continue
+            head = queries.shortlist[dim][row].tolist()
+            prefetch = qe.Prefetch(
+                limit=shortlist,
+                query=qe.Query.Nearest(head, using=shortlist_vector(dim)),
+                filter=flt,
+            )
+            requests.append(
+                qe.QueryRequest(
+                    limit=k, query=full, prefetches=[prefetch], filter=flt, with_payload=True
+                )
+            )
+        shard = self._shard(physical)
+        results = self._call(shard.query_batch, qe.QueryBatchRequest(requests))
+        return [[hit_from_payload(p.score, p.payload) for p in points] for points in results]
+
+    def optimize(self, physical: str) -> None:
+        self._call(self._shard(physical).optimize)
+
+    def close(self) -> None:
+        with self._mutex:
+            for shard in self._shards.values():
+                try:
+                    shard.flush()
+                finally:
+                    shard.close()
+            self._shards.clear()
+            self._lock.release()
+
+    # --- internals ---
+    def _spec_path(self, physical: str) -> Path:
+        return self._collections_dir / f"{physical}.json"
+
+    def _load_specs(self) -> dict[str, CollectionSpec]:
+        if self._specs is None:
+            self._specs = {}
+            for path in self._collections_dir.glob("*.json"):
+                spec = CollectionSpec.from_dict(read_json(path, {}))
+                if (self._collections_dir / spec.physical).is_dir():
+                    self._specs[spec.physical] = spec
+        return self._specs
+
+    def _require(self, physical: str) -> None:
+        if physical not in self._load_specs():
+            raise CollectionNotFoundError(f"no collection {physical!r}")
+
+    def _shard(self, physical: str) -> Any:
+        with self._mutex:
+            shard = self._shards.get(physical)
+            if shard is None:
+                self._require(physical)
+                qe = _edge()
+                shard = self._call(qe.EdgeShard.load, str(self._collections_dir / physical))
+                self._shards[physical] = shard
+            return shard
+
+    def _filter(self, payload_filter: PayloadFilter | None) -> Any:
+        conditions = parse_filter(payload_filter)
+        if not conditions:
+            return None
+        qe = _edge()
+        must = []
+        for cond in conditions:
+            if len(cond.values) == 1:
+                match = qe.MatchValue(value=cond.values[0])
+            else:
+                match = qe.MatchAny(any=list(cond.values))
+            must.append(qe.FieldCondition(key=cond.key, match=match))
+        return qe.Filter(must=must)
+
+    def _scroll_payloads(
+        self, physical: str, flt: Any, with_payload: Any, *, page: int = 1024
+    ) -> Iterator[dict[str, Any]]:
+        qe = _edge()
+        shard = self._shard(physical)
+        offset = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=page, filter=flt, with_payload=with_payload, with_vector=False
+            )
+            records, offset = self._call(shard.scroll, request)
+            for record in records:
+                if record.payload:
+                    yield record.payload
+            if offset is None:
+                return
+
+    @staticmethod
+    def _call(fn: Any, *args: Any) -> Any:
+        """Run an engine call, turning its plain `Exception`s into `StoreError`."""
+        try:
+            return fn(*args)
+        except StoreError:
+            raise
+        except Exception as exc:  # Edge raises bare Exception("Service runtime error: ...")
+            raise StoreError(f"Qdrant Edge: {exc}") from exc

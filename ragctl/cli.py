@@ -1,0 +1,88 @@
+"""The `ragctl` command: thin wiring of core, ingest (and later evalkit, tuner, retriever).
+
+Heavy imports (torch, sentence-transformers, qdrant) happen inside the commands, so
+`ragctl --help` answers at once. Library errors become one clear line and exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ragctl import commands_data
+from ragctl.context import State
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for package in ("core", "ingest", "evalkit", "tuner", "retriever", "ragctl"):
+        logging.getLogger(package).setLevel(level)
+    if verbose < 2:  # transformers' load reports and weight-loading bars are noise here
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (default: ./ragctl.toml when present).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the embedded store, models and logs live (default: ./.ragctl).",
+)
+@click.option(
+    "--model",
+    "model_name",
+    help="Embedding model id or local path for NEW collections (default: packaged "
+    "all-MiniLM-L6-v2). "
+    "An existing collection always uses the model it was embedded with.",
+)
+@click.option(
+    "--store-url",
+    help="Qdrant server URL (e.g. http://localhost:6333); omit for the embedded Qdrant Edge store.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="ragctl")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config: Path | None,
+    data_dir: Path | None,
+    model_name: str | None,
+    store_url: str | None,
+    verbose: int,
+) -> None:
+    """ragctl: RAG retrieval on Qdrant with two-stage Matryoshka search and a tuning loop.
+
+    Settings come from defaults < ragctl.toml < RAGCTL_* environment variables (nested with
+    __, e.g. RAGCTL_STORE__URL) < these flags.
+    """
+    _setup_logging(verbose)
+    overrides: dict[str, Any] = {"data_dir": data_dir}
+    if model_name:
+        overrides["model"] = {"name_or_path": model_name}
+    if store_url:
+        overrides["store"] = {"url": store_url}
+    ctx.obj = State(config, overrides)
+
+
+for _command in (
+    commands_data.ingest,
+    commands_data.search,
+    commands_data.collections,
+    commands_data.delete,
+):
+    main.add_command(_command)

@@ -1,0 +1,246 @@
+"""Data-plane commands: ingest, search, collections, delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ragctl.context import state, translate_errors
+from ragctl.output import shorten, table
+
+_COLLECTION = click.option(
+    "--collection",
+    "-c",
+    help="Collection (alias) name; default from settings (`docs`).",
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_COLLECTION
+@click.option(
+    "--include", multiple=True, help="Only files matching this glob (repeatable), e.g. '*.md'."
+)
+@click.option(
+    "--exclude", multiple=True, help="Skip files matching this glob (repeatable), e.g. 'drafts/*'."
+)
+@click.option(
+    "--chunk-size", type=int, help="Chunk size in model tokens (default 256, capped by the model)."
+)
+@click.option("--chunk-overlap", type=int, help="Overlap between chunks in tokens (default 32).")
+@click.pass_context
+@translate_errors
+def ingest(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    collection: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    chunk_size: int | None,
+    chunk_overlap: int | None,
+) -> None:
+    """Chunk, embed and store files and folders.
+
+    PATHS are files or folders (searched recursively) of .txt, .md, .html, .pdf and .jsonl
+    (records {"id", "text", ...} or a BEIR corpus.jsonl). Re-running on unchanged input writes
+    nothing; a changed document replaces exactly its chunks. Unreadable, binary, empty or
+    oversized inputs are skipped with one line each.
+    """
+    from core.collections import open_or_create
+    from core.store import open_store
+    from ingest.pipeline import IngestReport, ingest_paths, make_chunker
+
+    settings = state(ctx).settings(
+        collection=collection,
+        chunking={"size_tokens": chunk_size, "overlap_tokens": chunk_overlap},
+    )
+    with open_store(settings) as store:
+        spec, encoder = open_or_create(store, settings, settings.collection)
+        chunker = make_chunker(
+            encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
+        )
+        with _progress() as bar:
+
+            def on_progress(report: IngestReport) -> None:
+                bar.update(report.documents - bar.n)
+                bar.set_postfix(chunks=report.chunks_written, refresh=False)
+
+            report = ingest_paths(
+                list(paths),
+                store=store,
+                physical=spec.physical,
+                encoder=encoder,
+                chunker=chunker,
+                include=include,
+                exclude=exclude,
+                max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
+                upsert_batch_size=settings.store.upsert_batch_size,
+                on_progress=on_progress,
+            )
+        total = store.count(spec.physical)
+    click.echo(
+        f"ingested into {settings.collection} ({spec.physical}): {report.documents} documents "
+        f"({report.unchanged} unchanged), {report.chunks_written} chunks written, "
+        f"{report.chunks_deleted} deleted, {len(report.skipped)} skipped, "
+        f"{report.seconds:.1f} s (encoding {report.encode_seconds:.1f} s); "
+        f"collection now holds {total} chunks"
+    )
+
+
+@click.command()
+@click.argument("query")
+@_COLLECTION
+@click.option("-k", "k", type=int, help="Number of results (1-100, default 10).")
+@click.option(
+    "--shortlist", type=int, help="Candidates taken on the shortlist vector (k-1000, default 100)."
+)
+@click.option(
+    "--single-stage",
+    is_flag=True,
+    help="Search the full vector only (no shortlist), for comparison.",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Payload filter (repeatable, all must match): doc_id=..., source=..., metadata.FIELD=...",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_context
+@translate_errors
+def search(
+    ctx: click.Context,
+    query: str,
+    collection: str | None,
+    k: int | None,
+    shortlist: int | None,
+    single_stage: bool,
+    filters: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Search a collection: shortlist on the Matryoshka vector, rerank on the full one."""
+    from core.collections import encoder_for
+    from core.store import open_store
+
+    settings = state(ctx).settings(collection=collection, search={"k": k, "shortlist": shortlist})
+    if not query.strip():
+        raise click.BadParameter("the query is empty", param_hint="QUERY")
+    payload_filter = _parse_filters(filters)
+    with open_store(settings) as store:
+        physical = store.resolve(settings.collection)
+        spec = store.spec(physical)
+        encoder = encoder_for(spec, settings.model)
+        hits = store.search(
+            physical,
+            encoder.encode_queries([query]),
+            k=settings.search.k,
+            shortlist=settings.search.shortlist,
+            single_stage=single_stage,
+            payload_filter=payload_filter,
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "collection": physical,
+                    "model": spec.model,
+                    "results": [
+                        {
+                            "chunk_id": h.chunk_id,
+                            "doc_id": h.doc_id,
+                            "score": round(h.score, 6),
+                            "text": h.text,
+                            "source": h.source,
+                            "metadata": h.metadata,
+                        }
+                        for h in hits
+                    ],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    if not hits:
+        click.echo("no results")
+        return
+    rows = [(i + 1, round(h.score, 4), h.doc_id, shorten(h.text, 70)) for i, h in enumerate(hits)]
+    click.echo(table(["#", "score", "doc", "text"], rows))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@translate_errors
+def collections(ctx: click.Context, as_json: bool) -> None:
+    """List physical collections: name, alias, model, dims and point counts."""
+    from core.store import open_store
+
+    with open_store(state(ctx).settings()) as store:
+        infos = store.collections()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **i.spec.to_dict(),
+                        "physical": i.spec.physical,
+                        "points": i.points,
+                        "aliases": list(i.aliases),
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not infos:
+        click.echo("no collections yet; run `ragctl ingest PATH`")
+        return
+    rows = [
+        (
+            i.spec.physical,
+            ",".join(i.aliases) or "-",
+            i.spec.model,
+            f"{i.spec.dim} + " + ",".join(str(d) for d in i.spec.shortlist_dims),
+            i.points,
+        )
+        for i in infos
+    ]
+    click.echo(table(["collection", "alias", "model", "dims (full + shortlist)", "points"], rows))
+
+
+@click.command()
+@click.argument("doc_ids", nargs=-1, required=True)
+@_COLLECTION
+@click.pass_context
+@translate_errors
+def delete(ctx: click.Context, doc_ids: tuple[str, ...], collection: str | None) -> None:
+    """Delete documents (all their chunks) by doc id from the serving collection."""
+    from core.store import open_store
+
+    settings = state(ctx).settings(collection=collection)
+    with open_store(settings) as store:
+        physical = store.resolve(settings.collection)
+        deleted = store.delete_documents(physical, list(doc_ids))
+    click.echo(f"deleted {deleted} chunks of {len(doc_ids)} document(s) from {physical}")
+
+
+def _parse_filters(filters: tuple[str, ...]) -> dict[str, Any] | None:
+    parsed: dict[str, Any] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--filter")
+        parsed.setdefault(key, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()} or None
+
+
+def _progress() -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc="ingest", unit="doc", leave=False, dynamic_ncols=True)

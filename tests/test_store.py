@@ -1,0 +1,215 @@
+"""One suite, every backend: Qdrant Edge (embedded default), qdrant-client local mode (the
+server code path without a server), and a live Qdrant server when RAGCTL_TEST_QDRANT_URL is set.
+"""
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from core.encoder import Embeddings
+from core.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from core.ids import chunk_id
+from core.matryoshka import normalize, truncate
+from core.records import Chunk
+from core.store.base import CollectionSpec
+from core.store.edge import EdgeStore
+from core.store.server import ServerStore
+
+DIM, SHORT = 32, 8
+BACKENDS = ["edge", "local", "server"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    if request.param == "edge":
+        opened = EdgeStore(tmp_path / "qdrant")
+    elif request.param == "local":
+        opened = ServerStore.connect(":memory:")
+    else:
+        url = os.environ.get("RAGCTL_TEST_QDRANT_URL")
+        if not url:
+            pytest.skip("set RAGCTL_TEST_QDRANT_URL to run the store suite against a live server")
+        opened = ServerStore.connect(url, api_key=os.environ.get("RAGCTL_TEST_QDRANT_API_KEY"))
+    yield opened
+    if request.param == "server":  # leave the shared server as we found it
+        from qdrant_client import models
+
+        for alias, target in opened.aliases().items():
+            if target.startswith(_NAME):
+                drop = models.DeleteAlias(alias_name=alias)
+                opened.client.update_collection_aliases(
+                    change_aliases_operations=[models.DeleteAliasOperation(delete_alias=drop)]
+                )
+        for spec in opened.list_specs():
+            if spec.name.startswith(_NAME):
+                opened.drop_collection(spec.physical)
+    opened.close()
+
+
+_NAME = f"t{uuid.uuid4().hex[:8]}"
+
+
+def _spec(version=1):
+    return CollectionSpec(_NAME, version, "fake-model", DIM, (SHORT,))
+
+
+def _vectors(n, seed=0):
+    full = normalize(np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32))
+    return Embeddings(full, {SHORT: truncate(full, SHORT)})
+
+
+def _chunks(doc_id, n, lang="en"):
+    return [
+        Chunk(
+            chunk_id(doc_id, i, f"{doc_id} text {i}"),
+            doc_id,
+            i,
+            f"{doc_id} text {i}",
+            0,
+            5,
+            f"{doc_id}.txt",
+            {"lang": lang},
+        )
+        for i in range(n)
+    ]
+
+
+def _filled(store, docs=10, per_doc=3):
+    spec = _spec()
+    store.create_collection(spec)
+    store.set_alias(_NAME, spec.physical)
+    chunks = [c for d in range(docs) for c in _chunks(f"d{d}", per_doc, "en" if d % 2 else "de")]
+    vectors = _vectors(len(chunks))
+    store.upsert(spec.physical, chunks, vectors)
+    return spec.physical, chunks, vectors
+
+
+def test_store_collections_and_alias(store):
+    physical, chunks, _ = _filled(store)
+    assert store.resolve(_NAME) == physical
+    assert store.resolve(physical) == physical
+    [info] = [i for i in store.collections() if i.spec.name == _NAME]
+    assert (info.points, info.aliases, info.spec.dim, info.spec.shortlist_dims) == (
+        30,
+        (_NAME,),
+        DIM,
+        (SHORT,),
+    )
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_collection(_spec())
+    with pytest.raises(CollectionNotFoundError, match="no collection or alias"):
+        store.resolve(f"{_NAME}-missing")
+
+
+def test_store_alias_switch_and_drop(store):
+    physical, _, _ = _filled(store)
+    second = _spec(version=2)
+    store.create_collection(second)
+    with pytest.raises(StoreError, match="served by alias"):
+        store.drop_collection(physical)
+    store.set_alias(_NAME, second.physical)
+    assert store.resolve(_NAME) == second.physical
+    store.drop_collection(physical)
+    assert [s.physical for s in store.list_specs() if s.name == _NAME] == [second.physical]
+
+
+def test_store_two_stage_finds_exact_match_and_agrees_with_single_stage(store):
+    physical, chunks, vectors = _filled(store)
+    queries = vectors.embeddings_slice(slice(0, 5))
+    two = store.search_batch(physical, queries, k=5, shortlist=30)
+    one = store.search_batch(physical, queries, k=5, shortlist=30, single_stage=True)
+    for row in range(5):
+        assert two[row][0].chunk_id == chunks[row].chunk_id
+        assert two[row][0].score == pytest.approx(1.0, abs=1e-4)
+        # The shortlist holds every point here, so both stages must rank identically.
+        assert [h.chunk_id for h in two[row]] == [h.chunk_id for h in one[row]]
+    expected = np.argsort(-(vectors.full @ vectors.full[0]))[:5]
+    assert [h.chunk_id for h in one[0]] == [chunks[i].chunk_id for i in expected]
+
+
+def test_store_shortlist_limits_the_candidates(store):
+    physical, chunks, vectors = _filled(store)
+    query = vectors.embeddings_slice(slice(0, 1))
+    hits = store.search(physical, query, k=3, shortlist=3)
+    short_scores = truncate(vectors.full, SHORT) @ query.shortlist[SHORT][0]
+    candidates = {chunks[i].chunk_id for i in np.argsort(-short_scores)[:3]}
+    assert {h.chunk_id for h in hits} == candidates
+
+
+def test_store_filter(store):
+    physical, _, vectors = _filled(store)
+    query = vectors.embeddings_slice(slice(0, 1))
+    hits = store.search(physical, query, k=10, shortlist=30, payload_filter={"metadata.lang": "en"})
+    assert len(hits) == 10 and all(h.metadata["lang"] == "en" for h in hits)
+    hits = store.search(
+        physical, query, k=10, shortlist=30, payload_filter={"doc_id": ["d1", "d2"]}
+    )
+    assert sorted({h.doc_id for h in hits}) == ["d1", "d2"] and len(hits) == 6
+    with pytest.raises(StoreError, match="cannot filter on 'text'"):
+        store.search(physical, query, k=1, shortlist=1, payload_filter={"text": "x"})
+    with pytest.raises(StoreError, match="must be strings, integers or booleans"):
+        store.search(physical, query, k=1, shortlist=1, payload_filter={"doc_id": 1.5})
+
+
+def test_store_search_limits(store):
+    physical, _, vectors = _filled(store)
+    query = vectors.embeddings_slice(slice(0, 1))
+    with pytest.raises(StoreError, match=r"shortlist \(5\) must be >= k \(10\)"):
+        store.search(physical, query, k=10, shortlist=5)
+    with pytest.raises(StoreError, match="no shortlist vector of 16 dims"):
+        store.search(physical, query, k=1, shortlist=5, shortlist_dim=16)
+
+
+def test_store_doc_lookup_and_delete(store):
+    physical, chunks, _ = _filled(store)
+    found = store.chunk_ids_of(physical, ["d1", "d2", "nope"])
+    assert found == {
+        "d1": {c.chunk_id for c in chunks[3:6]},
+        "d2": {c.chunk_id for c in chunks[6:9]},
+    }
+    assert store.delete_documents(physical, ["d1", "nope"]) == 3
+    assert store.count(physical) == 27
+    store.delete_chunks(physical, [chunks[6].chunk_id, "unknown#0@0"])
+    assert store.count(physical) == 26
+    assert store.chunk_ids_of(physical, ["d1", "d2"]) == {"d2": {c.chunk_id for c in chunks[7:9]}}
+
+
+def test_store_upsert_replaces_same_chunk(store):
+    physical, chunks, vectors = _filled(store)
+    store.upsert(physical, chunks[:2], vectors.embeddings_slice(slice(0, 2)))
+    assert store.count(physical) == 30
+    with pytest.raises(StoreError, match="2 chunks but 1 vectors"):
+        store.upsert(physical, chunks[:2], vectors.embeddings_slice(slice(0, 1)))
+
+
+def test_store_scroll_and_get_round_trip_payload(store):
+    physical, chunks, _ = _filled(store)
+    scrolled = [c for batch in store.scroll_chunks(physical, batch_size=7) for c in batch]
+    assert sorted(c.chunk_id for c in scrolled) == sorted(c.chunk_id for c in chunks)
+    got = store.get_chunks(physical, [chunks[4].chunk_id, "missing#0@0"])
+    assert got == {chunks[4].chunk_id: chunks[4]}
+
+
+def test_edge_store_is_locked_to_one_process(tmp_path):
+    first = EdgeStore(tmp_path / "qdrant")
+    with pytest.raises(StoreLockedError, match=r"in use by pid \d+"):
+        EdgeStore(tmp_path / "qdrant")
+    first.close()
+    EdgeStore(tmp_path / "qdrant").close()
+
+
+def test_edge_store_survives_reopen_and_ignores_half_created_collection(tmp_path):
+    with EdgeStore(tmp_path / "qdrant") as store:
+        physical, chunks, vectors = _filled(store)
+    # A crash between creating a shard and writing its spec leaves a bare shard directory.
+    (tmp_path / "qdrant" / "collections" / f"{_NAME}__v2").mkdir()
+    with EdgeStore(tmp_path / "qdrant") as store:
+        assert store.resolve(_NAME) == physical
+        assert [s.version for s in store.list_specs()] == [1]
+        assert store.count(physical) == 30
+        hits = store.search(physical, vectors.embeddings_slice(slice(3, 4)), k=1, shortlist=10)
+        assert hits[0].chunk_id == chunks[3].chunk_id
+        store.create_collection(_spec(version=2))  # the leftover is replaced, not an error
+        assert store.count(f"{_NAME}__v2") == 0
