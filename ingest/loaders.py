@@ -85,15 +85,26 @@ def iter_documents(
         base_dir: Document ids are paths relative to this folder (default: the current one).
 
     Raises:
-        IngestError: A path does not exist, or `max_file_bytes` is not positive.
+        IngestError: A path does not exist, or `max_file_bytes` is not positive (raised by
+            the call itself, before anything is loaded).
     """
     if max_file_bytes <= 0:
         raise IngestError(f"max_file_bytes must be > 0, got {max_file_bytes}")
     base = Path(os.path.abspath(base_dir if base_dir is not None else Path.cwd()))
     roots = [Path(os.path.abspath(p)) for p in paths]
-    missing = [str(p) for p, root in zip(paths, roots) if not root.exists()]
+    missing = [str(p) for p, root in zip(paths, roots, strict=True) if not root.exists()]
     if missing:
         raise IngestError(f"path does not exist: {', '.join(missing)}")
+    return _iter_files(roots, include, exclude, max_file_bytes, base)
+
+
+def _iter_files(
+    roots: list[Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    max_file_bytes: int,
+    base: Path,
+) -> Iterator[Document | Skipped]:
     seen: set[Path] = set()
     for root in roots:
         files = _walk(root, include, exclude) if root.is_dir() else [root]
@@ -343,7 +354,9 @@ def _parse_record(
     if raw_id is None:
         return skip("missing field 'id' (or '_id')")
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        return skip(f"field '{id_key}' must be a string or an integer (got {type(raw_id).__name__})")
+        return skip(
+            f"field '{id_key}' must be a string or an integer (got {type(raw_id).__name__})"
+        )
     doc_id = str(raw_id)
     if not doc_id.strip():
         return skip(f"empty field '{id_key}'")

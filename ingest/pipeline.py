@@ -113,11 +113,14 @@ def ingest_paths(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     max_file_bytes: int = 50 * 1024 * 1024,
+    base_dir: Path | None = None,
     upsert_batch_size: int = 256,
     on_progress: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
     """Load files and folders (see `ingest.loaders.iter_documents`) and ingest them."""
-    items = iter_documents(paths, include=include, exclude=exclude, max_file_bytes=max_file_bytes)
+    items = iter_documents(
+        paths, include=include, exclude=exclude, max_file_bytes=max_file_bytes, base_dir=base_dir
+    )
     return ingest_documents(
         items,
         store=store,

@@ -177,7 +177,11 @@ def search(
 @click.pass_context
 @translate_errors
 def collections(ctx: click.Context, as_json: bool) -> None:
-    """List physical collections: name, alias, model, dims and point counts."""
+    """List physical collections: name, alias, model, dims and point counts.
+
+    Each model version of a collection is its own physical collection NAME__vN; the alias
+    NAME points at the one being served. Older versions stay until dropped, for rollback.
+    """
     from core.store import open_store
 
     with open_store(state(ctx).settings()) as store:

@@ -20,7 +20,11 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data_dir = tmp_path / ".ragctl"
     monkeypatch.setenv("RAGCTL_DATA_DIR", str(data_dir))
     for key in list(os.environ):
-        if key.startswith("RAGCTL_") and key != "RAGCTL_DATA_DIR" and key != "RAGCTL_TEST_QDRANT_URL":
+        if (
+            key.startswith("RAGCTL_")
+            and key != "RAGCTL_DATA_DIR"
+            and key != "RAGCTL_TEST_QDRANT_URL"
+        ):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return data_dir

@@ -88,7 +88,9 @@ def test_iter_documents_outside_base_dir_uses_absolute_path(tmp_path: Path) -> N
     assert doc.doc_id == doc.source == path.as_posix()
 
 
-def test_iter_documents_default_base_dir_is_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_iter_documents_default_base_dir_is_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "a.txt").write_text("x", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     (doc,) = list(iter_documents([Path("a.txt")]))
@@ -238,7 +240,7 @@ def test_iter_documents_oversized_file_is_skipped_unread(
 
 def test_iter_documents_max_file_bytes_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="max_file_bytes must be > 0, got 0"):
-        load(tmp_path, base=tmp_path, max_file_bytes=0)
+        iter_documents([tmp_path], max_file_bytes=0)
 
 
 def test_iter_documents_unsupported_explicit_file_is_skipped(tmp_path: Path) -> None:
@@ -256,8 +258,8 @@ def test_iter_documents_missing_path_raises_naming_it(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x", encoding="utf-8")
     missing = tmp_path / "nope"
     with pytest.raises(IngestError, match=f"path does not exist: {missing}"):
-        # Raised before anything is yielded, even though a.txt comes first.
-        next(iter_documents([tmp_path / "a.txt", missing]))
+        # Raised by the call itself, before anything is loaded, though a.txt comes first.
+        iter_documents([tmp_path / "a.txt", missing])
 
 
 def make_tree(root: Path) -> None:
@@ -281,7 +283,9 @@ def make_tree(root: Path) -> None:
 
 
 def ids(items: list[Document | Skipped]) -> list[str]:
-    return [item.doc_id if isinstance(item, Document) else f"skipped:{item.source}" for item in items]
+    return [
+        item.doc_id if isinstance(item, Document) else f"skipped:{item.source}" for item in items
+    ]
 
 
 def test_iter_documents_folder_walk_is_sorted_and_ignores_hidden(tmp_path: Path) -> None:
@@ -399,7 +403,9 @@ def test_iter_documents_jsonl_beir_corpus_records(tmp_path: Path) -> None:
         ],
     )
     assert load(tmp_path / "corpus.jsonl", base=tmp_path) == [
-        Document("d1", "Aspirin\nReduces fever.", "corpus.jsonl:1", {"title": "Aspirin", "year": 1899}),
+        Document(
+            "d1", "Aspirin\nReduces fever.", "corpus.jsonl:1", {"title": "Aspirin", "year": 1899}
+        ),
         Document("d2", "No title.", "corpus.jsonl:2", {"title": ""}),
         Document("d3", "Title only\n", "corpus.jsonl:3", {"title": "Title only"}),
     ]
@@ -435,7 +441,9 @@ def test_iter_documents_jsonl_is_streamed_lazily(tmp_path: Path) -> None:
 
 
 def test_iter_documents_jsonl_invalid_utf8_line_is_skipped(tmp_path: Path) -> None:
-    (tmp_path / "bad.jsonl").write_bytes(b'{"id": "a", "text": "\xff"}\n{"id": "b", "text": "ok"}\n')
+    (tmp_path / "bad.jsonl").write_bytes(
+        b'{"id": "a", "text": "\xff"}\n{"id": "b", "text": "ok"}\n'
+    )
     assert load(tmp_path / "bad.jsonl", base=tmp_path) == [
         Skipped("bad.jsonl", "line 1: not UTF-8 (invalid start byte at byte 21)"),
         Document("b", "ok", "bad.jsonl:2", {}),

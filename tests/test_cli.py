@@ -1,0 +1,130 @@
+"""The CLI end to end with the real packaged model and the embedded store."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from ragctl.cli import main
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "bar").mkdir(parents=True)
+    (folder / "bar" / "grinder.md").write_text(
+        "# Grinder care\n\nThe burrs of the espresso grinder are replaced every 800 kg of coffee. "
+        "Clean the chute daily with a dry brush."
+    )
+    (folder / "bar" / "milk.txt").write_text(
+        "Steam whole milk to 60 degrees Celsius; oat milk stretches best at 55 degrees."
+    )
+    (folder / "refunds.html").write_text(
+        "<html><head><title>Refunds</title><style>p{color:red}</style></head><body>"
+        "<h1>Refunds</h1><p>Refunds over 40 dollars need a shift lead's PIN.</p>"
+        "<script>var secret = 'do not index';</script></body></html>"
+    )
+    (folder / "faq.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "faq-1",
+                "title": "Wifi",
+                "text": "The guest wifi password changes weekly.",
+                "category": "it",
+            }
+        )
+        + "\n{broken json\n"
+    )
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    return folder
+
+
+def _run(*args, expect=0):
+    result = CliRunner().invoke(main, list(args), prog_name="ragctl", catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["search"], ["collections"], ["delete"]])
+def test_cli_help_explains_every_command(command):
+    output = _run(*command, "--help")
+    assert "Usage: ragctl" in output and "Options:" in output and len(output) > 200
+
+
+def test_cli_ingest_search_collections_delete(corpus, tmp_path):
+    output = _run("ingest", str(corpus))
+    assert "4 documents (0 unchanged), 4 chunks written" in output
+    assert (
+        "1 skipped" in output
+    )  # the broken jsonl line; image.png is not an input in a folder walk
+
+    output = _run("ingest", str(corpus))
+    assert "4 documents (4 unchanged), 0 chunks written, 0 deleted" in output
+
+    results = json.loads(_run("search", "how often are burrs changed?", "--json", "-k", "2"))
+    assert results["collection"] == "docs__v1"
+    assert results["results"][0]["doc_id"] == "corpus/bar/grinder.md"
+    assert len(results["results"]) == 2
+
+    html = json.loads(_run("search", "refund approval PIN", "--json", "-k", "1"))["results"][0]
+    assert html["doc_id"] == "corpus/refunds.html"
+    assert "secret" not in html["text"] and "color" not in html["text"]
+
+    filtered = json.loads(
+        _run("search", "coffee", "--json", "--filter", "metadata.category=it", "--single-stage")
+    )
+    assert [r["doc_id"] for r in filtered["results"]] == ["faq-1"]
+
+    table = _run("collections")
+    assert "docs__v1" in table and "384 + 64" in table
+
+    assert "deleted 1 chunks" in _run("delete", "faq-1")
+    assert json.loads(_run("collections", "--json"))[0]["points"] == 3
+
+
+def test_cli_errors_are_one_line(corpus):
+    output = _run("search", "anything", expect=1)
+    assert "Error: no collection or alias named 'docs'" in output
+    _run("ingest", str(corpus / "bar"))
+    assert "shortlist (5) must be >= k (10)" in _run("search", "milk", "--shortlist", "5", expect=1)
+    assert "invalid setting search.k" in _run("search", "milk", "-k", "0", expect=1)
+    assert "cannot filter on 'text'" in _run("search", "milk", "--filter", "text=x", expect=1)
+    assert "is not KEY=VALUE" in _run("search", "milk", "--filter", "nokey", expect=2)
+    assert "does not exist" in _run("ingest", str(corpus / "missing"), expect=2)
+    assert "overlap_tokens (16) must be smaller than size_tokens (16)" in _run(
+        "ingest", str(corpus), "--chunk-size", "16", "--chunk-overlap", "16", expect=1
+    )
+
+
+def test_cli_second_process_gets_a_clear_lock_error(corpus, tmp_path):
+    data_dir = tmp_path / ".ragctl"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from pathlib import Path
+                from core.store.edge import EdgeStore
+                store = EdgeStore(Path({str(data_dir / "qdrant")!r}))
+                print("ready", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        output = _run("ingest", str(corpus), expect=1)
+        assert f"in use by pid {holder.pid}" in output
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once the holder is gone (even killed), the store opens again and nothing was lost.
+    assert "4 chunks written" in _run("ingest", str(corpus))
