@@ -26,9 +26,9 @@ demo: install
 	$(BIN)/ragctl --data-dir $(DEMO_DIR) ingest examples/corpus
 	$(BIN)/ragctl --data-dir $(DEMO_DIR) ingest examples/corpus
 	$(BIN)/ragctl --data-dir $(DEMO_DIR) collections
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "how often are the grinder burrs replaced?" -k 3
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "what do I do if a customer says the drink made them sick?" -k 3
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "refund over 40 dollars" -k 3 --single-stage
+	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "How often do the cutting discs inside our espresso mills need swapping out?" -k 3
+	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "What are the drop temperature and drop time for roast profile R-14 Harbor?" -k 3
+	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "Someone wants their money back for a large order. Who has to sign off on it?" -k 3 --single-stage
 
 # The whole test suite, offline, on CPU (what CI runs).
 test: install

@@ -60,13 +60,6 @@ class Embeddings:
         """The rows `rows` of every array."""
         return Embeddings(self.full[rows], {d: v[rows] for d, v in self.shortlist.items()})
 
-    def named_vectors(self, row: int) -> dict[str, list[float]]:
-        """Vectors of one row keyed by their Qdrant vector name (`full`, `mrl_64`, ...)."""
-        named = {"full": self.full[row].tolist()}
-        for dim, vectors in self.shortlist.items():
-            named[f"mrl_{dim}"] = vectors[row].tolist()
-        return named
-
 
 class Encoder:
     """A sentence-transformers model plus the prompts and shortlist dims ragctl uses with it.
@@ -100,9 +93,11 @@ class Encoder:
             )
         self.shortlist_dims: tuple[int, ...] = tuple(sorted(shortlist_dims))
         own = model.prompts or {}
-        self.query_prompt = query_prompt if query_prompt is not None else own.get("query", "")
-        self.document_prompt = (
-            document_prompt if document_prompt is not None else own.get("document", "")
+        self.query_prompt: str = (
+            query_prompt if query_prompt is not None else own.get("query") or ""
+        )
+        self.document_prompt: str = (
+            document_prompt if document_prompt is not None else own.get("document") or ""
         )
 
     @classmethod
@@ -134,7 +129,10 @@ class Encoder:
     @property
     def max_seq_length(self) -> int:
         """Longest input in tokens (special tokens included) the model reads without truncating."""
-        return int(self.model.max_seq_length)
+        limit = self.model.max_seq_length
+        if limit is None:
+            raise ModelLoadError(f"model {self.model_ref!r} does not report max_seq_length")
+        return int(limit)
 
     @property
     def tokenizer(self) -> Tokenizer:

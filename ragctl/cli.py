@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ragctl import commands_data
+from ragctl import commands_data, commands_eval
 from ragctl.context import State
 
 
@@ -84,5 +84,7 @@ for _command in (
     commands_data.search,
     commands_data.collections,
     commands_data.delete,
+    commands_eval.eval_command,
+    commands_eval.compare,
 ):
     main.add_command(_command)

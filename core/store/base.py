@@ -122,6 +122,14 @@ def parse_filter(payload_filter: PayloadFilter | None) -> list[FilterCondition]:
     return conditions
 
 
+def named_vectors(embeddings: Embeddings, row: int) -> dict[str, Any]:
+    """One row's vectors keyed by their Qdrant vector name (`full`, `mrl_64`, ...)."""
+    named: dict[str, Any] = {FULL_VECTOR: embeddings.full[row].tolist()}
+    for dim, vectors in embeddings.shortlist.items():
+        named[shortlist_vector(dim)] = vectors[row].tolist()
+    return named
+
+
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     """What is stored with a chunk's vectors."""
     return {

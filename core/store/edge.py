@@ -30,6 +30,7 @@ from core.store.base import (
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
+    named_vectors,
     parse_filter,
     parse_physical,
     shortlist_vector,
@@ -126,7 +127,7 @@ class EdgeStore(VectorStore):
             return
         qe = _edge()
         points = [
-            qe.Point(point_id(chunk.chunk_id), embeddings.named_vectors(i), chunk_payload(chunk))
+            qe.Point(point_id(chunk.chunk_id), named_vectors(embeddings, i), chunk_payload(chunk))
             for i, chunk in enumerate(chunks)
         ]
         self._call(self._shard(physical).update, qe.UpdateOperation.upsert_points(points))

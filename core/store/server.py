@@ -25,6 +25,7 @@ from core.store.base import (
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
+    named_vectors,
     parse_filter,
     parse_physical,
     shortlist_vector,
@@ -150,7 +151,7 @@ class ServerStore(VectorStore):
         points = [
             models.PointStruct(
                 id=point_id(chunk.chunk_id),
-                vector=embeddings.named_vectors(i),
+                vector=named_vectors(embeddings, i),
                 payload=chunk_payload(chunk),
             )
             for i, chunk in enumerate(chunks)

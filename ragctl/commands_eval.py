@@ -1,0 +1,170 @@
+"""Evaluation commands: eval (per-dim, pipeline and BM25 metrics) and compare (base vs tuned)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ragctl.context import state, translate_errors
+
+
+def _parse_dims(value: str | None) -> tuple[int, ...] | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        dims = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of integers, e.g. 384,256,128,64",
+            param_hint="--dims",
+        ) from exc
+    if not dims or any(d < 1 for d in dims):
+        raise click.BadParameter(f"dims must be positive integers, got {value!r}", param_hint="--dims")
+    return dims
+
+
+@click.command("eval")
+@click.option(
+    "--model",
+    "model_name",
+    help="Model to evaluate: Hub id, local folder, or `default` (packaged all-MiniLM-L6-v2). "
+    "Default: the model setting.",
+)
+@click.option(
+    "--dataset",
+    required=True,
+    help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a pair file or folder "
+    "(JSON lines/CSV/Parquet with anchor, positive), a feedback export (JSON lines), or a "
+    "Hugging Face dataset id owner/name.",
+)
+@click.option("--split", default="test", show_default=True, help="Qrels split to evaluate.")
+@click.option(
+    "--dims",
+    help="Comma-separated Matryoshka dims for exact search, e.g. 384,256,128,64 "
+    "(default: full dim + 512/256/128/64 below it; the full dim is always included).",
+)
+@click.option(
+    "--pipeline/--no-pipeline",
+    default=True,
+    show_default=True,
+    help="Also ingest the corpus into a temporary Qdrant Edge store and query it with two-stage "
+    "and single-stage search, as the service does.",
+)
+@click.option(
+    "--shortlist",
+    type=click.IntRange(1, 10_000),
+    help="Two-stage prefetch size (default: search.shortlist setting, 100).",
+)
+@click.option("--bm25/--no-bm25", default=False, show_default=True, help="Add a BM25 baseline row.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write report.json, report.md and ndcg.png into this folder.",
+)
+@click.option(
+    "--max-queries",
+    type=click.IntRange(min=1),
+    help="Evaluate a seeded random sample of this many queries.",
+)
+@click.option(
+    "--max-corpus",
+    type=click.IntRange(min=1),
+    help="Sample the corpus down to this many docs (every doc judged for a kept query stays).",
+)
+@click.option("--seed", type=int, default=13, show_default=True, help="Seed of the samples.")
+@click.pass_context
+@translate_errors
+def eval_command(
+    ctx: click.Context,
+    model_name: str | None,
+    dataset: str,
+    split: str,
+    dims: str | None,
+    pipeline: bool,
+    shortlist: int | None,
+    bm25: bool,
+    out_dir: Path | None,
+    max_queries: int | None,
+    max_corpus: int | None,
+    seed: int,
+) -> None:
+    """Measure retrieval quality of a model on a dataset, per Matryoshka dimension.
+
+    Encodes the corpus and queries once, then ranks exactly at the full dimension and at each
+    truncation (metrics as sentence-transformers' InformationRetrievalEvaluator: accuracy,
+    precision, recall @1/3/5/10, ndcg@10, mrr@10, map@100, hit_rate@10). With --pipeline the
+    corpus is also chunked into a temporary store and searched two-stage, so the table shows what
+    users actually get. Prints the table; --out also writes JSON, Markdown and a plot.
+
+    \b
+    Example:
+      ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
+    """
+    from core.encoder import Encoder
+    from evalkit.datasets import load_eval_dataset
+    from evalkit.report import format_text, write_outputs
+    from evalkit.runs import EvalOptions, evaluate
+
+    parsed_dims = _parse_dims(dims)
+    settings = state(ctx).settings(
+        model={"name_or_path": model_name}, search={"shortlist": shortlist}
+    )
+    click.echo(f"loading dataset {dataset} [{split}]", err=True)
+    data = load_eval_dataset(dataset, split)
+    if max_queries is not None or max_corpus is not None:
+        data = data.subset(max_queries=max_queries, max_corpus=max_corpus, seed=seed)
+    sizes = data.sizes()
+    click.echo(
+        f"{sizes['queries']} queries, {sizes['corpus']} docs, {sizes['relevant_pairs']} relevant "
+        f"pairs ({sizes['dropped_queries']} queries without a relevant doc dropped)",
+        err=True,
+    )
+    click.echo(f"loading model {settings.model.name_or_path}", err=True)
+    encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
+    options = EvalOptions(
+        dims=parsed_dims,
+        pipeline=pipeline,
+        shortlist=settings.search.shortlist,
+        bm25=bm25,
+        chunk_size_tokens=settings.chunking.size_tokens,
+        chunk_overlap_tokens=settings.chunking.overlap_tokens,
+        show_progress=True,
+    )
+    report = evaluate(data, encoder, options, on_stage=lambda s: click.echo(s, err=True))
+    click.echo(format_text(report))
+    if out_dir is not None:
+        paths = write_outputs(report, out_dir)
+        click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@click.command()
+@click.argument("base", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("tuned", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the comparison as Markdown to this file.",
+)
+@translate_errors
+def compare(base: Path, tuned: Path, out_file: Path | None) -> None:
+    """Compare two eval reports (report.json): base vs tuned, per metric and dimension.
+
+    Prints base, tuned, absolute and relative change for every metric in every column the two
+    reports share (dims, two-stage, single-stage, bm25).
+
+    \b
+    Example:
+      ragctl compare eval/base/report.json eval/tuned/report.json --out compare.md
+    """
+    from evalkit.compare import compare_reports, format_comparison, format_comparison_markdown
+    from evalkit.results import load_report
+
+    comparison = compare_reports(load_report(base), load_report(tuned))
+    click.echo(format_comparison(comparison))
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(format_comparison_markdown(comparison), encoding="utf-8")
+        click.echo(f"wrote {out_file}")
