@@ -40,6 +40,9 @@ class StoreSettings(BaseModel):
     api_key: SecretStr | None = None
     shortlist_dims: tuple[int, ...] = (64,)
     upsert_batch_size: int = Field(default=256, ge=1, le=10_000)
+    # The embedded engine searches exactly until an HNSW index is built; ingest builds one
+    # once a collection holds this many points (exact search is fast enough below).
+    index_threshold: int = Field(default=20_000, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("shortlist_dims")
@@ -79,6 +82,35 @@ class SearchSettings(BaseModel):
     shortlist: int = Field(default=100, ge=1, le=1000)
 
 
+class RetrieverSettings(BaseModel):
+    """The HTTP retriever (`ragctl serve`): address, request limits and the admin key."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+    workers: int = Field(default=1, ge=1, le=64)  # > 1 needs store.url (embedded = 1 process)
+    max_query_chars: int = Field(default=2_000, ge=1, le=100_000)
+    max_documents_per_request: int = Field(default=256, ge=1, le=10_000)
+    max_document_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    max_body_mib: float = Field(default=32.0, gt=0)
+    # None (or empty) disables the admin routes (403); they are never open without a key.
+    admin_api_key: SecretStr | None = None
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _empty_key_is_none(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is None or not key.get_secret_value().strip():
+            return None
+        return key
+
+
+class FeedbackSettings(BaseModel):
+    """The search and feedback log the retriever writes and the tuner reads."""
+
+    # None -> SQLite (WAL) at `data_dir/feedback.db`; or `sqlite:///PATH`, `postgresql://...`
+    # (a shared database when several retriever replicas run; needs the `postgres` extra).
+    database_url: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything ragctl can be configured with."""
 
@@ -95,6 +127,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     chunking: ChunkSettings = ChunkSettings()
     search: SearchSettings = SearchSettings()
+    retriever: RetrieverSettings = RetrieverSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -81,6 +81,10 @@ def ingest(
                 on_progress=on_progress,
             )
         total = store.count(spec.physical)
+        changed = report.chunks_written or report.chunks_deleted
+        if changed and total >= settings.store.index_threshold:
+            click.echo(f"building the search index for {total} chunks ...", err=True)
+            store.optimize(spec.physical)
     click.echo(
         f"ingested into {settings.collection} ({spec.physical}): {report.documents} documents "
         f"({report.unchanged} unchanged), {report.chunks_written} chunks written, "

@@ -213,3 +213,12 @@ def test_edge_store_survives_reopen_and_ignores_half_created_collection(tmp_path
         assert hits[0].chunk_id == chunks[3].chunk_id
         store.create_collection(_spec(version=2))  # the leftover is replaced, not an error
         assert store.count(f"{_NAME}__v2") == 0
+
+
+def test_store_optimize_keeps_results(store):
+    physical, chunks, vectors = _filled(store)
+    query = vectors.embeddings_slice(slice(2, 3))
+    before = [h.chunk_id for h in store.search(physical, query, k=5, shortlist=30)]
+    store.optimize(physical)
+    assert [h.chunk_id for h in store.search(physical, query, k=5, shortlist=30)] == before
+    assert store.count(physical) == 30
