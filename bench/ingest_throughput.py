@@ -33,8 +33,12 @@ def main() -> None:
     from ingest.loaders import Document, iter_documents
     from ingest.pipeline import ingest_documents, make_chunker
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared/data/scifact/corpus.jsonl")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=ROOT.parent / "shared/data/scifact/corpus.jsonl"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N documents (0 = all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
@@ -44,14 +48,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp))
         encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
-        chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
+        chunker = make_chunker(
+            encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
+        )
         docs = [d for d in iter_documents([args.corpus]) if isinstance(d, Document)]
         if args.limit:
             docs = docs[: args.limit]
         started = time.perf_counter()
         texts = [c.text for d in docs for c in chunker.chunk(d)]
         chunk_s = time.perf_counter() - started
-        print(f"{len(docs)} documents -> {len(texts)} chunks (chunking {chunk_s:.1f} s)", flush=True)
+        print(
+            f"{len(docs)} documents -> {len(texts)} chunks (chunking {chunk_s:.1f} s)", flush=True
+        )
 
         def raw_encode() -> float:
             t0 = time.perf_counter()
@@ -71,13 +79,18 @@ def main() -> None:
             docs, store=store, physical=spec.physical, encoder=encoder, chunker=chunker
         )
         store.close()
-        print(f"ingest: {report.seconds:.1f} s; re-ingest (unchanged): {again.seconds:.1f} s", flush=True)
+        print(
+            f"ingest: {report.seconds:.1f} s; re-ingest (unchanged): {again.seconds:.1f} s",
+            flush=True,
+        )
         raw_after = raw_encode()
         print(f"raw encode: {raw_after:.1f} s", flush=True)
 
     raw = (raw_before + raw_after) / 2
     result = {
-        "corpus": str(args.corpus.relative_to(ROOT.parent)) if args.corpus.is_relative_to(ROOT.parent) else str(args.corpus),
+        "corpus": str(args.corpus.relative_to(ROOT.parent))
+        if args.corpus.is_relative_to(ROOT.parent)
+        else str(args.corpus),
         "documents": len(docs),
         "chunks": len(texts),
         "points_stored": points,
@@ -99,9 +112,11 @@ def main() -> None:
     (args.out / "ingest_throughput.md").write_text(
         "# Ingest throughput vs raw encoding\n\n"
         f"`{result['command']}` on {result['machine']}, {result['date']}; {result['model']}.\n\n"
-        "| corpus | docs | chunks | raw encode chunks/s | ingest chunks/s | overhead | re-ingest (unchanged) |\n"
+        "| corpus | docs | chunks | raw encode chunks/s | ingest chunks/s | overhead "
+        "| re-ingest (unchanged) |\n"
         "|---|---|---|---|---|---|---|\n"
-        f"| {result['corpus']} | {len(docs)} | {len(texts)} | {result['raw_encode_chunks_per_s']} | "
+        f"| {result['corpus']} | {len(docs)} | {len(texts)} "
+        f"| {result['raw_encode_chunks_per_s']} | "
         f"{result['ingest_chunks_per_s']} | {result['overhead_vs_raw_encode']:+.1%} | "
         f"{result['reingest_unchanged_s']} s, {again.chunks_written} written |\n\n"
         "Overhead = ingest wall time / mean raw `model.encode` time on the same chunk texts - 1. "

@@ -48,7 +48,9 @@ def main() -> None:
     from ingest.loaders import iter_documents
     from ingest.pipeline import ingest_documents, make_chunker
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/scifact")
     parser.add_argument("--split", default="test")
     parser.add_argument("--shortlists", default="50,100,200,500")
@@ -66,9 +68,15 @@ def main() -> None:
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
     report = ingest_documents(
         iter_documents([args.dataset / "corpus.jsonl"]),
-        store=store, physical=spec.physical, encoder=encoder, chunker=chunker,
+        store=store,
+        physical=spec.physical,
+        encoder=encoder,
+        chunker=chunker,
     )
-    print(f"ingest: {report.documents} docs, {report.chunks_written} chunks written, {report.seconds:.0f} s", flush=True)
+    print(
+        f"ingest: {report.documents} docs, {report.chunks_written} chunks, {report.seconds:.0f} s",
+        flush=True,
+    )
     points = store.count(spec.physical)
     queries = _queries(args.dataset, args.split)
     vectors = encoder.encode_queries(queries)
@@ -87,14 +95,18 @@ def main() -> None:
     rows = []
     for shortlist in [int(s) for s in args.shortlists.split(",")]:
         two, two_ms = run(shortlist=shortlist)
-        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(two, single)]
+        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(two, single, strict=True)]
         rows.append(
             {
                 "shortlist": shortlist,
                 "mean_overlap_at_10": round(statistics.mean(overlap), 4),
                 "identical_top10_sets": round(sum(o == 1.0 for o in overlap) / len(overlap), 4),
-                "same_top1": round(sum(a[:1] == b[:1] for a, b in zip(two, single)) / len(two), 4),
-                "queries_with_overlap_ge_0.8": round(sum(o >= 0.8 for o in overlap) / len(overlap), 4),
+                "same_top1": round(
+                    sum(a[:1] == b[:1] for a, b in zip(two, single, strict=True)) / len(two), 4
+                ),
+                "queries_with_overlap_ge_0.8": round(
+                    sum(o >= 0.8 for o in overlap) / len(overlap), 4
+                ),
                 "median_ms": round(two_ms, 3),
             }
         )
@@ -121,7 +133,8 @@ def main() -> None:
         f"({points} chunks), {len(queries)} {args.split} queries, base all-MiniLM-L6-v2, "
         f"64-d shortlist then 384-d rerank, embedded Qdrant Edge (exact).",
         "",
-        "| shortlist | mean overlap@10 | identical top-10 sets | same top-1 | queries with overlap >= 0.8 | median ms |",
+        "| shortlist | mean overlap@10 | identical top-10 sets | same top-1 "
+        "| queries with overlap >= 0.8 | median ms |",
         "|---|---|---|---|---|---|",
     ]
     lines += [
