@@ -7,24 +7,33 @@ names its model, and `encoder_for` loads exactly that one.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from core.encoder import Encoder
+from core.registry import ModelRegistry, resolve_ref
 from core.settings import ModelSettings, Settings
 from core.store.base import CollectionSpec, VectorStore, physical_name
 
 logger = logging.getLogger(__name__)
 
 
-def encoder_for(spec: CollectionSpec, model: ModelSettings) -> Encoder:
-    """Load the model that embedded `spec`, with the prompts it was embedded with."""
+def encoder_for(
+    spec: CollectionSpec, model: ModelSettings, *, data_dir: Path | None = None
+) -> Encoder:
+    """Load the model that embedded `spec`, with the prompts it was embedded with.
+
+    `data_dir` resolves registry refs (`models/vN`); it is needed for tuned models.
+    """
     settings = model.model_copy(
         update={
-            "name_or_path": spec.model,
+            "name_or_path": resolve_ref(spec.model, data_dir or Path(".")),
             "query_prompt": spec.query_prompt,
             "document_prompt": spec.document_prompt,
         }
     )
-    return Encoder.load(settings, spec.shortlist_dims)
+    encoder = Encoder.load(settings, spec.shortlist_dims)
+    encoder.model_ref = spec.model  # report the registry ref, not the resolved path
+    return encoder
 
 
 def spec_for_new(name: str, version: int, encoder: Encoder) -> CollectionSpec:
@@ -60,15 +69,19 @@ def open_or_create(
                 settings.model.name_or_path,
             )
         if encoder is None or encoder.model_ref != spec.model:
-            encoder = encoder_for(spec, settings.model)
+            encoder = encoder_for(spec, settings.model, data_dir=settings.data_dir)
         return spec, encoder
     if encoder is None:
         encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
-    spec = spec_for_new(name, 1, encoder)
-    if spec.physical in {s.physical for s in store.list_specs()}:
-        # NAME__v1 exists without an alias (an interrupted first ingest): adopt it.
-        spec = store.spec(physical_name(name, 1))
+    registry = ModelRegistry(settings.data_dir)
+    version = registry.ensure_base(encoder.model_ref).version
+    physical = physical_name(name, version)
+    if physical in {s.physical for s in store.list_specs()}:
+        # Created but never aliased (an interrupted first ingest): adopt it.
+        spec = store.spec(physical)
     else:
+        spec = spec_for_new(name, version, encoder)
         store.create_collection(spec)
     store.set_alias(name, spec.physical)
+    registry.mark_serving(name, version)
     return spec, encoder

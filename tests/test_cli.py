@@ -45,7 +45,8 @@ def corpus(tmp_path):
 def _run(*args, expect=0):
     result = CliRunner().invoke(main, list(args), prog_name="ragctl", catch_exceptions=False)
     assert result.exit_code == expect, result.output
-    return result.output
+    # Results go to stdout; progress bars and errors to stderr.
+    return result.stdout if expect == 0 else result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["ingest"], ["search"], ["collections"], ["delete"]])
