@@ -222,3 +222,8 @@ def test_store_optimize_keeps_results(store):
     store.optimize(physical)
     assert [h.chunk_id for h in store.search(physical, query, k=5, shortlist=30)] == before
     assert store.count(physical) == 30
+
+
+def test_store_all_chunk_ids(store):
+    physical, chunks, _ = _filled(store)
+    assert store.all_chunk_ids(physical) == {c.chunk_id for c in chunks}

@@ -218,6 +218,10 @@ class VectorStore(ABC):
         """Stored chunk ids of each given document (documents with none are absent)."""
 
     @abstractmethod
+    def all_chunk_ids(self, physical: str) -> set[str]:
+        """Every stored chunk id (payload-only scroll, for syncing collections)."""
+
+    @abstractmethod
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         """Delete chunks by chunk id (unknown ids are ignored)."""
 

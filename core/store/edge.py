@@ -144,6 +144,9 @@ class EdgeStore(VectorStore):
             found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
         return found
 
+    def all_chunk_ids(self, physical: str) -> set[str]:
+        return {p["chunk_id"] for p in self._scroll_payloads(physical, None, ["chunk_id"])}
+
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         if chunk_ids:
             qe = _edge()

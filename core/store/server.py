@@ -167,6 +167,9 @@ class ServerStore(VectorStore):
             found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
         return found
 
+    def all_chunk_ids(self, physical: str) -> set[str]:
+        return {p["chunk_id"] for p in self._scroll_payloads(physical, None, ["chunk_id"])}
+
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         from qdrant_client import models
 

@@ -1,0 +1,9 @@
+"""The tuner's errors."""
+
+from __future__ import annotations
+
+from core.errors import RagctlError
+
+
+class TunerError(RagctlError):
+    """Training data, a training run, a promotion or a rollback failed."""

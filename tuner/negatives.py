@@ -1,0 +1,105 @@
+"""Hard negatives mined with the serving model from the serving collection.
+
+For each pair, the negative is (in order of preference) a chunk that feedback marked not
+relevant for that query, else the best-ranked chunk that is not the positive, was never marked
+relevant for the query, and scores below the positive by at least `margin` (a chunk scoring
+about as high as the positive is too likely an unlabeled positive: a false negative).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.encoder import Encoder
+from core.records import Hit
+from core.store.base import VectorStore
+from tuner.pairs import TrainingPair, normalize_query
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MiningReport:
+    pairs: int
+    from_feedback: int
+    mined: int
+    skipped_as_false_negative: int
+    without_hard_negative: int
+
+
+def mine_hard_negatives(
+    pairs: Sequence[TrainingPair],
+    *,
+    store: VectorStore,
+    physical: str,
+    encoder: Encoder,
+    relevant: Mapping[str, set[str]],
+    not_relevant: Mapping[str, set[str]] | None = None,
+    candidates: int = 20,
+    margin: float = 0.05,
+    batch_size: int = 256,
+) -> tuple[list[TrainingPair], MiningReport]:
+    """Give every pair a negative.
+
+    A pair with no safe hard negative among its candidates gets a random candidate of
+    another query (an easy negative): the trainer needs a negative on every row or none.
+    """
+    not_relevant = not_relevant or {}
+    out: list[TrainingPair] = []
+    pool: list[Hit] = []  # low-ranked candidates, the easy negatives of last resort
+    counts = {"feedback": 0, "mined": 0, "false_negative": 0, "none": 0}
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        queries = encoder.encode_queries([p.query for p in batch])
+        positives = encoder.encode_documents([p.positive for p in batch])
+        positive_scores = np.einsum("ij,ij->i", queries.full, positives.full)
+        hits = store.search_batch(physical, queries, k=candidates, shortlist=max(100, candidates))
+        for pair, pos_score, found in zip(batch, positive_scores, hits, strict=True):
+            key = normalize_query(pair.query)
+            banned = relevant.get(key, set()) | ({pair.positive_id} if pair.positive_id else set())
+            negative = None
+            labeled = [h for h in found if h.chunk_id in not_relevant.get(key, set())]
+            if labeled:
+                negative = labeled[0].text
+                counts["feedback"] += 1
+            else:
+                for hit in found:
+                    if hit.chunk_id in banned or hit.text == pair.positive:
+                        continue
+                    if hit.score > float(pos_score) - margin:
+                        counts["false_negative"] += 1
+                        continue
+                    negative = hit.text
+                    counts["mined"] += 1
+                    break
+            if negative is None:
+                counts["none"] += 1
+            pool.extend(h for h in found[-3:] if h.chunk_id not in banned)
+            out.append(
+                TrainingPair(pair.query, pair.positive, pair.positive_id, negative, pair.origin)
+            )
+    rng = np.random.default_rng(0)
+    for i, pair in enumerate(out):
+        if pair.negative is None and pool:
+            key = normalize_query(pair.query)
+            banned = relevant.get(key, set()) | ({pair.positive_id} if pair.positive_id else set())
+            for _ in range(5):
+                hit = pool[int(rng.integers(len(pool)))]
+                if hit.chunk_id not in banned and hit.text != pair.positive:
+                    out[i] = TrainingPair(
+                        pair.query, pair.positive, pair.positive_id, hit.text, pair.origin
+                    )
+                    break
+    report = MiningReport(
+        pairs=len(pairs),
+        from_feedback=counts["feedback"],
+        mined=counts["mined"],
+        skipped_as_false_negative=counts["false_negative"],
+        without_hard_negative=counts["none"],
+    )
+    logger.info("hard negatives: %s", report)
+    return out, report

@@ -1,0 +1,126 @@
+"""Promotion and rollback: re-embed into NAME__vN, verify, switch the alias, mark the registry.
+
+Re-embedding is a sync: it makes the target collection hold exactly the source's chunk ids,
+embedding only the missing ones with the target's model. That makes it resumable (a killed
+run continues where it stopped) and lets a rollback catch up with documents that changed
+while the newer model served, without re-embedding everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.encoder import Encoder
+from core.registry import ModelRegistry
+from core.store.base import CollectionSpec, VectorStore, physical_name
+from tuner.errors import TunerError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    source: str
+    target: str
+    points: int
+    embedded: int
+    deleted: int
+    seconds: float
+
+
+def sync_collection(
+    store: VectorStore,
+    *,
+    source: str,
+    target: str,
+    encoder: Encoder,
+    batch_size: int = 256,
+    on_progress: Progress | None = None,
+) -> SyncReport:
+    """Make `target` hold exactly the chunks of `source`, embedded by `encoder`.
+
+    Chunks already in `target` (same chunk id = same text) are kept as they are.
+    """
+    started = time.perf_counter()
+    have = store.all_chunk_ids(target)
+    want: set[str] = set()
+    total = store.count(source)
+    embedded = done = 0
+    for batch in store.scroll_chunks(source, batch_size=batch_size):
+        want.update(c.chunk_id for c in batch)
+        missing = [c for c in batch if c.chunk_id not in have]
+        if missing:
+            vectors = encoder.encode_documents([c.text for c in missing])
+            store.upsert(target, missing, vectors)
+            embedded += len(missing)
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, total)
+    extra = sorted(have - want)
+    store.delete_chunks(target, extra)
+    source_count, target_count = store.count(source), store.count(target)
+    if source_count != target_count:
+        raise TunerError(
+            f"re-embedding left {target} with {target_count} points but {source} has "
+            f"{source_count}; was the collection written to meanwhile? Run it again to catch up"
+        )
+    return SyncReport(
+        source, target, target_count, embedded, len(extra), time.perf_counter() - started
+    )
+
+
+def reembed(
+    store: VectorStore,
+    *,
+    collection: str,
+    version: int,
+    encoder: Encoder,
+    batch_size: int = 256,
+    on_progress: Progress | None = None,
+) -> SyncReport:
+    """Build (or finish building) `NAME__v{version}` from the serving collection's chunks."""
+    source = store.resolve(collection)
+    target = physical_name(collection, version)
+    if target not in {s.physical for s in store.list_specs()}:
+        store.create_collection(
+            CollectionSpec(
+                name=collection,
+                version=version,
+                model=encoder.model_ref,
+                dim=encoder.dim,
+                shortlist_dims=encoder.shortlist_dims,
+                query_prompt=encoder.query_prompt,
+                document_prompt=encoder.document_prompt,
+            )
+        )
+    elif store.spec(target).model != encoder.model_ref:
+        raise TunerError(f"{target} exists but was embedded by {store.spec(target).model!r}")
+    report = sync_collection(
+        store,
+        source=source,
+        target=target,
+        encoder=encoder,
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
+    logger.info("re-embedded %s -> %s: %s", source, target, report)
+    return report
+
+
+def switch(store: VectorStore, registry: ModelRegistry, collection: str, version: int) -> str:
+    """Point the alias at `NAME__v{version}` (atomic) and record it in the registry."""
+    target = physical_name(collection, version)
+    store.spec(target)  # must exist
+    store.set_alias(collection, target)
+    registry.mark_serving(collection, version)
+    return target
+
+
+def kept_versions(store: VectorStore, collection: str) -> Sequence[int]:
+    """Versions of `collection` whose physical collection still exists."""
+    return [s.version for s in store.list_specs() if s.name == collection]

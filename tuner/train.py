@@ -1,0 +1,233 @@
+"""Fine-tuning: MultipleNegativesRankingLoss (cached variant past a memory budget) wrapped in
+MatryoshkaLoss, with the sentence-transformers Trainer.
+
+Runs on CPU (fp32) or GPU (bf16 where supported, tf32), seeded, with checkpoints so an
+interrupted run resumes, and an optional wall-clock budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import TunerError
+from tuner.pairs import TrainingPair
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (recorded in the model card)."""
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    max_minutes: float | None = None
+    # Past this batch size the cached loss (GradCache) keeps memory flat: it embeds in
+    # mini-batches of `mini_batch_size` and still uses the whole batch as negatives.
+    max_uncached_batch: int = 64
+    mini_batch_size: int = 32
+    checkpoint_steps: int = 200
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise TunerError(f"epochs must be > 0, got {self.epochs}")
+        if not 2 <= self.batch_size <= 65536:
+            raise TunerError(
+                f"batch_size must be in [2, 65536] (in-batch negatives), got {self.batch_size}"
+            )
+        if not 0 < self.learning_rate < 1:
+            raise TunerError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise TunerError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or budget-stopped) run produced."""
+
+    model_dir: Path
+    steps: int
+    epochs_done: float
+    seconds: float
+    pairs: int
+    loss: str
+    matryoshka_dims: list[int]
+    stopped_by_budget: bool
+    device: str
+    precision: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.pairs * self.epochs_done / self.seconds if self.seconds else 0.0
+
+
+def matryoshka_dims(full_dim: int, shortlist_dims: Sequence[int]) -> list[int]:
+    """The full dim, every power of two between it and the smallest shortlist dim, and each
+    shortlist dim: 384 with [64] -> [384, 256, 128, 64]; 768 -> [768, 512, 256, 128, 64]."""
+    smallest = min(shortlist_dims, default=full_dim)
+    dims = {full_dim, *shortlist_dims}
+    power = 1
+    while power < full_dim:
+        if power >= smallest:
+            dims.add(power)
+        power *= 2
+    return sorted(dims, reverse=True)
+
+
+def train(
+    model_path: str,
+    pairs: Sequence[TrainingPair],
+    config: TrainConfig,
+    *,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    shortlist_dims: Sequence[int],
+    query_prompt: str = "",
+    document_prompt: str = "",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Fine-tune `model_path` on `pairs` and save the result to `output_dir`.
+
+    Resumes from the newest checkpoint in `checkpoint_dir` if one exists (same data and
+    config assumed: the caller keys the directory by both).
+    """
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from transformers import TrainerCallback
+
+    from core.encoder import pick_device
+
+    if len(pairs) < config.batch_size:
+        raise TunerError(
+            f"{len(pairs)} training pairs are fewer than one batch ({config.batch_size}); "
+            "lower --batch-size or add pairs"
+        )
+    device = pick_device(device)
+    model = SentenceTransformer(model_path, device=device, trust_remote_code=trust_remote_code)
+    dims = matryoshka_dims(int(model.get_embedding_dimension() or 0), shortlist_dims)
+    if config.batch_size > config.max_uncached_batch:
+        base_loss: Any = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=config.mini_batch_size
+        )
+        loss_name = f"CachedMultipleNegativesRankingLoss(mini_batch={config.mini_batch_size})"
+    else:
+        base_loss = MultipleNegativesRankingLoss(model)
+        loss_name = "MultipleNegativesRankingLoss"
+    loss = MatryoshkaLoss(model, base_loss, matryoshka_dims=dims)
+
+    columns: dict[str, list[str]] = {
+        "anchor": [p.query for p in pairs],
+        "positive": [p.positive for p in pairs],
+    }
+    if all(p.negative for p in pairs):
+        columns["negative"] = [p.negative or "" for p in pairs]
+    dataset = Dataset.from_dict(columns)
+    prompts = None
+    if query_prompt or document_prompt:
+        prompts = {"anchor": query_prompt, "positive": document_prompt, "negative": document_prompt}
+        prompts = {k: v for k, v in prompts.items() if k in columns}
+
+    on_gpu = device.startswith("cuda")
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="cosine",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        bf16=bf16,
+        tf32=on_gpu or None,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=2,
+        logging_steps=max(1, config.checkpoint_steps // 4),
+        report_to="none",
+        disable_tqdm=not show_progress,
+        prompts=prompts,
+        use_cpu=device == "cpu",
+    )
+
+    budget = _Budget(config.max_minutes)
+
+    class _BudgetCallback(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if budget.exceeded():
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_BudgetCallback()]
+    )
+    resume = _latest_checkpoint(checkpoint_dir)
+    if resume:
+        logger.info("resuming training from %s", resume)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    steps_per_epoch = max(1, len(pairs) // config.batch_size)
+    return TrainResult(
+        model_dir=output_dir,
+        steps=int(state.global_step),
+        epochs_done=round(state.global_step / steps_per_epoch, 4),
+        seconds=seconds,
+        pairs=len(pairs),
+        loss=f"MatryoshkaLoss({loss_name}, dims={dims})",
+        matryoshka_dims=dims,
+        stopped_by_budget=budget.hit,
+        device=device,
+        precision="bf16" if bf16 else "tf32" if on_gpu else "fp32",
+        config=asdict(config),
+    )
+
+
+class _Budget:
+    def __init__(self, minutes: float | None) -> None:
+        self.deadline = None if minutes is None else time.monotonic() + minutes * 60
+        self.hit = False
+
+    def exceeded(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.hit = True
+        return self.hit
+
+
+def _latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    if not checkpoint_dir.is_dir():
+        return None
+    found = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
