@@ -111,6 +111,42 @@ class FeedbackSettings(BaseModel):
     database_url: str | None = None
 
 
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint for synthetic questions (vLLM, Ollama, OpenAI)."""
+
+    base_url: str | None = None  # e.g. http://localhost:11434/v1; None -> offline generator
+    model: str = "gpt-4o-mini"
+    api_key: SecretStr | None = None  # better: RAGCTL_TUNER__LLM__API_KEY
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+
+class GateSettings(BaseModel):
+    """When a candidate may replace the serving model (compared on ndcg@10, absolute)."""
+
+    min_gain: float = Field(default=0.005, ge=0, le=1)  # at the full dim and two-stage
+    max_regression: float = Field(default=0.01, ge=0, le=1)  # at any dim
+    guard_tolerance: float = Field(default=0.01, ge=0, le=1)
+    guard_dataset: Path | None = None  # a general-domain BEIR folder against forgetting
+
+
+class TunerSettings(BaseModel):
+    """`ragctl retune`: data, training and gate."""
+
+    epochs: float = Field(default=1.0, gt=0, le=100)
+    batch_size: int = Field(default=32, ge=2, le=65_536)
+    learning_rate: float = Field(default=2e-5, gt=0, lt=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
+    hard_negatives: bool = False
+    negative_margin: float = Field(default=0.05, ge=0, le=2)
+    round_trip_k: int = Field(default=10, ge=1, le=1000)  # synthetic-question filter
+    seed: int = 42
+    llm: LLMSettings = LLMSettings()
+    gate: GateSettings = GateSettings()
+
+
 class Settings(BaseSettings):
     """Everything ragctl can be configured with."""
 
@@ -129,6 +165,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     retriever: RetrieverSettings = RetrieverSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    tuner: TunerSettings = TunerSettings()
 
     @classmethod
     def settings_customise_sources(

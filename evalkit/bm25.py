@@ -1,6 +1,8 @@
-"""The BM25 baseline: `bm25s` (Lucene scoring, k1=1.5, b=0.75) with an English Snowball stemmer
-and English stopwords. Docs with a zero score (no query term) are not returned, as in a search
-engine; ties are broken by doc id."""
+"""The BM25 baseline: `bm25s` (Lucene scoring) with an English Snowball stemmer and English
+stopwords, k1=0.9 and b=0.4 as in the Anserini/Pyserini BEIR baselines (on scifact test this gives
+ndcg@10 0.676; Pyserini publishes 0.679, BEIR's Elasticsearch run 0.665; bm25s' own defaults
+k1=1.5, b=0.75 give 0.686). Docs with a zero score (no query term) are not returned, as in a
+search engine; ties are broken by doc id."""
 
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ _QUERY_BLOCK = 64
 
 @dataclass(frozen=True)
 class BM25Params:
-    """BM25 settings (bm25s defaults; BEIR's Elasticsearch baseline uses the same k1 and b)."""
+    """BM25 settings (k1 and b as in the Anserini/Pyserini BEIR baselines)."""
 
-    k1: float = 1.5
-    b: float = 0.75
+    k1: float = 0.9
+    b: float = 0.4
     method: str = "lucene"
     stemmer: str = "english"
     stopwords: str = "en"
@@ -102,7 +104,7 @@ def bm25_rankings(
                 scores[row] = retriever.get_scores_from_ids(token_ids)
         idx, vals = top_k_rows(scores, k, ranks)
         for row, qid in enumerate(block_ids):
-            rankings[qid] = [doc_ids[i] for i, v in zip(idx[row], vals[row]) if v > 0]
+            rankings[qid] = [doc_ids[i] for i, v in zip(idx[row], vals[row], strict=True) if v > 0]
     search_seconds = time.perf_counter() - started
     logger.info("bm25: indexed %d docs in %.1f s", len(doc_ids), index_seconds)
     return BM25Run(rankings, index_seconds, search_seconds)

@@ -94,7 +94,7 @@ class EvalDataset:
             picked = set(judged) | set(rng.sample(others, min(room, len(others))))
             if len(judged) > max_corpus:
                 logger.warning(
-                    "max_corpus=%d is below the %d judged docs of the kept queries; keeping them all",
+                    "max_corpus=%d is below the %d judged docs of the kept queries; keeping all",
                     max_corpus,
                     len(judged),
                 )
@@ -138,7 +138,9 @@ def build_dataset(raw: RawDataset, *, name: str, split: str, source: str) -> Eva
             "(qrels score > 0)"
         )
     qrels = {q: raw.qrels[q] for q in kept}
-    missing_docs = {d for j in qrels.values() for d, s in j.items() if s > 0 and d not in raw.corpus}
+    missing_docs = {
+        d for j in qrels.values() for d, s in j.items() if s > 0 and d not in raw.corpus
+    }
     if missing_docs:
         notes.append(
             f"{len(missing_docs)} relevant docs are not in the corpus (they still count as "
@@ -180,9 +182,7 @@ def load_pairs(
 
     path = Path(path)
     raw = read_pairs(path, columns=columns or PairColumns(), corpus_paths=corpus_paths or [])
-    return build_dataset(
-        raw, name=name or path.stem, split=split or path.stem, source=str(path)
-    )
+    return build_dataset(raw, name=name or path.stem, split=split or path.stem, source=str(path))
 
 
 def load_pairs_folder(

@@ -1,9 +1,8 @@
-"""The result of an evaluation: one row per dimension / pipeline / baseline, with JSON round trip."""
+"""An evaluation result: one row per dim / pipeline mode / baseline, with a JSON round trip."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -202,8 +201,3 @@ def load_report(path: Path) -> EvalReport:
         return EvalReport.from_dict(data)
     except EvalError as exc:
         raise EvalError(f"{path}: {exc}") from exc
-
-
-def finite(value: float) -> bool:
-    """True for a real number (not NaN or infinite)."""
-    return math.isfinite(value)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ragctl import commands_data, commands_eval
+from ragctl import commands_data, commands_eval, commands_serve, commands_tune
 from ragctl.context import State
 
 
@@ -86,5 +86,12 @@ for _command in (
     commands_data.delete,
     commands_eval.eval_command,
     commands_eval.compare,
+    commands_serve.serve,
+    commands_serve.feedback,
+    commands_tune.retune,
+    commands_tune.synth,
+    commands_tune.models,
+    commands_tune.rollback,
+    commands_tune.push,
 ):
     main.add_command(_command)

@@ -20,7 +20,9 @@ def _parse_dims(value: str | None) -> tuple[int, ...] | None:
             param_hint="--dims",
         ) from exc
     if not dims or any(d < 1 for d in dims):
-        raise click.BadParameter(f"dims must be positive integers, got {value!r}", param_hint="--dims")
+        raise click.BadParameter(
+            f"dims must be positive integers, got {value!r}", param_hint="--dims"
+        )
     return dims
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.encoder import Encoder
+from core.errors import CollectionNotFoundError
 from core.registry import ModelRegistry
 from core.store.base import CollectionSpec, VectorStore, physical_name
 from tuner.errors import TunerError
@@ -124,3 +125,42 @@ def switch(store: VectorStore, registry: ModelRegistry, collection: str, version
 def kept_versions(store: VectorStore, collection: str) -> Sequence[int]:
     """Versions of `collection` whose physical collection still exists."""
     return [s.version for s in store.list_specs() if s.name == collection]
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    collection: str
+    from_physical: str
+    to_physical: str
+    version: int
+    caught_up: SyncReport | None
+
+
+def rollback(
+    store: VectorStore,
+    registry: ModelRegistry,
+    collection: str,
+    *,
+    load_encoder: Callable[[CollectionSpec], Encoder],
+) -> RollbackReport:
+    """Serve the version that served before the current one again.
+
+    Its collection was kept, so nothing is re-embedded; only chunks added, changed or deleted
+    since then are caught up (embedded with that version's own model) before the switch.
+    """
+    current = store.resolve(collection)
+    version = registry.rollback_target(collection)
+    target = physical_name(collection, version)
+    try:
+        spec = store.spec(target)
+    except CollectionNotFoundError as exc:
+        raise TunerError(
+            f"cannot roll back to v{version}: its collection {target} was dropped"
+        ) from exc
+    caught_up = None
+    if store.all_chunk_ids(current) != store.all_chunk_ids(target):
+        caught_up = sync_collection(
+            store, source=current, target=target, encoder=load_encoder(spec)
+        )
+    switch(store, registry, collection, version)
+    return RollbackReport(collection, current, target, version, caught_up)

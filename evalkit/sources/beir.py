@@ -63,7 +63,9 @@ def read_corpus(path: Path) -> dict[str, str]:
         text = text_field(record, "text", loc)
         title = text_field(record, "title", loc, required=False)
         if doc_id in corpus:
-            raise EvalError(f"{loc}: field '_id': duplicate id {doc_id!r} (first at {first_seen[doc_id]})")
+            raise EvalError(
+                f"{loc}: field '_id': duplicate id {doc_id!r} (first at {first_seen[doc_id]})"
+            )
         first_seen[doc_id] = loc
         corpus[doc_id] = join_title(title, text)
     return corpus

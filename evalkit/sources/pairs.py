@@ -57,14 +57,15 @@ class _Corpus:
             elif known != text:
                 self.conflicts += 1  # first text wins
             return doc_id
-        doc_id = self._by_text.get(text)
-        if doc_id is None:
-            doc_id = f"p{len(self.docs)}"
-            while doc_id in self.docs:
-                doc_id += "_"
-            self._by_text[text] = doc_id
-            self.docs[doc_id] = text
-        return doc_id
+        found = self._by_text.get(text)
+        if found is not None:
+            return found
+        new_id = f"p{len(self.docs)}"
+        while new_id in self.docs:
+            new_id += "_"
+        self._by_text[text] = new_id
+        self.docs[new_id] = text
+        return new_id
 
 
 def _rows(
@@ -116,10 +117,13 @@ def read_pair_records(
         anchor = _text(record, columns.anchor, loc)
         positive = _text(record, columns.positive, loc)
         group = id_field(record, group_col, loc) if group_col else None
-        qid = id_field(record, columns.id, loc) if record.get(columns.id) is not None else f"q{index}"
+        qid = (
+            id_field(record, columns.id, loc) if record.get(columns.id) is not None else f"q{index}"
+        )
         if qid in raw.queries:
             raise EvalError(
-                f"{loc}: field '{columns.id}': duplicate query id {qid!r} (first at {first_seen[qid]})"
+                f"{loc}: field '{columns.id}': duplicate query id {qid!r} "
+                f"(first at {first_seen[qid]})"
             )
         first_seen[qid] = loc
         raw.queries[qid] = anchor
@@ -133,7 +137,8 @@ def read_pair_records(
     raw.corpus = corpus.docs
     if len(corpus.docs) > evaluated_docs:
         raw.notes.append(
-            f"{len(corpus.docs) - evaluated_docs} positives of other pair files added as distractors"
+            f"{len(corpus.docs) - evaluated_docs} positives of other pair files added "
+            "as distractors"
         )
     if corpus.conflicts:
         raw.notes.append(

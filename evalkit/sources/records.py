@@ -59,7 +59,9 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise EvalError(f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+                    raise EvalError(
+                        f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})"
+                    ) from exc
                 if not isinstance(record, dict):
                     raise EvalError(f"{loc}: expected a JSON object, got {type(record).__name__}")
                 yield loc, record

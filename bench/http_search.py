@@ -1,0 +1,401 @@
+"""Search latency and throughput over HTTP vs in-process, two-stage vs single-stage (scifact).
+
+1. Ingests the scifact corpus into a reusable data dir (once; ~5 minutes on 2 CPU cores).
+2. In-process: `encode_queries` + `store.search` (and the same plus the durable search-log
+   write, which is what the service does), one query at a time.
+3. Starts `ragctl serve` on 127.0.0.1 and drives it from a separate load-generating process
+   (asyncio + httpx) at 1 and 8 concurrent clients, two-stage and single-stage; reports
+   p50/p95/p99 latency, requests/s, and the server-side stage means from /metrics.
+
+Every phase is bounded in requests and seconds; the server is killed on exit.
+
+    .venv/bin/python bench/http_search.py --data-dir /tmp/ragctl-bench-scifact \\
+        [--requests 400] [--max-seconds 60] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SCIFACT = ROOT.parent / "shared/data/scifact"
+COLLECTION = "scifact"
+CONCURRENCY = (1, 8)
+MODES = ("two_stage", "single_stage")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def summary_ms(latencies_s: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in latencies_s]
+    return {
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2) if ms else float("nan"),
+    }
+
+
+def load_queries(path: Path, limit: int) -> list[str]:
+    queries = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            queries.append(json.loads(line)["text"])
+            if len(queries) >= limit:
+                break
+    return queries
+
+
+# --- 1. ingest ---------------------------------------------------------------------------
+def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[str, Any]:
+    """Ingest the corpus unless the collection already holds it (re-runs are cheap)."""
+    from core.collections import open_or_create
+    from core.settings import load_settings
+    from core.store import open_store
+    from ingest.pipeline import ingest_paths, make_chunker
+
+    settings = load_settings(data_dir=data_dir, collection=COLLECTION)
+    marker = data_dir / f"{COLLECTION}.ingested.json"
+    with open_store(settings) as store:
+        if marker.is_file() and COLLECTION in store.aliases():
+            info = json.loads(marker.read_text())
+            info["points"] = store.count(store.resolve(COLLECTION))
+            return info
+        spec, encoder = open_or_create(store, settings, COLLECTION)
+        chunker = make_chunker(
+            encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
+        )
+        deadline = time.monotonic() + max_seconds
+
+        def on_progress(report: Any) -> None:
+            print(f"  ingest: {report.documents} docs, {report.chunks_written} chunks, "
+                  f"{report.seconds:.0f} s", flush=True)  # fmt: skip
+            if time.monotonic() > deadline:
+                raise SystemExit(f"ingest took longer than {max_seconds:.0f} s; rerun to resume")
+
+        report = ingest_paths([corpus], store=store, physical=spec.physical, encoder=encoder,
+                              chunker=chunker, on_progress=on_progress)  # fmt: skip
+        store.optimize(spec.physical)
+        info = {"documents": report.documents, "ingest_s": round(report.seconds, 1)}
+        marker.write_text(json.dumps(info))
+        info["points"] = store.count(spec.physical)
+        return info
+
+
+# --- 2. in-process -----------------------------------------------------------------------
+def in_process(data_dir: Path, queries: list[str], n: int) -> dict[str, Any]:
+    """Sequential latency of encode + store search, and of the service's full search."""
+    from core.settings import load_settings
+    from retriever.service import RetrieverService
+
+    settings = load_settings(data_dir=data_dir, collection=COLLECTION)
+    service = RetrieverService.open(settings)
+    try:
+        serving = service.current()
+        for q in queries[:20]:  # warm-up
+            service.search(q)
+        results: dict[str, Any] = {}
+        for mode in MODES:
+            single = mode == "single_stage"
+            encode, store, total = [], [], []
+            for q in queries[:n]:
+                t0 = time.perf_counter()
+                vectors = serving.encoder.encode_queries([q])
+                t1 = time.perf_counter()
+                service.store.search(serving.physical, vectors, k=10, shortlist=100,
+                                     single_stage=single)  # fmt: skip
+                t2 = time.perf_counter()
+                encode.append(t1 - t0)
+                store.append(t2 - t1)
+                total.append(t2 - t0)
+            with_log = []
+            for q in queries[:n]:
+                t0 = time.perf_counter()
+                service.search(q, single_stage=single)
+                with_log.append(time.perf_counter() - t0)
+            results[mode] = {
+                "encode_plus_store": summary_ms(total),
+                "encode": summary_ms(encode),
+                "store": summary_ms(store),
+                "service_search_with_log": summary_ms(with_log),
+                "requests_per_s_sequential": round(len(total) / sum(total), 1),
+                "n": len(total),
+            }
+        return results
+    finally:
+        service.close()
+
+
+# --- 3. over HTTP --------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGCTL_COLLECTION": COLLECTION}
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ragctl", "--data-dir", str(data_dir), "serve", "--host",
+         "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/v1/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"server not ready after {timeout_s:.0f} s")
+
+
+async def _drive(
+    url: str, queries: list[str], concurrency: int, total: int, max_s: float, single: bool
+) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        for q in queries[: 2 * concurrency]:  # warm-up: open connections, warm caches
+            await client.post("/v1/search", json={"query": q, "single_stage": single})
+        deadline = time.monotonic() + max_s
+
+        async def worker() -> None:
+            nonlocal issued, errors
+            while issued < total and time.monotonic() < deadline:
+                q = queries[issued % len(queries)]
+                issued += 1
+                t0 = time.perf_counter()
+                response = await client.post(
+                    "/v1/search", json={"query": q, "single_stage": single}
+                )
+                latencies.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        **summary_ms(latencies),
+    }
+
+
+def _load_process(url: str, queries: list[str], concurrency: int, total: int, max_s: float,
+                  single: bool, out: Any) -> None:  # fmt: skip
+    out.put(asyncio.run(_drive(url, queries, concurrency, total, max_s, single)))
+
+
+def run_load(url: str, queries: list[str], concurrency: int, total: int, max_s: float,
+             single: bool) -> dict[str, Any]:  # fmt: skip
+    """Drive the server from a separate process (so the client does not share our GIL)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(
+        target=_load_process, args=(url, queries, concurrency, total, max_s, single, queue)
+    )
+    proc.start()
+    try:
+        result = queue.get(timeout=max_s + 120)
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+    return dict(result)
+
+
+def stage_means(url: str) -> dict[str, tuple[float, float]]:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found: dict[str, list[float]] = {}
+    for kind in ("sum", "count"):
+        for stage, value in re.findall(
+            rf'^ragctl_search_stage_seconds_{kind}{{stage="(\w+)"}} ([0-9.e+-]+)$', text, re.M
+        ):
+            found.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] = float(value)
+    return {stage: (s, c) for stage, (s, c) in found.items()}
+
+
+def over_http(data_dir: Path, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "bench-server.log"
+    server = start_server(data_dir, port, log_path)
+    results: dict[str, Any] = {}
+    try:
+        wait_ready(url, server, timeout_s=180)
+        for mode in MODES:
+            for concurrency in CONCURRENCY:
+                before = stage_means(url)
+                total = args.requests if concurrency > 1 else max(args.requests // 2, 50)
+                print(
+                    f"  http: {mode}, {concurrency} client(s), up to {total} requests", flush=True
+                )
+                result = run_load(url, queries, concurrency, total, args.max_seconds,
+                                  mode == "single_stage")  # fmt: skip
+                after = stage_means(url)
+                result["server_stage_mean_ms"] = {
+                    stage: round(1000 * (after[stage][0] - before.get(stage, (0, 0))[0])
+                                 / max(after[stage][1] - before.get(stage, (0, 0))[1], 1), 2)
+                    for stage in after
+                }  # fmt: skip
+                results[f"{mode}@{concurrency}"] = result
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return results
+
+
+def write_results(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "http_search.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# Search latency and throughput: HTTP vs in-process",
+        "",
+        f"`{result['command']}` on {result['machine']}, {result['date']}; {result['model']}; "
+        f"corpus {result['corpus']} ({result['ingest']['points']} chunks); k=10, shortlist=100 "
+        "(two-stage: 64-d shortlist, 384-d rerank). The load generator is a separate process "
+        "(asyncio + httpx) on the same machine, so it competes for the same cores. "
+        f"1-minute load average at start/end: {result['load_average_1m']['start']} / "
+        f"{result['load_average_1m']['end']} (other work on the machine inflates the numbers).",
+        "",
+        "## Over HTTP (`ragctl serve`, 1 uvicorn worker, embedded Qdrant Edge)",
+        "",
+        "| mode | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
+        "| server encode / store / log ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key, r in result["http"].items():
+        mode, clients = key.split("@")
+        stages = r.get("server_stage_mean_ms", {})
+        lines.append(
+            f"| {mode} | {clients} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | "
+            f"{r['p95_ms']} | {r['p99_ms']} | {r['errors']} | "
+            f"{stages.get('encode', '-')} / {stages.get('store', '-')} / {stages.get('log', '-')} |"
+        )
+    lines += [
+        "",
+        "## In-process (same process, one query at a time)",
+        "",
+        "| mode | encode+store p50 ms | p95 ms | encode p50 | store p50 "
+        "| service.search (+ log) p50 | p95 | req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for mode, r in result["in_process"].items():
+        lines.append(
+            f"| {mode} | {r['encode_plus_store']['p50_ms']} | {r['encode_plus_store']['p95_ms']} | "
+            f"{r['encode']['p50_ms']} | {r['store']['p50_ms']} | "
+            f"{r['service_search_with_log']['p50_ms']} | "
+            f"{r['service_search_with_log']['p95_ms']} | {r['requests_per_s_sequential']} |"
+        )
+    http_overhead = {
+        mode: round(result["http"][f"{mode}@1"]["p50_ms"]
+                    - result["in_process"][mode]["service_search_with_log"]["p50_ms"], 2)
+        for mode in MODES
+    }  # fmt: skip
+    result["http_overhead_p50_ms"] = http_overhead
+    lines += [
+        "",
+        "HTTP overhead at 1 client (HTTP p50 - in-process service.search p50): "
+        + ", ".join(f"{m} {v} ms" for m, v in http_overhead.items())
+        + ".",
+        "",
+    ]
+    (out / "http_search.md").write_text("\n".join(lines))
+    (out / "http_search.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/ragctl-bench-scifact"))
+    parser.add_argument("--corpus", type=Path, default=SCIFACT / "corpus.jsonl")
+    parser.add_argument("--queries", type=Path, default=SCIFACT / "queries.jsonl")
+    parser.add_argument(
+        "--requests", type=int, default=400, help="requests per HTTP config (8 clients)"
+    )
+    parser.add_argument("--in-process", type=int, default=200, help="queries per in-process mode")
+    parser.add_argument("--max-seconds", type=float, default=60, help="cap per HTTP config")
+    parser.add_argument("--max-ingest-seconds", type=float, default=1200)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        sys.exit(f"corpus not found: {args.corpus} (the shared datasets live next to the repo)")
+
+    queries = load_queries(args.queries, 1000)
+    load_start = round(os.getloadavg()[0], 2)
+    print(f"ingest (reused when done) into {args.data_dir}", flush=True)
+    ingest = ensure_ingested(args.data_dir, args.corpus, args.max_ingest_seconds)
+    print(f"  {ingest}", flush=True)
+    print("in-process", flush=True)
+    local = in_process(args.data_dir, queries, args.in_process)
+    print(json.dumps(local, indent=2), flush=True)
+    print("over HTTP", flush=True)
+    http = over_http(args.data_dir, queries, args)
+    print(json.dumps(http, indent=2), flush=True)
+    result = {
+        "corpus": "scifact (../shared/data/scifact/corpus.jsonl)",
+        "ingest": ingest,
+        "in_process": local,
+        "http": http,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "model": "all-MiniLM-L6-v2 (packaged), CPU",
+        "command": "python bench/http_search.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    write_results(result, args.out)
+    print((args.out / "http_search.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The promotion gate (pure): does a candidate model beat the serving one on held-out queries?
+
+Promote only when all hold:
+1. gain: `metric` (ndcg@10) improves by at least `min_gain` at the full dim AND through the
+   two-stage pipeline (when both reports have a two-stage row; required by default);
+2. no regression: at every exact dim and pipeline mode both reports share, the candidate loses
+   at most `max_regression`;
+3. guard (optional): on a general-domain guard set, the candidate loses at most
+   `guard_tolerance` at the full dim (and through two-stage when both guard reports have it).
+Differences are absolute (candidate - serving). BM25 rows are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evalkit.errors import EvalError
+from evalkit.results import EXACT, SINGLE_STAGE, TWO_STAGE, EvalReport, RunRow
+
+# Float noise allowance when comparing a difference with a threshold.
+_EPS = 1e-12
+
+GAIN = "gain"
+REGRESSION = "regression"
+GUARD = "guard"
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """Thresholds of the promotion gate.
+
+    Attributes:
+        metric: The metric compared (`ndcg@10`).
+        min_gain: Least improvement at the full dim and through two-stage.
+        max_regression: Largest drop allowed at any dim / pipeline mode.
+        guard_tolerance: Largest drop allowed on the guard set.
+        require_two_stage: Refuse to decide without two-stage rows in both reports.
+    """
+
+    metric: str = "ndcg@10"
+    min_gain: float = 0.005
+    max_regression: float = 0.01
+    guard_tolerance: float = 0.01
+    require_two_stage: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("min_gain", "max_regression", "guard_tolerance"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise EvalError(f"gate rule {name} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class GateComparison:
+    """One compared number.
+
+    Attributes:
+        check: `gain`, `regression` or `guard`.
+        column: Report row (`"384"`, `"two-stage"`).
+        metric: Metric key.
+        candidate: Candidate's value.
+        serving: Serving model's value.
+        threshold: The bound on `delta`: `delta >= threshold` passes.
+        passed: Whether it passed.
+    """
+
+    check: str
+    column: str
+    metric: str
+    candidate: float
+    serving: float
+    threshold: float
+    passed: bool
+
+    @property
+    def delta(self) -> float:
+        """candidate - serving."""
+        return self.candidate - self.serving
+
+    def describe(self) -> str:
+        """`ndcg@10 at 384: 0.6512 vs 0.6450 (+0.0062, needs >= +0.0050)`."""
+        return (
+            f"{self.check} {self.metric} at {self.column}: {self.candidate:.4f} vs "
+            f"{self.serving:.4f} ({self.delta:+.4f}, needs >= {self.threshold:+.4f})"
+        )
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The outcome: promote or not, why, and every number compared."""
+
+    promote: bool
+    reason: str
+    comparisons: list[GateComparison] = field(default_factory=list)
+
+    def failures(self) -> list[GateComparison]:
+        """The comparisons that did not pass."""
+        return [c for c in self.comparisons if not c.passed]
+
+
+def _value(report: EvalReport, row: RunRow | None, metric: str, what: str) -> float:
+    if row is None:
+        raise EvalError(f"{what}: report of {report.model} on {report.dataset} has no such row")
+    if metric not in row.metrics:
+        raise EvalError(f"{what}: row {row.name} of {report.model} has no metric {metric!r}")
+    return row.metrics[metric]
+
+
+def _check_comparable(candidate: EvalReport, serving: EvalReport, what: str) -> None:
+    if (candidate.dataset, candidate.split) != (serving.dataset, serving.split):
+        raise EvalError(
+            f"{what}: candidate was evaluated on {candidate.dataset} [{candidate.split}] but the "
+            f"serving model on {serving.dataset} [{serving.split}]"
+        )
+    for key in ("queries", "corpus"):
+        if candidate.sizes.get(key) != serving.sizes.get(key):
+            raise EvalError(
+                f"{what}: the reports have different {key} counts "
+                f"({candidate.sizes.get(key)} vs {serving.sizes.get(key)})"
+            )
+
+
+def _compare(
+    check: str,
+    column: str,
+    candidate: EvalReport,
+    serving: EvalReport,
+    rule: GateRule,
+    threshold: float,
+) -> GateComparison:
+    what = f"{check} check at {column}"
+    if column == "full":
+        c_row, s_row = candidate.full_row(), serving.full_row()
+        column = str(candidate.full_dim)
+    else:
+        c_row, s_row = candidate.row(column), serving.row(column)
+    c = _value(candidate, c_row, rule.metric, what)
+    s = _value(serving, s_row, rule.metric, what)
+    return GateComparison(check, column, rule.metric, c, s, threshold, c - s >= threshold - _EPS)
+
+
+def decide(
+    candidate: EvalReport,
+    serving: EvalReport,
+    rule: GateRule | None = None,
+    *,
+    candidate_guard: EvalReport | None = None,
+    serving_guard: EvalReport | None = None,
+) -> GateDecision:
+    """Decide whether `candidate` may replace `serving`.
+
+    Args:
+        candidate: Report of the candidate model on the held-out set.
+        serving: Report of the serving model on the same set.
+        rule: Thresholds (defaults: gain 0.005, regression 0.01, guard 0.01 on ndcg@10).
+        candidate_guard: Candidate's report on the guard set (give both guard reports or none).
+        serving_guard: Serving model's report on the guard set.
+
+    Raises:
+        EvalError: The reports are not comparable (other dataset or sizes, a missing full-dim or
+            required two-stage row, only one guard report).
+    """
+    rule = rule or GateRule()
+    _check_comparable(candidate, serving, "gate")
+    if (candidate_guard is None) != (serving_guard is None):
+        raise EvalError("the guard check needs both the candidate's and the serving guard report")
+    has_two_stage = candidate.row(TWO_STAGE) is not None and serving.row(TWO_STAGE) is not None
+    if rule.require_two_stage and not has_two_stage:
+        raise EvalError(
+            "the gate needs two-stage rows in both reports (evaluate with the pipeline), "
+            "or a rule with require_two_stage=False"
+        )
+    comparisons = [_compare(GAIN, "full", candidate, serving, rule, rule.min_gain)]
+    if has_two_stage:
+        comparisons.append(_compare(GAIN, TWO_STAGE, candidate, serving, rule, rule.min_gain))
+    shared = [
+        r.name
+        for r in candidate.rows
+        if r.kind in (EXACT, TWO_STAGE, SINGLE_STAGE) and serving.row(r.name) is not None
+    ]
+    for column in shared:
+        comparisons.append(
+            _compare(REGRESSION, column, candidate, serving, rule, -rule.max_regression)
+        )
+    if candidate_guard is not None and serving_guard is not None:
+        _check_comparable(candidate_guard, serving_guard, "guard")
+        comparisons.append(
+            _compare(GUARD, "full", candidate_guard, serving_guard, rule, -rule.guard_tolerance)
+        )
+        if candidate_guard.row(TWO_STAGE) is not None and serving_guard.row(TWO_STAGE) is not None:
+            comparisons.append(
+                _compare(
+                    GUARD, TWO_STAGE, candidate_guard, serving_guard, rule, -rule.guard_tolerance
+                )
+            )
+    return GateDecision(_all_passed(comparisons), _reason(comparisons, rule), comparisons)
+
+
+def _all_passed(comparisons: list[GateComparison]) -> bool:
+    return all(c.passed for c in comparisons)
+
+
+def _reason(comparisons: list[GateComparison], rule: GateRule) -> str:
+    failed = [c for c in comparisons if not c.passed]
+    gains = ", ".join(f"{c.delta:+.4f} at {c.column}" for c in comparisons if c.check == GAIN)
+    if not failed:
+        worst = min((c.delta for c in comparisons if c.check == REGRESSION), default=0.0)
+        text = (
+            f"promote: {rule.metric} {gains} (>= +{rule.min_gain:.4f}); no column regressed "
+            f"more than {rule.max_regression:.4f} (worst {worst:+.4f})"
+        )
+        if any(c.check == GUARD for c in comparisons):
+            text += f"; guard set within {rule.guard_tolerance:.4f}"
+        return text
+    parts = []
+    for c in failed:
+        if c.check == GAIN:
+            parts.append(
+                f"{rule.metric} gain at {c.column} is {c.delta:+.4f} < +{rule.min_gain:.4f}"
+            )
+        elif c.check == REGRESSION:
+            parts.append(
+                f"{rule.metric} at {c.column} regressed by {-c.delta:.4f} "
+                f"> {rule.max_regression:.4f}"
+            )
+        else:
+            parts.append(
+                f"guard set {rule.metric} at {c.column} dropped by {-c.delta:.4f} "
+                f"> {rule.guard_tolerance:.4f}"
+            )
+    return "reject: " + "; ".join(parts)

@@ -1,0 +1,231 @@
+"""The production path: ingest the corpus into a real store and query it as the service does.
+
+Each corpus entry is one document, chunked by the real chunker; a document's score is its best
+chunk's. Queries go through `VectorStore.search_batch`: two-stage (Matryoshka shortlist, then
+full-size rescoring) and, for comparison, single-stage on the full vector.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.encoder import Embeddings, Encoder
+from core.records import Document
+from core.store.base import VectorStore
+
+logger = logging.getLogger(__name__)
+
+_QUERY_BATCH = 64
+COLLECTION = "eval"
+
+
+@dataclass
+class PipelineRun:
+    """Doc rankings per mode (`two-stage`, `single-stage`) and what the run did."""
+
+    rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    hits_per_query: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    max_chunks_per_doc: int = 0
+    shortlist_dim: int = 0
+    ingest_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    reused_vectors: int = 0
+
+
+class _ReusingEncoder(Encoder):
+    """An encoder that returns already-computed vectors for texts it has seen.
+
+    A corpus entry that fits in one chunk is chunked to its own (stripped) text, so its vector
+    is the one the exact run computed; only split documents are encoded again.
+    """
+
+    def __init__(self, base: Encoder, known: Mapping[str, NDArray[np.float32]]) -> None:
+        super().__init__(
+            base.model,
+            model_ref=base.model_ref,
+            shortlist_dims=base.shortlist_dims,
+            query_prompt=base.query_prompt,
+            document_prompt=base.document_prompt,
+            batch_size=base.batch_size,
+        )
+        self._known = known
+        self.reused = 0
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Embeddings:
+        rows: list[NDArray[np.float32] | None] = [self._known.get(t) for t in texts]
+        missing = [t for t, row in zip(texts, rows, strict=True) if row is None]
+        fresh = self.encode_full(missing, self.document_prompt, show_progress=show_progress)
+        full = np.empty((len(texts), self.dim), dtype=np.float32)
+        j = 0
+        for i, row in enumerate(rows):
+            if row is None:
+                full[i] = fresh[j]
+                j += 1
+            else:
+                full[i] = row
+        self.reused += len(texts) - len(missing)
+        return self.embeddings_from_full(full)
+
+
+def _documents(corpus: Mapping[str, str], name: str) -> Iterator[Document]:
+    for doc_id, text in corpus.items():
+        if text.strip():
+            yield Document(doc_id=doc_id, text=text, source=f"{name}:{doc_id}")
+
+
+def doc_ranking(hits: Sequence[tuple[str, float]], k: int) -> list[str]:
+    """Doc ids by their best chunk's score (ties by doc id), at most k."""
+    best: dict[str, float] = {}
+    for doc_id, score in hits:
+        if score > best.get(doc_id, -np.inf):
+            best[doc_id] = score
+    return sorted(best, key=lambda d: (-best[d], d))[:k]
+
+
+def run_pipeline(
+    corpus: Mapping[str, str],
+    queries: Mapping[str, str],
+    encoder: Encoder,
+    *,
+    k: int,
+    shortlist: int = 100,
+    single_stage: bool = True,
+    chunk_size_tokens: int = 256,
+    chunk_overlap_tokens: int = 32,
+    query_vectors: NDArray[np.float32] | None = None,
+    known_vectors: Mapping[str, NDArray[np.float32]] | None = None,
+    work_dir: Path | None = None,
+    optimize: bool = True,
+    name: str = "eval",
+    show_progress: bool = False,
+) -> PipelineRun:
+    """Ingest `corpus` into a fresh Qdrant Edge store and rank it for every query.
+
+    Args:
+        corpus: Doc id -> text (one document each).
+        queries: Query id -> text.
+        encoder: The model (its first shortlist dim is the two-stage prefetch vector).
+        k: Docs wanted per query (enough chunk hits are taken to fill them).
+        shortlist: Two-stage prefetch size.
+        single_stage: Also rank with single-stage full-vector search.
+        chunk_size_tokens: Chunker size, as in production settings.
+        chunk_overlap_tokens: Chunker overlap.
+        query_vectors: Normalized full query vectors in `queries` order (else encoded here).
+        known_vectors: Text -> full vector already computed (one-chunk docs reuse them).
+        work_dir: Where the temporary store lives (default: a temp dir, removed after).
+        optimize: Build the store's indexes (HNSW) before searching, as a served collection.
+        name: Source label of the documents.
+        show_progress: Show a progress bar while ingesting.
+    """
+    from core.collections import spec_for_new
+    from core.store.edge import EdgeStore
+    from ingest.pipeline import IngestReport, ingest_documents, make_chunker
+
+    run = PipelineRun()
+    with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=work_dir) as tmp:
+        store: VectorStore = EdgeStore(Path(tmp) / "qdrant")
+        try:
+            spec = spec_for_new(COLLECTION, 1, encoder)
+            store.create_collection(spec)
+            run.shortlist_dim = spec.shortlist_dims[0]
+            ingest_encoder = _ReusingEncoder(encoder, known_vectors or {})
+            chunker = make_chunker(encoder, chunk_size_tokens, chunk_overlap_tokens)
+            started = time.perf_counter()
+
+            with _progress_bar(len(corpus), show_progress) as bar:
+
+                def progress(report: IngestReport) -> None:
+                    bar.update(report.documents - bar.n)
+
+                report = ingest_documents(
+                    _documents(corpus, name),
+                    store=store,
+                    physical=spec.physical,
+                    encoder=ingest_encoder,
+                    chunker=chunker,
+                    on_progress=progress,
+                )
+            if optimize:
+                store.optimize(spec.physical)
+            run.ingest_seconds = time.perf_counter() - started
+            run.encode_seconds = report.encode_seconds
+            run.reused_vectors = ingest_encoder.reused
+            run.chunks = store.count(spec.physical)
+            per_doc: dict[str, int] = {}
+            for batch in store.scroll_chunks(spec.physical):
+                for chunk in batch:
+                    per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
+            run.max_chunks_per_doc = max(per_doc.values(), default=1)
+            if query_vectors is None:
+                query_vectors = encoder.encode_full(list(queries.values()), encoder.query_prompt)
+            query_embeddings = encoder.embeddings_from_full(query_vectors)
+            wanted = max(1, min(k * run.max_chunks_per_doc, run.chunks))
+            modes = {"two-stage": False, **({"single-stage": True} if single_stage else {})}
+            for mode, single in modes.items():
+                hits_k = wanted if single else min(wanted, shortlist)
+                started = time.perf_counter()
+                run.rankings[mode] = _search_all(
+                    store,
+                    spec.physical,
+                    list(queries),
+                    query_embeddings,
+                    k=k,
+                    hits_k=hits_k,
+                    shortlist=hits_k if single else shortlist,
+                    single_stage=single,
+                )
+                run.seconds[mode] = time.perf_counter() - started
+                run.hits_per_query[mode] = hits_k
+        finally:
+            store.close()
+    logger.info(
+        "pipeline: %d chunks (max %d per doc), ingest %.1f s, %d vectors reused",
+        run.chunks,
+        run.max_chunks_per_doc,
+        run.ingest_seconds,
+        run.reused_vectors,
+    )
+    return run
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="ingest", unit="doc", disable=not enabled, leave=False)
+
+
+def _search_all(
+    store: VectorStore,
+    physical: str,
+    query_ids: list[str],
+    embeddings: Embeddings,
+    *,
+    k: int,
+    hits_k: int,
+    shortlist: int,
+    single_stage: bool,
+) -> dict[str, list[str]]:
+    rankings: dict[str, list[str]] = {}
+    for start in range(0, len(query_ids), _QUERY_BATCH):
+        rows = slice(start, start + _QUERY_BATCH)
+        results = store.search_batch(
+            physical,
+            embeddings.embeddings_slice(rows),
+            k=hits_k,
+            shortlist=shortlist,
+            single_stage=single_stage,
+        )
+        for qid, hits in zip(query_ids[rows], results, strict=True):
+            rankings[qid] = doc_ranking([(h.doc_id, h.score) for h in hits], k)
+    return rankings

@@ -1,0 +1,290 @@
+"""Evaluation runs: exact search at every Matryoshka dim, the production pipeline, and BM25.
+
+The corpus and the queries are encoded ONCE at full size; every smaller dim is a truncation of
+those vectors (first D components, renormalized), so evaluating 4 dims costs one encoding pass,
+not four.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.matryoshka import truncate
+from evalkit.bm25 import BM25Params
+from evalkit.datasets import EvalDataset
+from evalkit.errors import EvalError
+from evalkit.metrics import MetricConfig, evaluate_rankings
+from evalkit.results import BM25, EXACT, TWO_STAGE, EvalReport, RunRow
+from evalkit.search import exact_search, id_ranks
+
+if TYPE_CHECKING:
+    from core.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+
+MATRYOSHKA_DIMS: tuple[int, ...] = (768, 512, 256, 128, 64)
+"""Dims evaluated by default: those below the model's full dim (plus the full dim itself)."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and how.
+
+    Attributes:
+        dims: Exact-search dims; None = full dim + `MATRYOSHKA_DIMS` below it. The full dim is
+            always included.
+        pipeline: Also run the production path (store ingest + two-stage search).
+        single_stage: With the pipeline, also rank with single-stage full-vector search.
+        shortlist: Two-stage prefetch size.
+        bm25: Add the BM25 baseline row.
+        bm25_params: BM25 settings.
+        metrics: Metrics and cut-offs.
+        chunk_size_tokens: Chunk size of the pipeline's chunker (production setting).
+        chunk_overlap_tokens: Chunk overlap of the pipeline's chunker.
+        optimize_store: Build the store's indexes (HNSW) before pipeline search.
+        reuse_vectors: Let the pipeline reuse exact-run vectors of single-chunk docs.
+        show_progress: Progress bars while encoding.
+        work_dir: Parent folder of the pipeline's temporary store.
+    """
+
+    dims: tuple[int, ...] | None = None
+    pipeline: bool = True
+    single_stage: bool = True
+    shortlist: int = 100
+    bm25: bool = False
+    bm25_params: BM25Params = field(default_factory=BM25Params)
+    metrics: MetricConfig = field(default_factory=MetricConfig)
+    chunk_size_tokens: int = 256
+    chunk_overlap_tokens: int = 32
+    optimize_store: bool = True
+    reuse_vectors: bool = True
+    show_progress: bool = False
+    work_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.shortlist < 1:
+            raise EvalError(f"shortlist must be >= 1, got {self.shortlist}")
+
+
+def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, ...]:
+    """The exact-search dims, largest first, always including `full_dim`.
+
+    Raises:
+        EvalError: A dim is outside [1, full_dim].
+    """
+    if requested is None:
+        return (full_dim, *(d for d in MATRYOSHKA_DIMS if d < full_dim))
+    bad = [d for d in requested if not 1 <= d <= full_dim]
+    if bad:
+        raise EvalError(f"dims must be in [1, {full_dim}] (the model's dim), got {bad}")
+    return tuple(sorted({full_dim, *requested}, reverse=True))
+
+
+@dataclass
+class Encoded:
+    """Normalized full-size vectors of a dataset, with the encoding times."""
+
+    corpus_ids: list[str]
+    corpus: NDArray[np.float32]
+    query_ids: list[str]
+    queries: NDArray[np.float32]
+    corpus_seconds: float
+    query_seconds: float
+
+
+def encode_dataset(
+    dataset: EvalDataset, encoder: Encoder, *, show_progress: bool = False
+) -> Encoded:
+    """Encode the corpus (document prompt) and the queries (query prompt) once, at full size."""
+    corpus_ids = list(dataset.corpus)
+    started = time.perf_counter()
+    corpus = encoder.encode_full(
+        [dataset.corpus[d] for d in corpus_ids],
+        encoder.document_prompt,
+        show_progress=show_progress,
+    )
+    corpus_seconds = time.perf_counter() - started
+    query_ids = list(dataset.queries)
+    started = time.perf_counter()
+    queries = encoder.encode_full(
+        [dataset.queries[q] for q in query_ids], encoder.query_prompt, show_progress=show_progress
+    )
+    query_seconds = time.perf_counter() - started
+    logger.info(
+        "encoded %d docs in %.1f s and %d queries in %.1f s",
+        len(corpus_ids),
+        corpus_seconds,
+        len(query_ids),
+        query_seconds,
+    )
+    return Encoded(corpus_ids, corpus, query_ids, queries, corpus_seconds, query_seconds)
+
+
+def exact_rows(
+    encoded: Encoded,
+    qrels: dict[str, dict[str, int]],
+    dims: Sequence[int],
+    metrics: MetricConfig,
+) -> list[RunRow]:
+    """One row per dim: exact top-k on truncated (renormalized) copies of the same vectors."""
+    full_dim = int(encoded.corpus.shape[1])
+    ranks = id_ranks(encoded.corpus_ids)
+    rows = []
+    for dim in dims:
+        started = time.perf_counter()
+        corpus = encoded.corpus if dim == full_dim else truncate(encoded.corpus, dim)
+        queries = encoded.queries if dim == full_dim else truncate(encoded.queries, dim)
+        idx, _ = exact_search(queries, corpus, metrics.max_k, ranks)
+        rankings = {
+            qid: [encoded.corpus_ids[i] for i in idx[row]]
+            for row, qid in enumerate(encoded.query_ids)
+        }
+        values = evaluate_rankings(rankings, qrels, metrics)
+        rows.append(
+            RunRow(
+                str(dim), EXACT, dim, values, time.perf_counter() - started, {"k": metrics.max_k}
+            )
+        )
+        logger.info("exact %d: ndcg@10 %.4f", dim, values.get("ndcg@10", float("nan")))
+    return rows
+
+
+def evaluate(
+    dataset: EvalDataset,
+    encoder: Encoder,
+    options: EvalOptions | None = None,
+    *,
+    on_stage: Callable[[str], None] | None = None,
+) -> EvalReport:
+    """Evaluate `encoder` on `dataset`: exact dims, then the pipeline and BM25 when asked.
+
+    Args:
+        dataset: Corpus, queries and qrels.
+        encoder: The model (its shortlist dims drive the pipeline's two-stage search).
+        options: What to run.
+        on_stage: Called with a short label when each stage starts (for CLI progress).
+
+    Raises:
+        EvalError: Bad options (dims, shortlist) or an empty dataset.
+    """
+    options = options or EvalOptions()
+    stage = on_stage or (lambda _label: None)
+    started = time.perf_counter()
+    dims = resolve_dims(options.dims, encoder.dim)
+    metrics = options.metrics
+    stage("encoding corpus and queries")
+    encoded = encode_dataset(dataset, encoder, show_progress=options.show_progress)
+    timings: dict[str, float] = {
+        "encode_corpus": encoded.corpus_seconds,
+        "encode_queries": encoded.query_seconds,
+    }
+    stage(f"exact search at {', '.join(map(str, dims))}")
+    t = time.perf_counter()
+    rows = exact_rows(encoded, dataset.qrels, dims, metrics)
+    timings["exact_search"] = time.perf_counter() - t
+    sizes = dataset.sizes()
+    notes = list(dataset.notes)
+
+    if options.pipeline:
+        from evalkit.pipeline import run_pipeline
+
+        stage("pipeline: ingest into a Qdrant Edge store, then two-stage search")
+        known = (
+            {
+                text: encoded.corpus[i]
+                for i, text in enumerate(dataset.corpus[d] for d in encoded.corpus_ids)
+            }
+            if options.reuse_vectors
+            else None
+        )
+        run = run_pipeline(
+            dataset.corpus,
+            dataset.queries,
+            encoder,
+            k=metrics.max_k,
+            shortlist=options.shortlist,
+            single_stage=options.single_stage,
+            chunk_size_tokens=options.chunk_size_tokens,
+            chunk_overlap_tokens=options.chunk_overlap_tokens,
+            query_vectors=encoded.queries,
+            known_vectors=known,
+            work_dir=options.work_dir,
+            optimize=options.optimize_store,
+            name=dataset.name,
+            show_progress=options.show_progress,
+        )
+        timings["ingest"] = run.ingest_seconds
+        timings["ingest_encode"] = run.encode_seconds
+        sizes["chunks"] = run.chunks
+        sizes["max_chunks_per_doc"] = run.max_chunks_per_doc
+        for mode, rankings in run.rankings.items():
+            t = time.perf_counter()
+            values = evaluate_rankings(rankings, dataset.qrels, metrics)
+            params: dict[str, Any] = {"hits_per_query": run.hits_per_query[mode]}
+            if mode == TWO_STAGE:
+                params |= {"shortlist": options.shortlist, "shortlist_dim": run.shortlist_dim}
+            seconds = run.seconds[mode] + time.perf_counter() - t
+            rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
+            timings[f"{mode}_search"] = run.seconds[mode]
+    if options.bm25:
+        from evalkit.bm25 import bm25_rankings
+
+        stage("bm25 baseline")
+        bm = bm25_rankings(
+            encoded.corpus_ids,
+            [dataset.corpus[d] for d in encoded.corpus_ids],
+            dataset.queries,
+            metrics.max_k,
+            options.bm25_params,
+        )
+        t = time.perf_counter()
+        values = evaluate_rankings(bm.rankings, dataset.qrels, metrics)
+        seconds = bm.search_seconds + time.perf_counter() - t
+        rows.append(RunRow(BM25, BM25, None, values, seconds, options.bm25_params.to_dict()))
+        timings["bm25_index"] = bm.index_seconds
+        timings["bm25_search"] = bm.search_seconds
+    timings["total"] = time.perf_counter() - started
+    return EvalReport(
+        model=encoder.model_ref,
+        dataset=dataset.name,
+        split=dataset.split,
+        full_dim=encoder.dim,
+        sizes=sizes,
+        rows=rows,
+        timings=timings,
+        config={"dataset_source": dataset.source, **_config(encoder, options, dims)},
+        notes=notes,
+    )
+
+
+def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "dims": list(dims),
+        "metrics": options.metrics.to_dict(),
+        "query_prompt": encoder.query_prompt,
+        "document_prompt": encoder.document_prompt,
+        "device": str(getattr(encoder.model, "device", "")),
+        "batch_size": encoder.batch_size,
+    }
+    if options.pipeline:
+        config["pipeline"] = {
+            "store": "qdrant-edge",
+            "shortlist": options.shortlist,
+            "shortlist_dims": list(encoder.shortlist_dims),
+            "single_stage": options.single_stage,
+            "chunk_size_tokens": options.chunk_size_tokens,
+            "chunk_overlap_tokens": options.chunk_overlap_tokens,
+            "optimized": options.optimize_store,
+            "reuse_vectors": options.reuse_vectors,
+        }
+    if options.bm25:
+        config["bm25"] = options.bm25_params.to_dict()
+    return config

@@ -1,0 +1,204 @@
+"""Serving commands: `ragctl serve` and `ragctl feedback export|stats`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ragctl.context import state, translate_errors
+from ragctl.output import table
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from core.settings import Settings
+
+# Settings handed to uvicorn's worker processes (they re-import the app by name).
+_WORKER_SETTINGS_ENV = "_RAGCTL_SERVE_SETTINGS_JSON"
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for all).")
+@click.option("--port", type=int, help="Port to listen on (default 8000).")
+@click.option(
+    "--workers",
+    type=int,
+    help="Worker processes (default 1). More than 1 needs a Qdrant server (store.url): the "
+    "embedded store is opened by one process only.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="uvicorn's log level (access log at info).",
+)
+@click.pass_context
+@translate_errors
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    log_level: str,
+) -> None:
+    """Serve the HTTP retriever (FastAPI on uvicorn); OpenAPI docs at /docs.
+
+    Routes: POST /v1/search, POST /v1/feedback, POST /v1/documents, DELETE
+    /v1/documents/{doc_id}, GET /v1/health, GET /v1/ready, GET /metrics, and the admin routes
+    under /v1/admin (Authorization: Bearer <retriever.admin_api_key>; disabled without a key).
+    Searches and feedback are logged durably to data_dir/feedback.db (or feedback.database_url).
+    Stop with Ctrl-C.
+    """
+    import uvicorn
+
+    settings = state(ctx).settings(retriever={"host": host, "port": port, "workers": workers})
+    server = settings.retriever
+    if server.workers > 1 and settings.store.url is None:
+        raise click.ClickException(
+            f"--workers {server.workers} needs a Qdrant server (store.url / --store-url): the "
+            "embedded store is single-process (one process holds its lock), so extra workers "
+            "could not open it. Run one worker, or set store.url (and feedback.database_url to "
+            "share the feedback log between hosts)."
+        )
+    if server.workers == 1:
+        uvicorn.run(
+            _app(settings), host=server.host, port=server.port, log_level=log_level, workers=1
+        )
+        return
+    os.environ[_WORKER_SETTINGS_ENV] = json.dumps(_reveal(settings.model_dump(mode="python")))
+    uvicorn.run(
+        "ragctl.commands_serve:worker_app",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        log_level=log_level,
+    )
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker process, from the settings `serve` handed down."""
+    from core.settings import Settings
+
+    raw = os.environ.get(_WORKER_SETTINGS_ENV)
+    if raw is None:
+        raise click.ClickException("worker_app is started by `ragctl serve --workers N` only")
+    return _app(Settings.model_validate(json.loads(raw)))
+
+
+def _app(settings: Settings) -> FastAPI:
+    from retriever.app import create_app
+
+    return create_app(settings)
+
+
+def _reveal(value: Any) -> Any:
+    """A settings dump as plain JSON, with secret values in clear (for the workers only)."""
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_reveal(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@click.group()
+def feedback() -> None:
+    """Read the search and feedback log the retriever writes (safe while it runs).
+
+    The log is data_dir/feedback.db (SQLite, WAL) unless feedback.database_url names another
+    database (sqlite:///PATH or postgresql://...).
+    """
+
+
+@feedback.command("export")
+@click.option(
+    "--since",
+    metavar="ISO",
+    help="Only feedback created at or after this date or date-time (e.g. 2025-01-31 or "
+    "2025-01-31T12:00:00Z; UTC when no offset is given).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.pass_context
+@translate_errors
+def export(ctx: click.Context, since: str | None, out: Path | None) -> None:
+    """Write feedback as JSON lines, oldest first, for the tuner and evalkit.
+
+    One record per judgement: feedback_id, query, chunk_id, doc_id, label (relevant |
+    not_relevant), chunk_text (as it was when judged), model_version, collection, search_id,
+    rank (1-based position in the search's results, null if not returned) and created_at
+    (ISO 8601, UTC).
+    """
+    from retriever.feedback_log import open_feedback_log, parse_since
+
+    settings = state(ctx).settings()
+    try:
+        since_ts = parse_since(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    count = 0
+    with open_feedback_log(settings, create=False) as log:
+        if out is None:
+            for row in log.iter_feedback(since_ts):
+                click.echo(json.dumps(row, ensure_ascii=False))
+                count += 1
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as handle:
+            for row in log.iter_feedback(since_ts):
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+    click.echo(f"exported {count} feedback records to {out}", err=True)
+
+
+@feedback.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@translate_errors
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Count logged searches and feedback, by label and by model version.
+
+    Shows how much training signal the tuner has (relevant judgements are its positives,
+    not_relevant ones known negatives) and how it splits across the model versions that
+    served the searches. Reads the log directly; safe while `ragctl serve` runs.
+    """
+    from dataclasses import asdict
+
+    from retriever.feedback_log import open_feedback_log
+
+    with open_feedback_log(state(ctx).settings(), create=False) as log:
+        result = log.stats()
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2))
+        return
+    click.echo(f"searches logged: {result.searches}")
+    labels = ", ".join(f"{label} {n}" for label, n in result.by_label.items())
+    click.echo(f"feedback: {result.feedback} ({labels})")
+    versions = sorted(set(result.searches_by_model_version) | set(result.feedback_by_model_version))
+    if versions:
+        rows = []
+        for version in versions:
+            counts = result.feedback_by_model_version.get(version, {})
+            rows.append(
+                (
+                    f"v{version}",
+                    result.searches_by_model_version.get(version, 0),
+                    counts.get("relevant", 0),
+                    counts.get("not_relevant", 0),
+                )
+            )
+        click.echo(table(["model version", "searches", "relevant", "not_relevant"], rows))

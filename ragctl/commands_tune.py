@@ -1,0 +1,481 @@
+"""Tuning-loop commands: retune, synth, models, rollback, push."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ragctl.context import state, translate_errors
+from ragctl.output import table
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from core.store.base import VectorStore
+    from tuner.synth import SyntheticQuestion
+
+_COLLECTION = click.option("--collection", "-c", help="Collection (alias) name; default `docs`.")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise click.ClickException(
+                        f"{path}:{number}: invalid JSON ({exc.msg})"
+                    ) from exc
+
+
+def _synthesize(
+    settings: Settings,
+    store: VectorStore,
+    physical: str,
+    count: int,
+    *,
+    offline: bool,
+    per_chunk: int,
+) -> list[SyntheticQuestion]:
+    """About `count` questions for random chunks, round-trip filtered with the serving model."""
+    from core.collections import encoder_for
+    from tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
+
+    chunks = [c for batch in store.scroll_chunks(physical, batch_size=1024) for c in batch]
+    rng = random.Random(settings.tuner.seed)
+    sample = rng.sample(chunks, min(len(chunks), max(1, -(-count // per_chunk))))
+    if offline or not settings.tuner.llm.base_url:
+        questions = offline_questions(sample, per_chunk=per_chunk, seed=settings.tuner.seed)
+    else:
+        generator = LLMQuestionGenerator(
+            settings.tuner.llm, settings.data_dir / "synth-cache.sqlite"
+        )
+        try:
+            questions = generator.generate(sample, per_chunk=per_chunk)
+        finally:
+            generator.close()
+    encoder = encoder_for(store.spec(physical), settings.model, data_dir=settings.data_dir)
+    kept = round_trip_filter(
+        questions, store=store, physical=physical, encoder=encoder, k=settings.tuner.round_trip_k
+    )
+    click.echo(
+        f"synthetic questions: {len(questions)} generated, "
+        f"{len(kept)} kept by the round-trip filter",
+        err=True,
+    )
+    return kept[:count]
+
+
+@click.command()
+@_COLLECTION
+@click.option(
+    "--feedback",
+    "feedback_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A feedback export (JSON lines from `ragctl feedback export`).",
+)
+@click.option("--from-log", is_flag=True, help="Read feedback straight from the retriever's log.")
+@click.option(
+    "--pairs",
+    "pair_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pair file(s): JSON lines/CSV/Parquet with anchor, positive[, negative].",
+)
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Add about N synthetic questions for random chunks.",
+)
+@click.option(
+    "--offline-synth",
+    is_flag=True,
+    help="Synthesize without an LLM (inverse cloze task) even if one is configured.",
+)
+@click.option(
+    "--eval-set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Golden held-out pairs for the gate (instead of holding out 10%).",
+)
+@click.option("--epochs", type=float, help="Training epochs (default 1).")
+@click.option("--batch-size", type=int, help="Batch size = in-batch negatives (default 32).")
+@click.option("--lr", "learning_rate", type=float, help="Learning rate (default 2e-5).")
+@click.option(
+    "--max-minutes", type=float, help="Stop training after this many minutes (keeps the model)."
+)
+@click.option(
+    "--hard-negatives/--no-hard-negatives",
+    default=None,
+    help="Mine hard negatives with the serving model.",
+)
+@click.option(
+    "--no-promote", is_flag=True, help="Train and gate, but do not switch the serving model."
+)
+@click.option("--dry-run", is_flag=True, help="Only collect and split the data; report the sizes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@translate_errors
+def retune(
+    ctx: click.Context,
+    collection: str | None,
+    feedback_file: Path | None,
+    from_log: bool,
+    pair_files: tuple[Path, ...],
+    synthetic: int,
+    offline_synth: bool,
+    eval_set: Path | None,
+    epochs: float | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    max_minutes: float | None,
+    hard_negatives: bool | None,
+    no_promote: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Fine-tune the serving model on logged feedback, pairs and synthetic questions.
+
+    Holds out 10% of the queries (or --eval-set), trains with MultipleNegativesRankingLoss in
+    MatryoshkaLoss, evaluates candidate vs serving at every dim and through two-stage search,
+    and promotes only if the gate passes: re-embeds the collection into NAME__vN and switches
+    the alias. The previous collection is kept for `ragctl rollback`.
+    """
+    from core.store import open_store
+    from tuner.loop import RetuneOptions
+    from tuner.loop import retune as run_retune
+    from tuner.train import TrainConfig
+
+    settings = state(ctx).settings(
+        collection=collection,
+        tuner={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "max_minutes": max_minutes,
+            "hard_negatives": hard_negatives,
+        },
+    )
+    if feedback_file and from_log:
+        raise click.UsageError("give --feedback FILE or --from-log, not both")
+    feedback: list[dict[str, Any]] = []
+    if feedback_file:
+        feedback = list(_read_jsonl(feedback_file))
+    elif from_log:
+        from retriever.feedback_log import open_feedback_log
+
+        with open_feedback_log(settings, create=False) as log:
+            feedback = list(log.iter_feedback())
+    tuner = settings.tuner
+    with open_store(settings) as store:
+        physical = store.resolve(settings.collection)
+        synthetic_pairs = []
+        if synthetic:
+            questions = _synthesize(
+                settings, store, physical, synthetic, offline=offline_synth, per_chunk=1
+            )
+            synthetic_pairs = [q.as_pair() for q in questions]
+        options = RetuneOptions(
+            collection=settings.collection,
+            feedback=feedback,
+            pair_files=pair_files,
+            synthetic=synthetic_pairs,
+            eval_set=eval_set,
+            train=TrainConfig(
+                epochs=tuner.epochs,
+                batch_size=tuner.batch_size,
+                learning_rate=tuner.learning_rate,
+                seed=tuner.seed,
+                max_minutes=tuner.max_minutes,
+            ),
+            hard_negatives=tuner.hard_negatives,
+            negative_margin=tuner.negative_margin,
+            heldout_fraction=tuner.heldout_fraction,
+            promote=not no_promote,
+            dry_run=dry_run,
+        )
+        result = run_retune(
+            settings, store, options, on_step=lambda m: click.echo(f"> {m}", err=True)
+        )
+    if as_json:
+        click.echo(json.dumps(_result_json(result), indent=2, default=str))
+        return
+    click.echo(f"pairs: {result.counts}")
+    click.echo(
+        f"training pairs {result.train_pairs}, held-out queries {result.heldout_queries} "
+        f"({result.heldout_source})"
+    )
+    if result.candidate_report and result.serving_report and result.decision:
+        from evalkit.compare import compare_reports, format_comparison
+
+        click.echo(
+            format_comparison(compare_reports(result.serving_report, result.candidate_report))
+        )
+        verdict = "PROMOTE" if result.decision.promote else "REJECT"
+        click.echo(f"gate: {verdict} -- {result.decision.reason}")
+        if result.promoted and result.sync:
+            click.echo(
+                f"now serving v{result.version}: {settings.collection} -> "
+                f"{settings.collection}__v{result.version} ({result.sync.points} chunks, "
+                f"re-embedded in {result.sync.seconds:.0f} s)"
+            )
+        elif result.decision.promote:
+            click.echo(
+                f"v{result.version} passed the gate; serve it with "
+                f"`ragctl models activate {result.version}`"
+            )
+        else:
+            click.echo(f"v{result.version} rejected; still serving v{result.serving.version}")
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    decision = result.decision
+    return {
+        "serving_version": result.serving.version,
+        "candidate_version": result.version,
+        "counts": result.counts,
+        "train_pairs": result.train_pairs,
+        "heldout_queries": result.heldout_queries,
+        "promote": None if decision is None else decision.promote,
+        "reason": None if decision is None else decision.reason,
+        "promoted": result.promoted,
+        "serving_report": None
+        if result.serving_report is None
+        else result.serving_report.to_dict(),
+        "candidate_report": None
+        if result.candidate_report is None
+        else result.candidate_report.to_dict(),
+        "training": None
+        if result.training is None
+        else {
+            **result.training.config,
+            "steps": result.training.steps,
+            "seconds": result.training.seconds,
+        },
+    }
+
+
+@click.command()
+@_COLLECTION
+@click.option(
+    "--per-chunk",
+    type=click.IntRange(1, 20),
+    default=2,
+    show_default=True,
+    help="Questions per chunk.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="At most this many questions.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="No LLM: inverse cloze task (a sentence of the chunk is the query).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write pairs here (JSON lines); default stdout.",
+)
+@click.pass_context
+@translate_errors
+def synth(
+    ctx: click.Context,
+    collection: str | None,
+    per_chunk: int,
+    limit: int,
+    offline: bool,
+    out: Path | None,
+) -> None:
+    """Generate synthetic questions for stored chunks (anchor/positive pairs).
+
+    Uses the OpenAI-compatible endpoint in settings (tuner.llm.base_url, model, api_key;
+    vLLM, Ollama and OpenAI work) with retries and an on-disk cache, or --offline. Only
+    questions whose chunk the serving model ranks in its top k (tuner.round_trip_k) are kept.
+    """
+    from core.store import open_store
+
+    settings = state(ctx).settings(collection=collection)
+    with open_store(settings) as store:
+        physical = store.resolve(settings.collection)
+        questions = _synthesize(
+            settings, store, physical, limit, offline=offline, per_chunk=per_chunk
+        )
+    lines = [
+        json.dumps(
+            {
+                "anchor": q.question,
+                "positive": q.positive,
+                "chunk_id": q.chunk_id,
+                "method": q.method,
+            },
+            ensure_ascii=False,
+        )
+        for q in questions
+    ]
+    if out:
+        out.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        click.echo(f"wrote {len(lines)} pairs to {out}")
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@click.group()
+def models() -> None:
+    """Model versions: list, show, activate."""
+
+
+@models.command("list")
+@click.pass_context
+@translate_errors
+def models_list(ctx: click.Context) -> None:
+    """Every model version with status, parent and gate decision."""
+    from core.registry import ModelRegistry
+
+    settings = state(ctx).settings()
+    records = ModelRegistry(settings.data_dir).list()
+    if not records:
+        click.echo("no models yet; the first ingest registers the base model as v1")
+        return
+    rows = [
+        (
+            f"v{r.version}",
+            r.status,
+            r.ref,
+            f"v{r.parent}" if r.parent else "-",
+            r.created_at[:19],
+            (r.gate or {}).get("reason", "-")[:60],
+        )
+        for r in records
+    ]
+    click.echo(table(["version", "status", "model", "parent", "created", "gate"], rows))
+
+
+@models.command("show")
+@click.argument("version", type=str)
+@click.pass_context
+@translate_errors
+def models_show(ctx: click.Context, version: str) -> None:
+    """Everything recorded about one version (JSON)."""
+    from core.registry import ModelRegistry
+
+    settings = state(ctx).settings()
+    record = ModelRegistry(settings.data_dir).get(_version(version))
+    click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+
+
+@models.command("activate")
+@click.argument("version", type=str)
+@_COLLECTION
+@click.pass_context
+@translate_errors
+def models_activate(ctx: click.Context, version: str, collection: str | None) -> None:
+    """Serve VERSION: re-embed the collection with it if needed, then switch the alias.
+
+    With a retriever running on the embedded store, use its admin API instead
+    (POST /v1/admin/models/{version}/activate): it holds the store.
+    """
+    from core.collections import encoder_for
+    from core.registry import ModelRegistry
+    from core.store import open_store
+    from core.store.base import CollectionSpec, physical_name
+    from tuner.promote import reembed, switch
+
+    settings = state(ctx).settings(collection=collection)
+    number = _version(version)
+    registry = ModelRegistry(settings.data_dir)
+    record = registry.get(number)
+    with open_store(settings) as store:
+        serving = store.spec(store.resolve(settings.collection))
+        probe = CollectionSpec(
+            settings.collection,
+            number,
+            record.ref,
+            serving.dim,
+            serving.shortlist_dims,
+            serving.query_prompt,
+            serving.document_prompt,
+        )
+        encoder = encoder_for(probe, settings.model, data_dir=settings.data_dir)
+        report = reembed(store, collection=settings.collection, version=number, encoder=encoder)
+        switch(store, registry, settings.collection, number)
+    click.echo(
+        f"now serving v{number}: {settings.collection} -> "
+        f"{physical_name(settings.collection, number)} "
+        f"({report.points} chunks, {report.embedded} embedded)"
+    )
+
+
+@click.command()
+@_COLLECTION
+@click.pass_context
+@translate_errors
+def rollback(ctx: click.Context, collection: str | None) -> None:
+    """Serve the previous model version again (its collection was kept; no re-embedding).
+
+    Chunks written since are caught up first. With a retriever running on the embedded store,
+    use POST /v1/admin/rollback instead.
+    """
+    from core.collections import encoder_for
+    from core.registry import ModelRegistry
+    from core.store import open_store
+    from tuner.promote import rollback as run_rollback
+
+    settings = state(ctx).settings(collection=collection)
+    with open_store(settings) as store:
+        report = run_rollback(
+            store,
+            ModelRegistry(settings.data_dir),
+            settings.collection,
+            load_encoder=lambda spec: encoder_for(spec, settings.model, data_dir=settings.data_dir),
+        )
+    caught = f", caught up {report.caught_up.embedded} chunks" if report.caught_up else ""
+    click.echo(
+        f"rolled back {report.collection}: {report.from_physical} -> {report.to_physical} "
+        f"(v{report.version}{caught})"
+    )
+
+
+@click.command()
+@click.argument("version", type=str)
+@click.option("--repo-id", required=True, help="Hub repository, ORG/NAME.")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
+@click.pass_context
+@translate_errors
+def push(ctx: click.Context, version: str, repo_id: str, private: bool, dry_run: bool) -> None:
+    """Upload model VERSION (e.g. v2) and its model card to the Hugging Face Hub.
+
+    The token comes from `huggingface-cli login` or HF_TOKEN.
+    """
+    from core.registry import ModelRegistry
+    from tuner.publish import files_to_upload, push_model
+
+    settings = state(ctx).settings()
+    registry = ModelRegistry(settings.data_dir)
+    number = _version(version)
+    registry.get(number)
+    model_dir = registry.model_dir(number)
+    if dry_run:
+        for name in files_to_upload(model_dir):
+            click.echo(name)
+        return
+    url = push_model(model_dir, repo_id, private=private)
+    click.echo(f"pushed v{number} to {url}")
+
+
+def _version(text: str) -> int:
+    digits = text[1:] if text.lower().startswith("v") else text
+    if not digits.isdigit():
+        raise click.BadParameter(f"{text!r} is not a version like v2 or 2", param_hint="VERSION")
+    return int(digits)

@@ -1,0 +1,86 @@
+"""The FastAPI app factory: `create_app(settings, *, encoder=None, store=None)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import RagctlError
+from retriever.error_handlers import install_error_handlers
+from retriever.metrics import Metrics
+from retriever.middleware import BodyLimitMiddleware, MetricsMiddleware
+from retriever.routes import admin, documents, feedback, health, search
+from retriever.service import RetrieverService
+
+if TYPE_CHECKING:
+    from core.encoder import Encoder
+    from core.settings import Settings
+    from core.store.base import VectorStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, encoder: Encoder | None = None, store: VectorStore | None = None
+) -> FastAPI:
+    """Build the retriever app; nothing is opened until the app starts (its lifespan).
+
+    Args:
+        settings: Everything configurable; `retriever.*` and `feedback.*` are read here.
+        encoder: An already-loaded encoder (tests pass a fake); used when it is the model that
+            embedded the serving collection, else that model is loaded.
+        store: An open store to use (and leave open); default: `open_store(settings)`,
+            closed at shutdown.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            service = await run_in_threadpool(
+                RetrieverService.open, settings, encoder=encoder, store=store
+            )
+        except RagctlError as exc:
+            logger.error("retriever cannot start: %s", exc)
+            raise
+        app.state.service = service
+        metrics.set_serving(service.current())
+        try:
+            yield
+        finally:
+            app.state.service = None
+            await run_in_threadpool(service.close)
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="ragctl retriever",
+        summary="Two-stage Matryoshka search over Qdrant, with feedback logging for tuning.",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = None
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=int(settings.retriever.max_body_mib * 1024 * 1024)
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+    for module in (search, feedback, documents, health, admin):
+        app.include_router(module.router)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragctl")
+    except PackageNotFoundError:
+        return "0+unknown"

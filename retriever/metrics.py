@@ -1,0 +1,115 @@
+"""Prometheus metrics of one app, in their own registry (several apps per process stay apart).
+
+Names:
+- `ragctl_http_requests_total{method, route, status}`: requests per route template.
+- `ragctl_http_request_duration_seconds{method, route}`: latency histogram per route template.
+- `ragctl_search_stage_seconds{stage}`: search stages `encode`, `store` (the Qdrant query)
+  and `log` (the durable search-log write).
+- `ragctl_feedback_total{label}`: feedback events stored, by label.
+- `ragctl_documents_chunks_written_total` / `ragctl_documents_chunks_deleted_total`.
+- `ragctl_serving_model_version{collection}`: the model version being served.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from retriever.service import SearchOutcome
+    from retriever.serving import Serving
+
+_LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class Metrics:
+    """The retriever's counters, histograms and gauges in a private `CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "ragctl_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "ragctl_http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.search_stage_seconds = Histogram(
+            "ragctl_search_stage_seconds",
+            "Time per search stage: encode (query embedding), store (Qdrant query), log.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "ragctl_feedback",
+            "Feedback events stored, by label.",
+            ["label"],
+            registry=self.registry,
+        )
+        self.chunks_written = Counter(
+            "ragctl_documents_chunks_written",
+            "Chunks embedded and written through POST /v1/documents.",
+            registry=self.registry,
+        )
+        self.chunks_deleted = Counter(
+            "ragctl_documents_chunks_deleted",
+            "Chunks deleted through the documents routes.",
+            registry=self.registry,
+        )
+        self.serving_version = Gauge(
+            "ragctl_serving_model_version",
+            "Model version (N of NAME__vN) of the collection being served.",
+            ["collection"],
+            registry=self.registry,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its latency."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_seconds.labels(method, route).observe(seconds)
+
+    def observe_search(self, outcome: SearchOutcome) -> None:
+        """Record the stage timings of one search."""
+        self.search_stage_seconds.labels("encode").observe(outcome.encode_s)
+        self.search_stage_seconds.labels("store").observe(outcome.store_s)
+        self.search_stage_seconds.labels("log").observe(outcome.log_s)
+
+    def set_serving(self, serving: Serving) -> None:
+        """Publish the served collection's model version (only the current one is kept)."""
+        self.serving_version.clear()
+        self.serving_version.labels(serving.spec.name).set(serving.model_version)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

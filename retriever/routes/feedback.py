@@ -1,0 +1,48 @@
+"""`POST /v1/feedback`: which chunk answered (or failed to answer) which query."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from retriever.deps import MetricsDep, ServiceDep
+from retriever.error_handlers import ERROR_RESPONSES
+from retriever.schemas import FeedbackRequest, FeedbackResponse
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post(
+    "/feedback", response_model=FeedbackResponse, status_code=201, responses=ERROR_RESPONSES
+)
+async def feedback(
+    body: FeedbackRequest, service: ServiceDep, metrics: MetricsDep
+) -> FeedbackResponse:
+    """Record a judgement of one chunk for a search (by `search_id`) or a bare `query`.
+
+    The chunk's text and the serving model version are stored with it, durably, before the
+    answer is sent. The chunk must exist in the collection the search used; it need not be
+    among the search's results (`rank` is null then). Unknown `search_id` or `chunk_id`:
+    404, nothing written.
+    """
+    outcome = await run_in_threadpool(
+        service.record_feedback,
+        chunk_id=body.chunk_id,
+        label=body.label,
+        search_id=body.search_id,
+        query=body.query,
+    )
+    metrics.feedback.labels(body.label).inc()
+    event = outcome.event
+    return FeedbackResponse(
+        feedback_id=outcome.feedback_id,
+        search_id=event.search_id,
+        query=event.query,
+        chunk_id=event.chunk_id,
+        doc_id=event.doc_id,
+        label=event.label,
+        model_version=event.model_version,
+        collection=event.collection,
+        rank=event.rank,
+        created_at=event.created_at,
+    )

@@ -1,0 +1,55 @@
+"""`GET /v1/health`, `GET /v1/ready` and `GET /metrics`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from retriever.deps import MetricsDep
+from retriever.errors import NotReadyError
+from retriever.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from retriever.service import RetrieverService
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/v1/health", response_model=HealthResponse)
+async def health() -> HealthResponse:
+    """The process is up (liveness); says nothing about the model or the store."""
+    return HealthResponse()
+
+
+@router.get(
+    "/v1/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ErrorResponse, "description": "Not ready, with the reason"}},
+)
+async def ready(request: Request) -> ReadyResponse:
+    """Ready to search: model loaded, store reachable, collection alias resolved."""
+    service: RetrieverService | None = getattr(request.app.state, "service", None)
+    if service is None:
+        raise NotReadyError("not_ready", "model not loaded: the retriever is starting up")
+    readiness = await run_in_threadpool(service.readiness)
+    if not readiness.ready:
+        raise NotReadyError("not_ready", readiness.reason)
+    serving = service.current()
+    return ReadyResponse(
+        collection=serving.physical,
+        model=serving.spec.model,
+        model_version=serving.model_version,
+        detail=readiness.reason,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics(request: Request, metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests, latency per route, search stages, feedback, model version."""
+    service: RetrieverService | None = getattr(request.app.state, "service", None)
+    if service is not None:
+        metrics.set_serving(service.current())
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,55 @@
+"""`POST /v1/search`: two-stage (or single-stage) search with the serving model."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from retriever.deps import MetricsDep, ServiceDep
+from retriever.error_handlers import ERROR_RESPONSES
+from retriever.schemas import SearchRequest, SearchResponse, SearchResult
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
+async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) -> SearchResponse:
+    """Find the chunks that best answer `query`.
+
+    Two-stage by default: `shortlist` candidates on the Matryoshka shortlist vector, reranked
+    with the full vector, in one Qdrant query. The query is embedded by the very model that
+    embedded the collection searched (`model_version`). Every search is logged under its
+    `search_id`.
+    """
+    started = time.perf_counter()
+    outcome = await run_in_threadpool(
+        service.search,
+        body.query,
+        k=body.k,
+        shortlist=body.shortlist,
+        single_stage=body.single_stage,
+        payload_filter=body.filter,
+    )
+    took_ms = (time.perf_counter() - started) * 1000
+    metrics.observe_search(outcome)
+    return SearchResponse(
+        search_id=outcome.search_id,
+        model_version=outcome.serving.model_version,
+        collection=outcome.serving.physical,
+        took_ms=round(took_ms, 3),
+        results=[
+            SearchResult(
+                chunk_id=h.chunk_id,
+                doc_id=h.doc_id,
+                score=h.score,
+                text=h.text,
+                source=h.source,
+                start=h.start,
+                end=h.end,
+                metadata=h.metadata,
+            )
+            for h in outcome.hits
+        ],
+    )

@@ -1,0 +1,318 @@
+"""Request and response bodies of the HTTP API (pydantic), with their limits.
+
+Limits that come from settings (query length, documents per request, document size) are
+checked by the service and answered with the same 422 `validation_error` body.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from core.errors import StoreError
+from core.store.base import parse_filter
+
+_INT64 = 2**63 - 1
+_MAX_METADATA_DEPTH = 8
+
+
+def _valid_text(text: str) -> str:
+    """Refuse strings that cannot be stored or tokenized (lone UTF-16 surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text (position {exc.start})") from None
+    return text
+
+
+def _short(value: Any, width: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return text
+
+
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """Check one metadata value: JSON scalars, lists and objects; finite numbers; int64."""
+    if depth > _MAX_METADATA_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_METADATA_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > _INT64:
+            raise ValueError(f"integer {value} is outside the 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"number {value} is not finite")
+        return value
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, list):
+        return [_json_value(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_valid_text(str(k)): _json_value(v, depth + 1) for k, v in value.items()}
+    raise ValueError(f"unsupported value type {type(value).__name__}")
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+NonBlankText = Annotated[
+    str, Field(min_length=1), AfterValidator(_not_blank), AfterValidator(_valid_text)
+]
+_MAX_FILTER_VALUES = 100
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SearchRequest(_Request):
+    """`POST /v1/search`."""
+
+    query: NonBlankText = Field(
+        description="What to search for; non-empty, at most `retriever.max_query_chars` "
+        "characters (default 2,000)."
+    )
+    k: int | None = Field(
+        default=None, ge=1, le=100, description="Results to return, 1-100 (default 10)."
+    )
+    shortlist: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Candidates taken on the Matryoshka shortlist vector, k-1000 "
+        "(default 100, raised to k).",
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        max_length=16,
+        description="Payload filter, all keys must match: `doc_id`, `source`, `chunk_id` or "
+        "`metadata.FIELD`, each a value or a list of values (any matches).",
+        examples=[{"doc_id": "handbook.md"}, {"metadata.lang": ["en", "de"]}],
+    )
+    single_stage: bool = Field(
+        default=False, description="Search the full vector only (no shortlist), for comparison."
+    )
+
+    @field_validator("shortlist")
+    @classmethod
+    def _shortlist_covers_k(cls, shortlist: int | None, info: ValidationInfo) -> int | None:
+        k = info.data.get("k")
+        if shortlist is not None and k is not None and shortlist < k:
+            raise ValueError(f"shortlist ({shortlist}) must be >= k ({k})")
+        return shortlist
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not value:
+            return value
+        for key, item in value.items():
+            _valid_text(key)
+            scalars = item if isinstance(item, list) else [item]
+            if len(scalars) > _MAX_FILTER_VALUES:
+                raise ValueError(f"filter {key!r} has over {_MAX_FILTER_VALUES} values")
+            for scalar in scalars:
+                if isinstance(scalar, str):
+                    _valid_text(scalar)
+                elif isinstance(scalar, int) and not isinstance(scalar, bool):
+                    if abs(scalar) > _INT64:
+                        raise ValueError(f"filter {key!r}: {scalar} is outside the 64-bit range")
+                elif not isinstance(scalar, bool):
+                    raise ValueError(
+                        f"filter {key!r}: values must be strings, integers or booleans, "
+                        f"got {_short(scalar)}"
+                    )
+        try:
+            parse_filter(value)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class SearchResult(BaseModel):
+    """One chunk found."""
+
+    chunk_id: str
+    doc_id: str
+    score: float
+    text: str
+    source: str
+    start: int = Field(description="Character offset of the chunk in its document.")
+    end: int
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    """The results of one search, and which collection and model version produced them."""
+
+    search_id: str = Field(description="Give it back with `POST /v1/feedback`.")
+    model_version: int = Field(description="Version N of the collection NAME__vN searched.")
+    collection: str = Field(description="The physical collection searched (NAME__vN).")
+    took_ms: float
+    results: list[SearchResult]
+
+
+class FeedbackRequest(_Request):
+    """`POST /v1/feedback`: which chunk answered (or did not answer) which query."""
+
+    search_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="The `search_id` of the search judged (preferred)."
+    )
+    query: NonBlankText | None = Field(
+        default=None, description="The query, when there is no search_id."
+    )
+    chunk_id: Annotated[Text, Field(min_length=1, max_length=2048)]
+    label: Literal["relevant", "not_relevant"]
+
+
+class FeedbackResponse(BaseModel):
+    """The stored judgement, with the snapshot taken."""
+
+    feedback_id: int
+    search_id: str | None
+    query: str
+    chunk_id: str
+    doc_id: str
+    label: str
+    model_version: int
+    collection: str
+    rank: int | None = Field(
+        description="1-based position of the chunk in the search's results; null when it was "
+        "not returned (or no search_id was given)."
+    )
+    created_at: str
+
+
+class DocumentIn(_Request):
+    """One document to upsert."""
+
+    id: Annotated[Text, Field(min_length=1, max_length=512)] = Field(
+        description="Stable document id; posting the same id again replaces its chunks."
+    )
+    text: NonBlankText = Field(
+        description="Full text; at most `retriever.max_document_chars` characters."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Kept with every chunk; filter on `metadata.FIELD`."
+    )
+    source: Annotated[Text, Field(max_length=1024)] | None = Field(
+        default=None, description="Where the document came from (default: `api`)."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        checked: dict[str, Any] = _json_value(value)
+        return checked
+
+
+class DocumentsRequest(_Request):
+    """`POST /v1/documents`: one or many documents."""
+
+    documents: list[DocumentIn] = Field(
+        min_length=1,
+        description="At most `retriever.max_documents_per_request` (default 256).",
+    )
+
+
+class DocumentsResponse(BaseModel):
+    """What an upsert wrote."""
+
+    collection: str
+    model_version: int
+    documents: int
+    unchanged: int = Field(description="Documents whose chunks were all stored already.")
+    chunks_written: int
+    chunks_deleted: int
+    took_ms: float
+
+
+class DeleteResponse(BaseModel):
+    """What a delete removed."""
+
+    collection: str
+    doc_id: str
+    chunks_deleted: int
+
+
+class HealthResponse(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """The service can answer searches."""
+
+    status: Literal["ready"] = "ready"
+    collection: str
+    model: str
+    model_version: int
+    detail: str
+
+
+class CollectionOut(BaseModel):
+    """A physical collection in the store."""
+
+    physical: str
+    name: str
+    version: int
+    model: str
+    dim: int
+    shortlist_dims: list[int]
+    points: int
+    aliases: list[str]
+    serving: bool
+    created_at: str
+
+
+class CollectionsResponse(BaseModel):
+    """Every physical collection."""
+
+    collections: list[CollectionOut]
+
+
+class ReloadResponse(BaseModel):
+    """What `POST /v1/admin/reload` switched."""
+
+    changed: bool
+    previous: str
+    current: str
+    model_version: int
+
+
+class ErrorDetail(BaseModel):
+    """One problem with the request."""
+
+    field: str | None
+    message: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong: a stable `code`, a message for people, and the field at fault."""
+
+    code: str
+    message: str
+    field: str | None = None
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer has this body."""
+
+    error: ErrorInfo

@@ -1,0 +1,400 @@
+"""The retriever's operations without HTTP: search, feedback, document upserts and deletes.
+
+Every method is synchronous and blocking (model inference, store calls, fsyncs); the HTTP
+layer runs them in a thread pool. Each request takes one `Serving` snapshot and uses it
+throughout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.errors import CollectionNotFoundError, StoreError
+from core.records import Chunk, Document, Hit
+from core.store.base import PayloadFilter, parse_filter
+from retriever.errors import InvalidRequestError, NotFoundError, NotReadyError
+from retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
+from retriever.serving import Serving, ServingHolder, build_serving, load_serving
+
+if TYPE_CHECKING:
+    from core.encoder import Encoder
+    from core.settings import Settings
+    from core.store.base import VectorStore
+    from ingest.pipeline import IngestReport
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+MAX_SHORTLIST = 1000
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished search, with the pair that answered it and the time of each stage."""
+
+    search_id: str
+    serving: Serving
+    hits: list[Hit]
+    encode_s: float
+    store_s: float
+    log_s: float
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """A stored judgement and its id."""
+
+    feedback_id: int
+    event: FeedbackEvent
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the service can answer searches, and why not."""
+
+    ready: bool
+    reason: str
+    alias_target: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload of the alias changed."""
+
+    previous: Serving
+    current: Serving
+
+    @property
+    def changed(self) -> bool:
+        return self.previous.physical != self.current.physical
+
+
+class RetrieverService:
+    """The store, the serving pair and the feedback log, and what the API does with them.
+
+    Build one with `RetrieverService.open(settings)`; `close()` releases what it opened.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        holder: ServingHolder,
+        feedback_log: FeedbackLog,
+        *,
+        owns_store: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.holder = holder
+        self.feedback_log = feedback_log
+        self._owns_store = owns_store
+        # One writer at a time per collection (ingest plans then writes; two concurrent upserts
+        # of one document would race). Promotion/re-embedding can take the same lock.
+        self.write_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        encoder: Encoder | None = None,
+        store: VectorStore | None = None,
+    ) -> RetrieverService:
+        """Open the store (unless given), the serving pair and the feedback log."""
+        from core.store import open_store
+
+        owns_store = store is None
+        opened = open_store(settings) if store is None else store
+        try:
+            serving = load_serving(opened, settings, encoder=encoder)
+            feedback_log = open_feedback_log(settings)
+        except BaseException:
+            if owns_store:
+                opened.close()
+            raise
+        logger.info(
+            "retriever serving %s (model %s) with feedback log %s",
+            serving.physical,
+            serving.spec.model,
+            feedback_log.location,
+        )
+        return cls(settings, opened, ServingHolder(serving), feedback_log, owns_store=owns_store)
+
+    def current(self) -> Serving:
+        """The serving pair right now (one snapshot)."""
+        return self.holder.current()
+
+    # --- search ---
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        shortlist: int | None = None,
+        single_stage: bool = False,
+        payload_filter: PayloadFilter | None = None,
+    ) -> SearchOutcome:
+        """Encode `query` and search the serving collection with one snapshot; log the search.
+
+        `k` and `shortlist` default to `settings.search`; an omitted shortlist is raised to `k`.
+
+        Raises:
+            InvalidRequestError: A limit is broken (code `validation_error`, naming the field).
+        """
+        query = self._check_query(query, "query")
+        k = self.settings.search.k if k is None else k
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequestError(
+                "validation_error", f"k must be in [1, {MAX_K}], got {k}", field="k"
+            )
+        if shortlist is None:
+            shortlist = max(self.settings.search.shortlist, k)
+        if not k <= shortlist <= MAX_SHORTLIST:
+            raise InvalidRequestError(
+                "validation_error",
+                f"shortlist must be in [k={k}, {MAX_SHORTLIST}], got {shortlist}",
+                field="shortlist",
+            )
+        try:
+            parse_filter(payload_filter)
+        except StoreError as exc:
+            raise InvalidRequestError("validation_error", str(exc), field="filter") from exc
+
+        serving = self.holder.current()
+        started = time.perf_counter()
+        vectors = serving.encoder.encode_queries([query])
+        encoded = time.perf_counter()
+        hits = self.store.search(
+            serving.physical,
+            vectors,
+            k=k,
+            shortlist=shortlist,
+            single_stage=single_stage,
+            payload_filter=payload_filter,
+        )
+        searched = time.perf_counter()
+        search_id = uuid.uuid4().hex
+        self.feedback_log.log_search(
+            SearchEvent(
+                search_id=search_id,
+                query=query,
+                k=k,
+                model_version=serving.model_version,
+                collection=serving.physical,
+                chunk_ids=tuple(h.chunk_id for h in hits),
+                single_stage=single_stage,
+            )
+        )
+        logged = time.perf_counter()
+        return SearchOutcome(
+            search_id=search_id,
+            serving=serving,
+            hits=hits,
+            encode_s=encoded - started,
+            store_s=searched - encoded,
+            log_s=logged - searched,
+        )
+
+    # --- feedback ---
+    def record_feedback(
+        self,
+        *,
+        chunk_id: str,
+        label: str,
+        search_id: str | None = None,
+        query: str | None = None,
+    ) -> FeedbackOutcome:
+        """Store a judgement of `chunk_id` for a logged search (or a bare query).
+
+        With `search_id`, the query and model version come from the logged search and the chunk
+        is looked up in the collection that search used (the serving one if that was dropped).
+        The chunk need not be among the search's results: a relevant chunk the search missed is
+        the most useful signal; `rank` records where (or whether) it was returned.
+
+        Raises:
+            NotFoundError: Unknown `search_id` or `chunk_id` (nothing is written).
+            InvalidRequestError: Neither `search_id` nor `query`, or a query that contradicts
+                the logged search.
+        """
+        serving = self.holder.current()
+        search = None
+        if search_id is not None:
+            search = self.feedback_log.get_search(search_id)
+            if search is None:
+                raise NotFoundError(
+                    "search_not_found", f"no logged search with id {search_id!r}", field="search_id"
+                )
+            if query is not None and query.strip() != search.query.strip():
+                raise InvalidRequestError(
+                    "query_mismatch",
+                    f"query {_show(query)} differs from the query of search {search_id!r} "
+                    f"({_show(search.query)}); leave query out when giving search_id",
+                    field="query",
+                )
+            query_text = search.query
+            model_version = search.model_version
+            collection = search.collection
+        elif query is None:
+            raise InvalidRequestError(
+                "query_required",
+                "give the search_id of the search (preferred) or the query",
+                field="query",
+            )
+        else:
+            query_text = self._check_query(query, "query")
+            model_version = serving.model_version
+            collection = serving.physical
+
+        chunk, collection = self._find_chunk(chunk_id, collection, serving.physical)
+        if chunk is None:
+            raise NotFoundError(
+                "chunk_not_found",
+                f"no chunk {chunk_id!r} in collection {collection}",
+                field="chunk_id",
+            )
+        rank = None
+        if search is not None and chunk_id in search.chunk_ids:
+            rank = search.chunk_ids.index(chunk_id) + 1
+        event = FeedbackEvent(
+            query=query_text,
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            label=label,
+            chunk_text=chunk.text,
+            model_version=model_version,
+            collection=collection,
+            search_id=search_id,
+            rank=rank,
+        )
+        return FeedbackOutcome(self.feedback_log.log_feedback(event), event)
+
+    def _find_chunk(self, chunk_id: str, physical: str, fallback: str) -> tuple[Chunk | None, str]:
+        try:
+            return self.store.get_chunks(physical, [chunk_id]).get(chunk_id), physical
+        except CollectionNotFoundError:
+            if physical == fallback:
+                raise
+            logger.info("collection %s is gone; looking up %r in %s", physical, chunk_id, fallback)
+            return self.store.get_chunks(fallback, [chunk_id]).get(chunk_id), fallback
+
+    # --- documents ---
+    def upsert_documents(self, documents: Sequence[Document]) -> tuple[Serving, IngestReport]:
+        """Chunk, embed and store documents like `ragctl ingest` (unchanged ones write nothing).
+
+        Raises:
+            InvalidRequestError: Too many documents, or one is too long.
+        """
+        from ingest.pipeline import ingest_documents
+
+        limits = self.settings.retriever
+        if len(documents) > limits.max_documents_per_request:
+            raise InvalidRequestError(
+                "validation_error",
+                f"{len(documents)} documents in one request; the limit is "
+                f"{limits.max_documents_per_request}",
+                field="documents",
+            )
+        for i, doc in enumerate(documents):
+            if len(doc.text) > limits.max_document_chars:
+                raise InvalidRequestError(
+                    "validation_error",
+                    f"document {doc.doc_id!r} has {len(doc.text)} characters; the limit is "
+                    f"{limits.max_document_chars}",
+                    field=f"documents.{i}.text",
+                )
+        with self.write_lock:
+            serving = self.holder.current()
+            report = ingest_documents(
+                documents,
+                store=self.store,
+                physical=serving.physical,
+                encoder=serving.encoder,
+                chunker=serving.chunker,
+                upsert_batch_size=self.settings.store.upsert_batch_size,
+            )
+        return serving, report
+
+    def delete_document(self, doc_id: str) -> tuple[Serving, int]:
+        """Delete every chunk of `doc_id` from the serving collection.
+
+        Raises:
+            NotFoundError: The document has no chunks there.
+        """
+        with self.write_lock:
+            serving = self.holder.current()
+            deleted = self.store.delete_documents(serving.physical, [doc_id])
+        if not deleted:
+            raise NotFoundError(
+                "document_not_found",
+                f"no document {doc_id!r} in collection {serving.physical}",
+                field="doc_id",
+            )
+        return serving, deleted
+
+    # --- operations ---
+    def readiness(self) -> Readiness:
+        """Model loaded, store reachable, alias resolved."""
+        serving = self.holder.current()
+        try:
+            target = self.store.resolve(self.settings.collection)
+        except CollectionNotFoundError as exc:
+            return Readiness(False, f"alias {self.settings.collection!r} does not resolve: {exc}")
+        except StoreError as exc:
+            return Readiness(False, f"store unreachable: {exc}")
+        if target != serving.physical:
+            return Readiness(
+                True,
+                f"serving {serving.physical}; alias {self.settings.collection} points at "
+                f"{target} (reload to switch)",
+                target,
+            )
+        return Readiness(True, f"serving {serving.physical}", target)
+
+    def reload(self) -> ReloadOutcome:
+        """Serve whatever the alias points at now (after a promotion by another process).
+
+        Loads the new model first (seconds) while the old pair keeps serving, then swaps.
+        """
+        current = self.holder.current()
+        try:
+            target = self.store.resolve(self.settings.collection)
+        except CollectionNotFoundError as exc:
+            raise NotReadyError("collection_not_found", str(exc)) from exc
+        if target == current.physical:
+            return ReloadOutcome(current, current)
+        with self.write_lock:
+            fresh = build_serving(self.store.spec(target), self.settings, encoder=current.encoder)
+            previous = self.holder.swap(fresh)
+        return ReloadOutcome(previous, fresh)
+
+    def close(self) -> None:
+        """Close the feedback log and the store (when this service opened it)."""
+        try:
+            self.feedback_log.close()
+        finally:
+            if self._owns_store:
+                self.store.close()
+
+    def _check_query(self, query: str, field: str) -> str:
+        if not query.strip():
+            raise InvalidRequestError("validation_error", f"{field} is empty", field=field)
+        limit = self.settings.retriever.max_query_chars
+        if len(query) > limit:
+            raise InvalidRequestError(
+                "validation_error",
+                f"{field} has {len(query)} characters; the limit is {limit}",
+                field=field,
+            )
+        return query
+
+
+def _show(text: str, width: int = 60) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= width else shown[: width - 4] + "...'"

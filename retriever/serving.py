@@ -1,0 +1,88 @@
+"""What the retriever serves: one immutable (collection, encoder) pair, swapped atomically.
+
+A search takes one `Serving` snapshot from the `ServingHolder` and uses it for both encoding
+and searching, so an activation or rollback that swaps the pair mid-request never mixes the
+query vectors of one model with the stored vectors of another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.collections import encoder_for, open_or_create
+from ingest.pipeline import make_chunker
+
+if TYPE_CHECKING:
+    from core.encoder import Encoder
+    from core.settings import Settings
+    from core.store.base import CollectionSpec, VectorStore
+    from ingest.chunker import Chunker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A physical collection, the model that embedded it, and a chunker for that model."""
+
+    spec: CollectionSpec
+    encoder: Encoder
+    chunker: Chunker
+
+    @property
+    def physical(self) -> str:
+        """The physical collection searched (`NAME__vN`)."""
+        return self.spec.physical
+
+    @property
+    def model_version(self) -> int:
+        """The collection's model version (N of `NAME__vN`)."""
+        return self.spec.version
+
+
+class ServingHolder:
+    """Holds the current `Serving`; readers take a snapshot, writers swap it atomically."""
+
+    def __init__(self, serving: Serving) -> None:
+        self._serving = serving
+        self._lock = threading.Lock()
+
+    def current(self) -> Serving:
+        """The pair to use for one whole request."""
+        return self._serving  # one attribute read: atomic
+
+    def swap(self, serving: Serving) -> Serving:
+        """Serve `serving` from now on; returns the pair it replaced."""
+        with self._lock:
+            previous, self._serving = self._serving, serving
+        logger.info("serving %s (model %s)", serving.physical, serving.spec.model)
+        return previous
+
+
+def build_serving(
+    spec: CollectionSpec, settings: Settings, *, encoder: Encoder | None = None
+) -> Serving:
+    """The serving pair of `spec`, reusing `encoder` when it is the model that embedded it."""
+    if encoder is None or not _embedded_by(spec, encoder):
+        encoder = encoder_for(spec, settings.model, data_dir=settings.data_dir)
+    chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
+    return Serving(spec=spec, encoder=encoder, chunker=chunker)
+
+
+def load_serving(
+    store: VectorStore, settings: Settings, *, encoder: Encoder | None = None
+) -> Serving:
+    """The pair behind the alias `settings.collection`, creating `NAME__v1` if there is none."""
+    spec, encoder = open_or_create(store, settings, settings.collection, encoder=encoder)
+    return build_serving(spec, settings, encoder=encoder)
+
+
+def _embedded_by(spec: CollectionSpec, encoder: Encoder) -> bool:
+    return (
+        encoder.model_ref == spec.model
+        and encoder.query_prompt == spec.query_prompt
+        and encoder.document_prompt == spec.document_prompt
+    )

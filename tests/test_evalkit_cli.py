@@ -1,0 +1,119 @@
+"""`ragctl eval` and `ragctl compare` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evalkit.results import EvalReport, RunRow, load_report, save_report
+from ragctl.cli import main
+
+DOCS = {
+    "bike": "To fix a flat bicycle tyre, remove the wheel and patch the inner tube.",
+    "coffee": "Espresso is brewed by forcing hot water through finely ground coffee beans.",
+    "sleep": "Adults need seven to nine hours of sleep each night for good health.",
+    "garden": "Tomatoes need full sun, rich soil and regular watering to grow well.",
+    "astro": "Astronomers use telescopes to observe distant galaxies and stars.",
+}
+QUERIES = {"q1": ("patch a bike tire", "bike"), "q2": ("how to brew espresso", "coffee")}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ragctl.toml from the repo; data dir under tmp_path
+    monkeypatch.setenv("RAGCTL_DATA_DIR", str(tmp_path / ".ragctl"))
+
+
+def _beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
+    )
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items())
+    )
+    (root / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items())
+    )
+    return root
+
+
+def _report(model: str, ndcg: float) -> EvalReport:
+    rows = [
+        RunRow("384", "exact", 384, {"ndcg@10": ndcg, "mrr@10": ndcg}),
+        RunRow("64", "exact", 64, {"ndcg@10": ndcg - 0.1, "mrr@10": ndcg}),
+        RunRow("two-stage", "two-stage", 384, {"ndcg@10": ndcg}),
+    ]
+    return EvalReport(model, "tiny", "test", 384, {"queries": 2, "corpus": 5}, rows)
+
+
+@pytest.mark.slow
+def test_cli_eval_prints_table_and_writes_outputs(tmp_path: Path) -> None:
+    data = _beir(tmp_path / "tiny")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--model",
+            "default",
+            "--dataset",
+            str(data),
+            "--dims",
+            "128,64",
+            "--shortlist",
+            "5",
+            "--bm25",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 queries, 5 docs" in result.output
+    header = next(line for line in result.output.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "384", "128", "64", "two-stage", "single-stage", "bm25"]
+    assert "ndcg@10" in result.output
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "ndcg.png"}
+    report = load_report(out / "report.json")
+    assert report.row("384").metrics["accuracy@1"] == 1.0  # type: ignore[union-attr]
+
+
+def test_cli_eval_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--dataset", str(tmp_path / "missing")])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: dataset not found")
+    assert "Traceback" not in result.output
+    bad = CliRunner().invoke(main, ["eval", "--dataset", "x", "--dims", "384,abc"])
+    assert bad.exit_code == 2 and "comma-separated list of integers" in bad.output
+
+
+def test_cli_eval_and_compare_help() -> None:
+    for command in ("eval", "compare"):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert result.exit_code == 0
+    text = CliRunner().invoke(main, ["eval", "--help"]).output
+    for option in ("--dataset", "--dims", "--pipeline / --no-pipeline", "--bm25", "--out"):
+        assert option in text
+
+
+def test_cli_compare_prints_absolute_and_relative_change(tmp_path: Path) -> None:
+    base = save_report(_report("base", 0.5), tmp_path / "a.json")
+    tuned = save_report(_report("tuned", 0.6), tmp_path / "b.json")
+    md = tmp_path / "cmp.md"
+    result = CliRunner().invoke(main, ["compare", str(base), str(tuned), "--out", str(md)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("384") and "ndcg@10" in x)
+    assert line.split() == ["384", "ndcg@10", "0.5000", "0.6000", "+0.1000", "+20.0%"]
+    assert "## ndcg@10" in md.read_text()
+
+
+def test_cli_compare_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    result = CliRunner().invoke(main, ["compare", str(bad), str(bad)])
+    assert result.exit_code == 1
+    assert "not an evalkit report" in result.output
