@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.encoder import Encoder
 from core.store.base import VectorStore
 from evalkit.sources.records import iter_table_records, text_field
 from tuner.errors import TunerError
@@ -123,3 +124,28 @@ def deduplicate(pairs: Sequence[TrainingPair]) -> list[TrainingPair]:
         seen.add(key)
         unique.append(pair)
     return unique
+
+
+def pin_to_chunks(
+    records: Sequence[Mapping[str, Any]], *, store: VectorStore, physical: str, encoder: Encoder
+) -> list[dict[str, Any]]:
+    """Feedback given per document (`query`, `doc_id`, `label`) pinned to the chunk of that
+    document that best answers the query, as a RAG app logging chunk-level feedback would.
+
+    Records naming a document with no stored chunks are dropped (and logged).
+    """
+    out: list[dict[str, Any]] = []
+    vectors = encoder.encode_queries([str(r["query"]) for r in records])
+    for row, record in enumerate(records):
+        hits = store.search(
+            physical,
+            vectors.embeddings_slice(slice(row, row + 1)),
+            k=1,
+            shortlist=100,
+            payload_filter={"doc_id": str(record["doc_id"])},
+        )
+        if not hits:
+            logger.warning("no stored chunk of document %r; feedback dropped", record["doc_id"])
+            continue
+        out.append({**record, "chunk_id": hits[0].chunk_id, "chunk_text": hits[0].text})
+    return out

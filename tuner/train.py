@@ -160,7 +160,7 @@ def train(
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers v5
         weight_decay=config.weight_decay,
         lr_scheduler_type="cosine",
         batch_sampler=BatchSamplers.NO_DUPLICATES,

@@ -1,0 +1,246 @@
+"""The issue-5 check on the notebook's own dataset, through the whole loop on CPU.
+
+1. ingest legal-rag-positives-synthetic's corpus into a fresh embedded store (base model v1);
+2. replay its TRAIN pairs as if they were logged feedback (relevant = the pair's chunk);
+3. `retune` with the notebook recipe (MNRL in MatryoshkaLoss, 1 epoch, batch 32, lr 2e-5),
+   the TEST pairs as the golden eval set, so the gate compares base vs candidate on test;
+4. record base vs candidate ndcg@10 per dim and through two-stage, the gate's decision,
+   training throughput next to a bare sentence-transformers Trainer on the same data and
+   settings (same process, same machine), peak memory and re-embed throughput.
+
+    .venv/bin/python bench/retune_legal.py [--epochs 1] [--batch-size 32] [--hard-negatives]
+        [--tag NAME] [--skip-bare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared/data/legal-rag-positives-synthetic"
+
+
+def _pairs(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open() if line.strip()]
+
+
+def bare_trainer_seconds(
+    model_path: str, rows: list[dict], epochs: float, batch: int, lr: float, dims: list[int]
+) -> float:
+    """The same recipe with nothing of ragctl around it."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import (
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    model = SentenceTransformer(model_path, device="cpu")
+    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=dims)
+    data = Dataset.from_dict(
+        {"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]}
+    )
+    with tempfile.TemporaryDirectory() as out:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=out,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch,
+            learning_rate=lr,
+            warmup_ratio=0.1,
+            lr_scheduler_type="cosine",
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            save_strategy="no",
+            report_to="none",
+            seed=42,
+            use_cpu=True,
+        )
+        started = time.perf_counter()
+        SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    from core.collections import open_or_create
+    from core.encoder import resolve_model
+    from core.settings import load_settings
+    from core.store.edge import EdgeStore
+    from ingest.loaders import iter_documents
+    from ingest.pipeline import ingest_documents, make_chunker
+    from tuner.loop import RetuneOptions, retune
+    from tuner.train import TrainConfig, matryoshka_dims
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--hard-negatives", action="store_true")
+    parser.add_argument("--skip-bare", action="store_true", help="skip the bare-Trainer baseline")
+    parser.add_argument("--tag", default="base-recipe")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"dataset not found: {DATA}")
+
+    train_rows = _pairs(DATA / "raw/train_dataset.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(data_dir=Path(tmp), collection="legal")
+        store = EdgeStore(settings.qdrant_path)
+        spec, encoder = open_or_create(store, settings, "legal")
+        chunker = make_chunker(encoder, 256, 32)
+        ingest = ingest_documents(
+            iter_documents([DATA / "corpus.jsonl"]),
+            store=store,
+            physical=spec.physical,
+            encoder=encoder,
+            chunker=chunker,
+        )
+        print(f"ingested {ingest.chunks_written} chunks in {ingest.seconds:.0f} s", flush=True)
+        chunk_of = {
+            doc: next(iter(ids))
+            for doc, ids in store.chunk_ids_of(
+                spec.physical, sorted({str(r["global_chunk_id"]) for r in train_rows})
+            ).items()
+        }
+        feedback = [
+            {
+                "query": r["anchor"],
+                "chunk_id": chunk_of[str(r["global_chunk_id"])],
+                "label": "relevant",
+                "chunk_text": r["positive"],
+            }
+            for r in train_rows
+        ]
+        eval_set = Path(tmp) / "test_pairs.jsonl"
+        eval_set.write_text((DATA / "raw/test_dataset.json").read_text())
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            checkpoint_steps=100,
+        )
+        steps: list[tuple[float, str]] = []
+        started = time.perf_counter()
+        result = retune(
+            settings,
+            store,
+            RetuneOptions(
+                collection="legal",
+                feedback=feedback,
+                eval_set=eval_set,
+                train=config,
+                hard_negatives=args.hard_negatives,
+                show_progress=False,
+            ),
+            on_step=lambda m: (
+                steps.append((round(time.perf_counter() - started, 1), m)),
+                print(f"[{time.perf_counter() - started:6.0f}s] {m}", flush=True),
+            ),
+            serving_encoder=encoder,
+        )
+        total_s = time.perf_counter() - started
+        store.close()
+    bare_s = None
+    if not args.skip_bare:
+        rows = [{"anchor": f["query"], "positive": f["chunk_text"]} for f in feedback]
+        bare_s = bare_trainer_seconds(
+            resolve_model("default"),
+            rows,
+            args.epochs,
+            args.batch_size,
+            args.lr,
+            matryoshka_dims(384, (64,)),
+        )
+
+    def ndcg(report, name):  # type: ignore[no-untyped-def]
+        row = report.row(name)
+        return None if row is None else round(row.metrics["ndcg@10"], 4)
+
+    columns = [r.name for r in result.serving_report.rows]
+    training = result.training
+    out = {
+        "tag": args.tag,
+        "dataset": "legal-rag-positives-synthetic (corpus 2,316 chunks; train pairs as feedback; test pairs as eval set)",
+        "recipe": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "hard_negatives": args.hard_negatives,
+            "loss": training.loss,
+        },
+        "ndcg@10": {
+            c: {"base": ndcg(result.serving_report, c), "tuned": ndcg(result.candidate_report, c)}
+            for c in columns
+        },
+        "gate": {"promote": result.decision.promote, "reason": result.decision.reason},
+        "promoted": result.promoted,
+        "training": {
+            "pairs": training.pairs,
+            "steps": training.steps,
+            "seconds": round(training.seconds, 1),
+            "pairs_per_s": round(training.pairs_per_s, 2),
+        },
+        "bare_trainer": None
+        if bare_s is None
+        else {
+            "seconds": round(bare_s, 1),
+            "pairs_per_s": round(training.pairs * args.epochs / bare_s, 2),
+            "ragctl_overhead": round(training.seconds / bare_s - 1, 4),
+        },
+        "mining": None if result.mining is None else result.mining.__dict__,
+        "reembed": None
+        if result.sync is None
+        else {
+            "points": result.sync.points,
+            "seconds": round(result.sync.seconds, 1),
+            "chunks_per_s": round(result.sync.points / result.sync.seconds, 1),
+        },
+        "total_retune_s": round(total_s, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "steps": steps,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "command": "python bench/retune_legal.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"retune_legal_{args.tag}.json").write_text(json.dumps(out, indent=2) + "\n")
+    lines = [
+        f"# retune on legal-rag-positives-synthetic ({args.tag})",
+        "",
+        f"`{out['command']}` on {out['machine']}, {out['date']}. Recipe: {out['recipe']}.",
+        "",
+        "| column | base ndcg@10 | tuned ndcg@10 | delta |",
+        "|---|---|---|---|",
+    ]
+    for c, v in out["ndcg@10"].items():
+        lines.append(f"| {c} | {v['base']} | {v['tuned']} | {v['tuned'] - v['base']:+.4f} |")
+    lines += [
+        "",
+        f"Gate: {'promote' if out['gate']['promote'] else 'reject'} -- {out['gate']['reason']}",
+        "",
+        f"Training: {out['training']}; bare Trainer: {out['bare_trainer']}; re-embed: {out['reembed']}; "
+        f"whole retune {out['total_retune_s']} s; peak RSS {out['peak_rss_mib']} MiB.",
+        "",
+    ]
+    (args.out / f"retune_legal_{args.tag}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The tuning loop with the real packaged model on the demo corpus (CPU, offline)."""
+
+import json
+import random
+import shutil
+
+import pytest
+from conftest import REPO_ROOT
+
+from core.collections import encoder_for, open_or_create
+from core.records import Document
+from core.registry import ModelRecord, ModelRegistry
+from core.settings import load_settings
+from core.store.edge import EdgeStore
+from ingest.loaders import iter_documents
+from ingest.pipeline import ingest_documents, make_chunker
+from tuner.loop import RetuneOptions, retune
+from tuner.pairs import pin_to_chunks
+from tuner.promote import reembed, rollback, switch
+from tuner.publish import files_to_upload
+from tuner.train import TrainConfig
+
+
+@pytest.fixture(scope="session")
+def demo_store_template(tmp_path_factory, real_encoder):
+    """The demo corpus ingested once (v1 = base model) plus its feedback pinned to chunks."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    settings = load_settings(data_dir=data_dir)
+    with EdgeStore(settings.qdrant_path) as store:
+        spec, encoder = open_or_create(store, settings, "docs", encoder=real_encoder)
+        ingest_documents(
+            iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
+            store=store,
+            physical=spec.physical,
+            encoder=encoder,
+            chunker=make_chunker(encoder, 256, 32),
+        )
+        records = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
+        feedback = pin_to_chunks(records, store=store, physical=spec.physical, encoder=encoder)
+        queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
+        judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
+        pinned = pin_to_chunks(judged, store=store, physical=spec.physical, encoder=encoder)
+    eval_set = data_dir.parent / "eval.jsonl"
+    eval_set.write_text(
+        "".join(
+            json.dumps({"anchor": r["query"], "positive": r["chunk_text"]}) + "\n" for r in pinned
+        )
+    )
+    return data_dir, feedback, eval_set
+
+
+@pytest.fixture
+def demo(demo_store_template, tmp_path, real_encoder):
+    template, feedback, eval_set = demo_store_template
+    data_dir = tmp_path / "data"
+    shutil.copytree(template, data_dir)
+    settings = load_settings(data_dir=data_dir)
+    store = EdgeStore(settings.qdrant_path)
+    yield settings, store, feedback, eval_set
+    store.close()
+
+
+def test_feedback_pinned_to_chunks_of_the_named_document(demo_store_template):
+    _, feedback, eval_set = demo_store_template
+    assert len(feedback) == 60
+    for record in feedback:
+        assert record["chunk_id"].startswith(record["doc_id"] + "#")
+        assert record["chunk_text"]
+    assert len(eval_set.read_text().splitlines()) == 41  # 40 queries, one with two answers
+
+
+def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder):
+    settings, store, feedback, eval_set = demo
+    relevant = [r for r in feedback if r["label"] == "relevant"]
+    texts = [r["chunk_text"] for r in relevant]
+    random.Random(0).shuffle(texts)
+    shuffled = [
+        {**r, "chunk_text": t, "chunk_id": None} for r, t in zip(relevant, texts, strict=True)
+    ]
+    pairs = settings.data_dir / "shuffled.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"anchor": r["query"], "positive": r["chunk_text"]}) + "\n" for r in shuffled
+        )
+    )
+
+    result = retune(
+        settings,
+        store,
+        RetuneOptions(
+            collection="docs",
+            pair_files=[pairs],
+            eval_set=eval_set,
+            train=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4, checkpoint_steps=1000),
+            show_progress=False,
+        ),
+        serving_encoder=real_encoder,
+    )
+    assert result.decision is not None and not result.decision.promote
+    assert "reject" in result.decision.reason
+    assert not result.promoted and store.resolve("docs") == "docs__v1"
+    registry = ModelRegistry(settings.data_dir)
+    assert (registry.get(2).status, registry.serving("docs")) == ("rejected", 1)
+    card = (settings.data_dir / "models/v2/README.md").read_text()
+    assert "Decision: **reject**" in card and "sha256" in card
+    # The candidate is a normal sentence-transformers folder that loads and encodes.
+    assert {"model.safetensors", "modules.json", "README.md", "card.json"} <= set(
+        files_to_upload(settings.data_dir / "models/v2")
+    )
+
+
+def test_retune_dry_run_reports_sizes(demo, real_encoder):
+    settings, store, feedback, _ = demo
+    result = retune(
+        settings,
+        store,
+        RetuneOptions(collection="docs", feedback=feedback, heldout_fraction=0.2, dry_run=True),
+        serving_encoder=real_encoder,
+    )
+    assert result.counts["feedback_relevant"] == 50 and result.counts["feedback_not_relevant"] == 10
+    assert result.train_pairs > 0 and result.heldout_queries > 0
+    assert result.train_pairs + result.heldout_queries <= 50
+    assert result.version is None and ModelRegistry(settings.data_dir).next_version() == 2
+
+
+def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
+    settings, store, _, _ = demo
+    registry = ModelRegistry(settings.data_dir)
+    # A "new" model version: the base model saved as v2 (what training would have written).
+    real_encoder.model.save_pretrained(str(registry.model_dir(2)))
+    registry.add(ModelRecord(version=2, ref="models/v2", parent=1, base_model="default"))
+    spec_v1 = store.spec("docs__v1")
+    candidate = encoder_for(
+        type(spec_v1)(**{**spec_v1.__dict__, "version": 2, "model": "models/v2"}),
+        settings.model,
+        data_dir=settings.data_dir,
+    )
+    total = store.count("docs__v1")
+
+    def interrupt(done, _total):
+        if done >= 64:
+            raise KeyboardInterrupt  # as if the process were stopped mid-way
+
+    with pytest.raises(KeyboardInterrupt):
+        reembed(
+            store,
+            collection="docs",
+            version=2,
+            encoder=candidate,
+            batch_size=32,
+            on_progress=interrupt,
+        )
+    partial = store.count("docs__v2")
+    assert 0 < partial < total and store.resolve("docs") == "docs__v1"
+
+    report = reembed(store, collection="docs", version=2, encoder=candidate, batch_size=32)
+    assert (report.points, report.embedded) == (total, total - partial)
+    switch(store, registry, "docs", 2)
+    assert store.resolve("docs") == "docs__v2" and registry.get(1).status == "retired"
+
+    # A document written while v2 serves is caught up on rollback, with v1's own model.
+    new_doc = Document("late.md", "Decaf is served after 6 pm on request.", "late.md")
+    ingest_documents(
+        [new_doc],
+        store=store,
+        physical="docs__v2",
+        encoder=candidate,
+        chunker=make_chunker(candidate, 256, 32),
+    )
+    back = rollback(
+        store,
+        registry,
+        "docs",
+        load_encoder=lambda spec: encoder_for(spec, settings.model, data_dir=settings.data_dir),
+    )
+    assert (back.to_physical, back.version) == ("docs__v1", 1)
+    assert back.caught_up is not None and back.caught_up.embedded == 1
+    assert store.resolve("docs") == "docs__v1" and store.count("docs__v1") == total + 1
+    assert registry.serving("docs") == 1 and registry.get(2).status == "retired"
