@@ -211,11 +211,7 @@ def retune(
         f"({result.heldout_source})"
     )
     if result.candidate_report and result.serving_report and result.decision:
-        from evalkit.compare import compare_reports, format_comparison
-
-        click.echo(
-            format_comparison(compare_reports(result.serving_report, result.candidate_report))
-        )
+        click.echo(_before_after(result.serving_report, result.candidate_report))
         verdict = "PROMOTE" if result.decision.promote else "REJECT"
         click.echo(f"gate: {verdict} -- {result.decision.reason}")
         if result.promoted and result.sync:
@@ -231,6 +227,26 @@ def retune(
             )
         else:
             click.echo(f"v{result.version} rejected; still serving v{result.serving.version}")
+
+
+def _before_after(serving: Any, candidate: Any) -> str:
+    """ndcg@10, mrr@10 and recall@10 per column: serving -> candidate (delta)."""
+    metrics = ("ndcg@10", "mrr@10", "recall@10")
+    rows = []
+    for row in serving.rows:
+        other = candidate.row(row.name)
+        if other is None:
+            continue
+        cells: list[object] = [row.name]
+        for metric in metrics:
+            before, after = row.metrics.get(metric), other.metrics.get(metric)
+            cells.append(
+                "-"
+                if before is None or after is None
+                else f"{before:.4f} -> {after:.4f} ({after - before:+.4f})"
+            )
+        rows.append(cells)
+    return table(["column", *metrics], rows)
 
 
 def _result_json(result: Any) -> dict[str, Any]:

@@ -109,17 +109,23 @@ def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder
     )
 
 
-def test_retune_dry_run_reports_sizes(demo, real_encoder):
-    settings, store, feedback, _ = demo
+def test_retune_dry_run_pins_document_level_feedback_and_eval_set(demo, real_encoder):
+    settings, store, _, _ = demo
+    raw = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
+    assert not any("chunk_id" in r for r in raw)  # the demo logs feedback per document
     result = retune(
         settings,
         store,
-        RetuneOptions(collection="docs", feedback=feedback, heldout_fraction=0.2, dry_run=True),
+        RetuneOptions(
+            collection="docs",
+            feedback=raw,
+            eval_set=REPO_ROOT / "examples/queries.jsonl",
+            dry_run=True,
+        ),
         serving_encoder=real_encoder,
     )
     assert result.counts["feedback_relevant"] == 50 and result.counts["feedback_not_relevant"] == 10
-    assert result.train_pairs > 0 and result.heldout_queries > 0
-    assert result.train_pairs + result.heldout_queries <= 50
+    assert (result.train_pairs, result.heldout_queries) == (50, 40)
     assert result.version is None and ModelRegistry(settings.data_dir).next_version() == 2
 
 

@@ -31,6 +31,8 @@ from tuner.pairs import (
     add_feedback,
     deduplicate,
     normalize_query,
+    pin_doc_level,
+    read_eval_set,
     read_pair_file,
     refresh_from_store,
 )
@@ -177,9 +179,14 @@ def retune(
     parent = registry.ensure_base(spec.model)
 
     step("collecting training pairs")
+    options.feedback = pin_doc_level(
+        options.feedback, store=store, physical=physical, encoder=serving_encoder
+    )
     pair_set = collect_pairs(options, store, physical)
     if options.eval_set is not None:
-        heldout = read_pair_file(options.eval_set)
+        heldout = read_eval_set(
+            options.eval_set, store=store, physical=physical, encoder=serving_encoder
+        )
         train_pairs = drop_queries(pair_set.pairs, [p.query for p in heldout])
         source = f"eval set {options.eval_set.name}"
     else:

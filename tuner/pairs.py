@@ -149,3 +149,39 @@ def pin_to_chunks(
             continue
         out.append({**record, "chunk_id": hits[0].chunk_id, "chunk_text": hits[0].text})
     return out
+
+
+def pin_doc_level(
+    records: Iterable[Mapping[str, Any]], *, store: VectorStore, physical: str, encoder: Encoder
+) -> list[dict[str, Any]]:
+    """Feedback records as they are, except those naming only a `doc_id`, which get pinned to
+    that document's best chunk (see `pin_to_chunks`)."""
+    records = list(records)
+    doc_level = [r for r in records if not r.get("chunk_id") and r.get("doc_id") and r.get("query")]
+    if not doc_level:
+        return [dict(r) for r in records]
+    pinned = pin_to_chunks(doc_level, store=store, physical=physical, encoder=encoder)
+    return [dict(r) for r in records if r.get("chunk_id")] + pinned
+
+
+def read_eval_set(
+    path: Path, *, store: VectorStore, physical: str, encoder: Encoder
+) -> list[TrainingPair]:
+    """A golden eval set: a pair file (anchor, positive), or JSON lines of judged queries
+    `{"text" or "query": ..., "relevant": [doc ids]}` pinned to the documents' best chunks."""
+    if not path.is_file():
+        raise TunerError(f"eval set not found: {path}")
+    first = next(iter_table_records(path), None)
+    if first is None:
+        raise TunerError(f"eval set {path} is empty")
+    if "relevant" not in first[1]:
+        return read_pair_file(path)
+    judged = []
+    for loc, record in iter_table_records(path):
+        query = text_field(record, "text", loc, required=False) or text_field(record, "query", loc)
+        docs = record.get("relevant")
+        if not isinstance(docs, list) or not docs:
+            raise TunerError(f"{loc}: field 'relevant' must be a non-empty list of doc ids")
+        judged.extend({"query": query, "doc_id": str(d)} for d in docs)
+    pinned = pin_to_chunks(judged, store=store, physical=physical, encoder=encoder)
+    return [TrainingPair(r["query"], r["chunk_text"], r["chunk_id"], origin="eval") for r in pinned]
