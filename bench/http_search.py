@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,8 @@ SCIFACT = ROOT.parent / "shared/data/scifact"
 COLLECTION = "scifact"
 CONCURRENCY = (1, 8)
 MODES = ("two_stage", "single_stage")
+# Server variants: name -> retriever.query_batch_size.
+VARIANTS = (("batched", 32), ("unbatched", 1))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,8 +162,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGCTL_COLLECTION": COLLECTION}
+def start_server(
+    data_dir: Path, port: int, log_path: Path, query_batch_size: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RAGCTL_COLLECTION": COLLECTION,
+        "RAGCTL_RETRIEVER__QUERY_BATCH_SIZE": str(query_batch_size),
+    }
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "ragctl", "--data-dir", str(data_dir), "serve", "--host",
@@ -195,7 +205,7 @@ async def _drive(
     issued = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        for q in queries[: 2 * concurrency]:  # warm-up: open connections, warm caches
+        for q in queries[-2 * concurrency :]:  # warm-up: open connections (not counted)
             await client.post("/v1/search", json={"query": q, "single_stage": single})
         deadline = time.monotonic() + max_s
 
@@ -215,13 +225,7 @@ async def _drive(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "wall_s": round(wall, 2),
-        "requests_per_s": round(len(latencies) / wall, 1),
-        **summary_ms(latencies),
-    }
+    return {"latencies_s": latencies, "errors": errors, "wall_s": wall}
 
 
 def _load_process(url: str, queries: list[str], concurrency: int, total: int, max_s: float,
@@ -247,7 +251,8 @@ def run_load(url: str, queries: list[str], concurrency: int, total: int, max_s: 
     return dict(result)
 
 
-def stage_means(url: str) -> dict[str, tuple[float, float]]:
+def stage_totals(url: str) -> dict[str, tuple[float, float]]:
+    """Server-side (sum seconds, count) per search stage, from /metrics."""
     import httpx
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -260,36 +265,78 @@ def stage_means(url: str) -> dict[str, tuple[float, float]]:
     return {stage: (s, c) for stage, (s, c) in found.items()}
 
 
+def _variant_dir(data_dir: Path, name: str) -> Path:
+    """A copy of the ingested data dir per server (the embedded store is one process each)."""
+    if name == VARIANTS[0][0]:
+        return data_dir
+    copy = data_dir.with_name(f"{data_dir.name}-{name}")
+    marker = data_dir / f"{COLLECTION}.ingested.json"
+    if not (copy / marker.name).is_file() or (copy / marker.name).read_text() != marker.read_text():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns("LOCK", "feedback.db*"))
+    return copy
+
+
 def over_http(data_dir: Path, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = data_dir / "bench-server.log"
-    server = start_server(data_dir, port, log_path)
-    results: dict[str, Any] = {}
+    """Every config on every server variant, interleaved in rounds (same load conditions)."""
+    variants = VARIANTS if args.compare_batching else VARIANTS[:1]
+    servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    results: dict[str, dict[str, Any]] = {name: {} for name, _ in variants}
     try:
-        wait_ready(url, server, timeout_s=180)
+        for name, batch in variants:
+            vdir = _variant_dir(data_dir, name)
+            port = _free_port()
+            proc = start_server(vdir, port, vdir / "bench-server.log", batch)
+            servers[name] = (f"http://127.0.0.1:{port}", proc)
+        for url, proc in servers.values():
+            wait_ready(url, proc, timeout_s=240)
         for mode in MODES:
             for concurrency in CONCURRENCY:
-                before = stage_means(url)
                 total = args.requests if concurrency > 1 else max(args.requests // 2, 50)
-                print(
-                    f"  http: {mode}, {concurrency} client(s), up to {total} requests", flush=True
-                )
-                result = run_load(url, queries, concurrency, total, args.max_seconds,
-                                  mode == "single_stage")  # fmt: skip
-                after = stage_means(url)
-                result["server_stage_mean_ms"] = {
-                    stage: round(1000 * (after[stage][0] - before.get(stage, (0, 0))[0])
-                                 / max(after[stage][1] - before.get(stage, (0, 0))[1], 1), 2)
-                    for stage in after
-                }  # fmt: skip
-                results[f"{mode}@{concurrency}"] = result
+                per_round = max(total // args.rounds, concurrency)
+                key = f"{mode}@{concurrency}"
+                print(f"  http: {key}, {args.rounds} rounds of {per_round} per variant", flush=True)
+                acc = {name: {"lat": [], "wall": 0.0, "errors": 0, "before": {}}
+                       for name in servers}  # fmt: skip
+                for name, (url, _) in servers.items():
+                    acc[name]["before"] = stage_totals(url)
+                for rnd in range(args.rounds):
+                    shift = (rnd * per_round) % len(queries)
+                    rotated = queries[shift:] + queries[:shift]
+                    order = list(servers) if rnd % 2 == 0 else list(reversed(servers))
+                    budget_s = args.max_seconds / args.rounds
+                    for name in order:
+                        url = servers[name][0]
+                        single = mode == "single_stage"
+                        r = run_load(url, rotated, concurrency, per_round, budget_s, single)
+                        acc[name]["lat"] += r["latencies_s"]
+                        acc[name]["wall"] += r["wall_s"]
+                        acc[name]["errors"] += r["errors"]
+                for name, (url, _) in servers.items():
+                    after, before = stage_totals(url), acc[name]["before"]
+                    lat, wall = acc[name]["lat"], acc[name]["wall"]
+                    results[name][key] = {
+                        "requests": len(lat),
+                        "errors": acc[name]["errors"],
+                        "wall_s": round(wall, 2),
+                        "requests_per_s": round(len(lat) / wall, 1) if wall else 0.0,
+                        **summary_ms(lat),
+                        "server_stage_mean_ms": {
+                            stage: round(1000 * (after[stage][0] - before.get(stage, (0, 0))[0])
+                                         / max(after[stage][1] - before.get(stage, (0, 0))[1], 1),
+                                         2)
+                            for stage in after
+                        },
+                    }  # fmt: skip
+                    print(f"    {name}: {json.dumps(results[name][key])}", flush=True)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for _, proc in servers.values():
+            proc.send_signal(signal.SIGTERM)
+        for _, proc in servers.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return results
 
 
@@ -306,7 +353,8 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         f"1-minute load average at start/end: {result['load_average_1m']['start']} / "
         f"{result['load_average_1m']['end']} (other work on the machine inflates the numbers).",
         "",
-        "## Over HTTP (`ragctl serve`, 1 uvicorn worker, embedded Qdrant Edge)",
+        "## Over HTTP (`ragctl serve`, 1 uvicorn worker, embedded Qdrant Edge, query "
+        "micro-batching on: `retriever.query_batch_size = 32`)",
         "",
         "| mode | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
         "| server encode / store / log ms |",
@@ -320,6 +368,27 @@ def write_results(result: dict[str, Any], out: Path) -> None:
             f"{r['p95_ms']} | {r['p99_ms']} | {r['errors']} | "
             f"{stages.get('encode', '-')} / {stages.get('store', '-')} / {stages.get('log', '-')} |"
         )
+    if result.get("http_without_query_batching"):
+        lines += [
+            "",
+            "Same, with query micro-batching off (`retriever.query_batch_size = 1`: every request "
+            "encodes its query in its own thread). Measured interleaved with the table above: "
+            "two servers on copies of the data dir, rounds alternating between them, so both "
+            "see the same machine load:",
+            "",
+            "| mode | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
+            "| server encode / store / log ms |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, r in result["http_without_query_batching"].items():
+            mode, clients = key.split("@")
+            stages = r.get("server_stage_mean_ms", {})
+            lines.append(
+                f"| {mode} | {clients} | {r['requests']} | {r['requests_per_s']} | "
+                f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | "
+                f"{stages.get('encode', '-')} / {stages.get('store', '-')} / "
+                f"{stages.get('log', '-')} |"
+            )
     lines += [
         "",
         "## In-process (same process, one query at a time)",
@@ -363,9 +432,20 @@ def main() -> None:
         "--requests", type=int, default=400, help="requests per HTTP config (8 clients)"
     )
     parser.add_argument("--in-process", type=int, default=200, help="queries per in-process mode")
-    parser.add_argument("--max-seconds", type=float, default=60, help="cap per HTTP config")
+    parser.add_argument(
+        "--max-seconds", type=float, default=60, help="cap per HTTP config and server variant"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="interleaved rounds per HTTP config (A/B fairness)"
+    )
     parser.add_argument("--max-ingest-seconds", type=float, default=1200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    parser.add_argument("--ingest-only", action="store_true", help="prepare the data dir and stop")
+    parser.add_argument(
+        "--compare-batching",
+        action="store_true",
+        help="also run the HTTP configs with query micro-batching off (query_batch_size=1)",
+    )
     args = parser.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"corpus not found: {args.corpus} (the shared datasets live next to the repo)")
@@ -375,17 +455,21 @@ def main() -> None:
     print(f"ingest (reused when done) into {args.data_dir}", flush=True)
     ingest = ensure_ingested(args.data_dir, args.corpus, args.max_ingest_seconds)
     print(f"  {ingest}", flush=True)
+    if args.ingest_only:
+        return
     print("in-process", flush=True)
     local = in_process(args.data_dir, queries, args.in_process)
     print(json.dumps(local, indent=2), flush=True)
     print("over HTTP", flush=True)
-    http = over_http(args.data_dir, queries, args)
-    print(json.dumps(http, indent=2), flush=True)
+    variants = over_http(args.data_dir, queries, args)
+    http = variants["batched"]
+    unbatched = variants.get("unbatched", {})
     result = {
         "corpus": "scifact (../shared/data/scifact/corpus.jsonl)",
         "ingest": ingest,
         "in_process": local,
         "http": http,
+        "http_without_query_batching": unbatched,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},

@@ -176,7 +176,8 @@ def main() -> None:
     training = result.training
     out = {
         "tag": args.tag,
-        "dataset": "legal-rag-positives-synthetic (corpus 2,316 chunks; train pairs as feedback; test pairs as eval set)",
+        "dataset": "legal-rag-positives-synthetic (corpus 2,316 chunks; "
+        "train pairs as feedback; test pairs as eval set)",
         "recipe": {
             "epochs": args.epochs,
             "batch_size": args.batch_size,
@@ -234,7 +235,8 @@ def main() -> None:
         "",
         f"Gate: {'promote' if out['gate']['promote'] else 'reject'} -- {out['gate']['reason']}",
         "",
-        f"Training: {out['training']}; bare Trainer: {out['bare_trainer']}; re-embed: {out['reembed']}; "
+        f"Training: {out['training']}; bare Trainer: {out['bare_trainer']}; "
+        f"re-embed: {out['reembed']}; "
         f"whole retune {out['total_retune_s']} s; peak RSS {out['peak_rss_mib']} MiB.",
         "",
     ]

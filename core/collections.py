@@ -7,31 +7,29 @@ names its model, and `encoder_for` loads exactly that one.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from core.encoder import Encoder
 from core.registry import ModelRegistry, resolve_ref
-from core.settings import ModelSettings, Settings
+from core.settings import Settings
 from core.store.base import CollectionSpec, VectorStore, physical_name
 
 logger = logging.getLogger(__name__)
 
 
-def encoder_for(
-    spec: CollectionSpec, model: ModelSettings, *, data_dir: Path | None = None
-) -> Encoder:
+def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
     """Load the model that embedded `spec`, with the prompts it was embedded with.
 
-    `data_dir` resolves registry refs (`models/vN`); it is needed for tuned models.
+    Registry refs (`models/vN`) resolve under `settings.data_dir`; device, batch size and
+    trust_remote_code come from `settings.model`.
     """
-    settings = model.model_copy(
+    model = settings.model.model_copy(
         update={
-            "name_or_path": resolve_ref(spec.model, data_dir or Path(".")),
+            "name_or_path": resolve_ref(spec.model, settings.data_dir),
             "query_prompt": spec.query_prompt,
             "document_prompt": spec.document_prompt,
         }
     )
-    encoder = Encoder.load(settings, spec.shortlist_dims)
+    encoder = Encoder.load(model, spec.shortlist_dims)
     encoder.model_ref = spec.model  # report the registry ref, not the resolved path
     return encoder
 
@@ -69,7 +67,7 @@ def open_or_create(
                 settings.model.name_or_path,
             )
         if encoder is None or encoder.model_ref != spec.model:
-            encoder = encoder_for(spec, settings.model, data_dir=settings.data_dir)
+            encoder = encoder_for(spec, settings)
         return spec, encoder
     if encoder is None:
         encoder = Encoder.load(settings.model, settings.store.shortlist_dims)

@@ -70,7 +70,7 @@ class ModelRegistry:
     def _save(self, data: _RegistryFile) -> None:
         write_json_atomic(self._path, data.model_dump(mode="json"))
 
-    def list(self) -> list[ModelRecord]:
+    def records(self) -> list[ModelRecord]:
         """Every version, oldest first."""
         return sorted(self._load().models, key=lambda r: r.version)
 
@@ -78,7 +78,7 @@ class ModelRegistry:
         for record in self._load().models:
             if record.version == version:
                 return record
-        known = ", ".join(f"v{r.version}" for r in self.list()) or "none"
+        known = ", ".join(f"v{r.version}" for r in self.records()) or "none"
         raise RegistryError(f"no model version v{version} (known: {known})")
 
     def ensure_base(self, ref: str) -> ModelRecord:

@@ -44,6 +44,24 @@ class StoreSettings(BaseModel):
     # once a collection holds this many points (exact search is fast enough below).
     index_threshold: int = Field(default=20_000, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
+    # --- a Qdrant server or cluster (store.url); the embedded engine ignores these ---
+    # Transient failures (connection errors, 429/502/503/504) of idempotent calls are retried
+    # this many times, waiting retry_backoff_s, then twice as long, ...
+    max_retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff_s: float = Field(default=0.5, ge=0, le=60)
+    # New physical collections (NAME__vN) are created with these; None = the server's default.
+    shard_number: int | None = Field(default=None, ge=1, le=1024)
+    replication_factor: int | None = Field(default=None, ge=1, le=16)
+    write_consistency_factor: int | None = Field(default=None, ge=1, le=16)
+    full_on_disk: bool = False  # `full` (rerank) vectors and their HNSW graph on disk (mmap)
+    hnsw_m: int | None = Field(default=None, ge=0, le=256)  # 0 = no HNSW graph
+    hnsw_ef_construct: int | None = Field(default=None, ge=4, le=10_000)
+    # Search time: ef of a query's one HNSW search (the shortlist; `full` when single-stage).
+    hnsw_ef: int | None = Field(default=None, ge=1, le=100_000)
+    # "int8": shortlist vectors searched as int8 copies kept in RAM, float originals on disk
+    # (4x less RAM for the shortlist). `full`, the exact rerank, is never quantized.
+    shortlist_quantization: str = Field(default="none", pattern=r"^(none|int8)$")
+    quantization_always_ram: bool = True
 
     @field_validator("shortlist_dims")
     @classmethod
@@ -56,6 +74,16 @@ class StoreSettings(BaseModel):
         if len(set(dims)) != len(dims):
             raise ValueError(f"shortlist_dims has duplicates: {list(dims)}")
         return tuple(sorted(dims))
+
+    @model_validator(mode="after")
+    def _write_consistency_fits(self) -> StoreSettings:
+        replicas = self.replication_factor or 1
+        if self.write_consistency_factor is not None and self.write_consistency_factor > replicas:
+            raise ValueError(
+                f"write_consistency_factor ({self.write_consistency_factor}) must not exceed "
+                f"replication_factor ({replicas}): a write could never be acknowledged"
+            )
+        return self
 
 
 class ChunkSettings(BaseModel):
@@ -92,6 +120,8 @@ class RetrieverSettings(BaseModel):
     max_documents_per_request: int = Field(default=256, ge=1, le=10_000)
     max_document_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)
     max_body_mib: float = Field(default=32.0, gt=0)
+    # Concurrent queries encoded together in one model call (1 = each in its own thread).
+    query_batch_size: int = Field(default=32, ge=1, le=1024)
     # None (or empty) disables the admin routes (403); they are never open without a key.
     admin_api_key: SecretStr | None = None
 

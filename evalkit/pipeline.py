@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from core.encoder import Embeddings, Encoder
 from core.records import Document
 from core.store.base import VectorStore
+from evalkit.errors import EvalError
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ def run_pipeline(
     from core.store.edge import EdgeStore
     from ingest.pipeline import IngestReport, ingest_documents, make_chunker
 
+    if not encoder.shortlist_dims:
+        raise EvalError(
+            "the pipeline run needs an encoder with a shortlist dim (store.shortlist_dims, e.g. 64)"
+        )
     run = PipelineRun()
     with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=work_dir) as tmp:
         store: VectorStore = EdgeStore(Path(tmp) / "qdrant")

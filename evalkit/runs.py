@@ -194,63 +194,11 @@ def evaluate(
     notes = list(dataset.notes)
 
     if options.pipeline:
-        from evalkit.pipeline import run_pipeline
-
         stage("pipeline: ingest into a Qdrant Edge store, then two-stage search")
-        known = (
-            {
-                text: encoded.corpus[i]
-                for i, text in enumerate(dataset.corpus[d] for d in encoded.corpus_ids)
-            }
-            if options.reuse_vectors
-            else None
-        )
-        run = run_pipeline(
-            dataset.corpus,
-            dataset.queries,
-            encoder,
-            k=metrics.max_k,
-            shortlist=options.shortlist,
-            single_stage=options.single_stage,
-            chunk_size_tokens=options.chunk_size_tokens,
-            chunk_overlap_tokens=options.chunk_overlap_tokens,
-            query_vectors=encoded.queries,
-            known_vectors=known,
-            work_dir=options.work_dir,
-            optimize=options.optimize_store,
-            name=dataset.name,
-            show_progress=options.show_progress,
-        )
-        timings["ingest"] = run.ingest_seconds
-        timings["ingest_encode"] = run.encode_seconds
-        sizes["chunks"] = run.chunks
-        sizes["max_chunks_per_doc"] = run.max_chunks_per_doc
-        for mode, rankings in run.rankings.items():
-            t = time.perf_counter()
-            values = evaluate_rankings(rankings, dataset.qrels, metrics)
-            params: dict[str, Any] = {"hits_per_query": run.hits_per_query[mode]}
-            if mode == TWO_STAGE:
-                params |= {"shortlist": options.shortlist, "shortlist_dim": run.shortlist_dim}
-            seconds = run.seconds[mode] + time.perf_counter() - t
-            rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
-            timings[f"{mode}_search"] = run.seconds[mode]
+        rows += pipeline_rows(dataset, encoder, encoded, options, timings, sizes)
     if options.bm25:
-        from evalkit.bm25 import bm25_rankings
-
         stage("bm25 baseline")
-        bm = bm25_rankings(
-            encoded.corpus_ids,
-            [dataset.corpus[d] for d in encoded.corpus_ids],
-            dataset.queries,
-            metrics.max_k,
-            options.bm25_params,
-        )
-        t = time.perf_counter()
-        values = evaluate_rankings(bm.rankings, dataset.qrels, metrics)
-        seconds = bm.search_seconds + time.perf_counter() - t
-        rows.append(RunRow(BM25, BM25, None, values, seconds, options.bm25_params.to_dict()))
-        timings["bm25_index"] = bm.index_seconds
-        timings["bm25_search"] = bm.search_seconds
+        rows.append(bm25_row(dataset, encoded.corpus_ids, options, timings))
     timings["total"] = time.perf_counter() - started
     return EvalReport(
         model=encoder.model_ref,
@@ -263,6 +211,78 @@ def evaluate(
         config={"dataset_source": dataset.source, **_config(encoder, options, dims)},
         notes=notes,
     )
+
+
+def pipeline_rows(
+    dataset: EvalDataset,
+    encoder: Encoder,
+    encoded: Encoded,
+    options: EvalOptions,
+    timings: dict[str, float],
+    sizes: dict[str, int],
+) -> list[RunRow]:
+    """Two-stage (and single-stage) rows through a real store; fills `timings` and `sizes`."""
+    from evalkit.pipeline import run_pipeline
+
+    known = None
+    if options.reuse_vectors:
+        texts = (dataset.corpus[d] for d in encoded.corpus_ids)
+        known = {text: encoded.corpus[i] for i, text in enumerate(texts)}
+    run = run_pipeline(
+        dataset.corpus,
+        dataset.queries,
+        encoder,
+        k=options.metrics.max_k,
+        shortlist=options.shortlist,
+        single_stage=options.single_stage,
+        chunk_size_tokens=options.chunk_size_tokens,
+        chunk_overlap_tokens=options.chunk_overlap_tokens,
+        query_vectors=encoded.queries,
+        known_vectors=known,
+        work_dir=options.work_dir,
+        optimize=options.optimize_store,
+        name=dataset.name,
+        show_progress=options.show_progress,
+    )
+    timings["ingest"] = run.ingest_seconds
+    timings["ingest_encode"] = run.encode_seconds
+    sizes["chunks"] = run.chunks
+    sizes["max_chunks_per_doc"] = run.max_chunks_per_doc
+    rows = []
+    for mode, rankings in run.rankings.items():
+        started = time.perf_counter()
+        values = evaluate_rankings(rankings, dataset.qrels, options.metrics)
+        params: dict[str, Any] = {"hits_per_query": run.hits_per_query[mode]}
+        if mode == TWO_STAGE:
+            params |= {"shortlist": options.shortlist, "shortlist_dim": run.shortlist_dim}
+        seconds = run.seconds[mode] + time.perf_counter() - started
+        rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
+        timings[f"{mode}_search"] = run.seconds[mode]
+    return rows
+
+
+def bm25_row(
+    dataset: EvalDataset,
+    corpus_ids: list[str],
+    options: EvalOptions,
+    timings: dict[str, float],
+) -> RunRow:
+    """The BM25 baseline row; fills `timings`."""
+    from evalkit.bm25 import bm25_rankings
+
+    bm = bm25_rankings(
+        corpus_ids,
+        [dataset.corpus[d] for d in corpus_ids],
+        dataset.queries,
+        options.metrics.max_k,
+        options.bm25_params,
+    )
+    started = time.perf_counter()
+    values = evaluate_rankings(bm.rankings, dataset.qrels, options.metrics)
+    seconds = bm.search_seconds + time.perf_counter() - started
+    timings["bm25_index"] = bm.index_seconds
+    timings["bm25_search"] = bm.search_seconds
+    return RunRow(BM25, BM25, None, values, seconds, options.bm25_params.to_dict())
 
 
 def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict[str, Any]:

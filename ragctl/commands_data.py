@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ragctl.commands_serve import API_OPTION_HELP
 from ragctl.context import state, translate_errors
 from ragctl.output import shorten, table
 
@@ -16,6 +17,7 @@ _COLLECTION = click.option(
     "-c",
     help="Collection (alias) name; default from settings (`docs`).",
 )
+_API = click.option("--api", metavar="URL", help=API_OPTION_HELP)
 
 
 @click.command()
@@ -31,6 +33,7 @@ _COLLECTION = click.option(
     "--chunk-size", type=int, help="Chunk size in model tokens (default 256, capped by the model)."
 )
 @click.option("--chunk-overlap", type=int, help="Overlap between chunks in tokens (default 32).")
+@_API
 @click.pass_context
 @translate_errors
 def ingest(
@@ -41,6 +44,7 @@ def ingest(
     exclude: tuple[str, ...],
     chunk_size: int | None,
     chunk_overlap: int | None,
+    api: str | None,
 ) -> None:
     """Chunk, embed and store files and folders.
 
@@ -49,6 +53,12 @@ def ingest(
     nothing; a changed document replaces exactly its chunks. Unreadable, binary, empty or
     oversized inputs are skipped with one line each.
     """
+    if api:
+        from ragctl.commands_serve import ingest_via_api
+
+        _refuse_with_api(collection=collection, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        ingest_via_api(ctx, api, paths, include, exclude)
+        return
     from core.collections import open_or_create
     from core.store import open_store
     from ingest.pipeline import IngestReport, ingest_paths, make_chunker
@@ -114,6 +124,7 @@ def ingest(
     help="Payload filter (repeatable, all must match): doc_id=..., source=..., metadata.FIELD=...",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@_API
 @click.pass_context
 @translate_errors
 def search(
@@ -125,19 +136,34 @@ def search(
     single_stage: bool,
     filters: tuple[str, ...],
     as_json: bool,
+    api: str | None,
 ) -> None:
     """Search a collection: shortlist on the Matryoshka vector, rerank on the full one."""
     from core.collections import encoder_for
     from core.store import open_store
 
-    settings = state(ctx).settings(collection=collection, search={"k": k, "shortlist": shortlist})
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
     payload_filter = _parse_filters(filters)
+    if api:
+        from ragctl.commands_serve import search_via_api
+
+        _refuse_with_api(collection=collection)
+        answer = search_via_api(
+            api,
+            query,
+            k=k,
+            shortlist=shortlist,
+            single_stage=single_stage,
+            payload_filter=payload_filter,
+        )
+        _print_hits(answer["collection"], f"v{answer['model_version']}", answer["results"], as_json)
+        return
+    settings = state(ctx).settings(collection=collection, search={"k": k, "shortlist": shortlist})
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         spec = store.spec(physical)
-        encoder = encoder_for(spec, settings.model)
+        encoder = encoder_for(spec, settings)
         hits = store.search(
             physical,
             encoder.encode_queries([query]),
@@ -146,34 +172,46 @@ def search(
             single_stage=single_stage,
             payload_filter=payload_filter,
         )
+    results = [
+        {
+            "chunk_id": h.chunk_id,
+            "doc_id": h.doc_id,
+            "score": round(h.score, 6),
+            "text": h.text,
+            "source": h.source,
+            "metadata": h.metadata,
+        }
+        for h in hits
+    ]
+    _print_hits(physical, spec.model, results, as_json)
+
+
+def _print_hits(collection: str, model: str, results: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {
-                    "collection": physical,
-                    "model": spec.model,
-                    "results": [
-                        {
-                            "chunk_id": h.chunk_id,
-                            "doc_id": h.doc_id,
-                            "score": round(h.score, 6),
-                            "text": h.text,
-                            "source": h.source,
-                            "metadata": h.metadata,
-                        }
-                        for h in hits
-                    ],
-                },
+                {"collection": collection, "model": model, "results": results},
                 indent=2,
                 ensure_ascii=False,
             )
         )
         return
-    if not hits:
+    if not results:
         click.echo("no results")
         return
-    rows = [(i + 1, round(h.score, 4), h.doc_id, shorten(h.text, 70)) for i, h in enumerate(hits)]
+    rows = [
+        (i + 1, round(r["score"], 4), r["doc_id"], shorten(r["text"], 70))
+        for i, r in enumerate(results)
+    ]
     click.echo(table(["#", "score", "doc", "text"], rows))
+
+
+def _refuse_with_api(**given: Any) -> None:
+    used = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if used:
+        raise click.UsageError(
+            f"{', '.join(used)} cannot be used with --api: the server uses its own settings"
+        )
 
 
 @click.command()
@@ -225,11 +263,22 @@ def collections(ctx: click.Context, as_json: bool) -> None:
 @click.command()
 @click.argument("doc_ids", nargs=-1, required=True)
 @_COLLECTION
+@_API
 @click.pass_context
 @translate_errors
-def delete(ctx: click.Context, doc_ids: tuple[str, ...], collection: str | None) -> None:
+def delete(
+    ctx: click.Context, doc_ids: tuple[str, ...], collection: str | None, api: str | None
+) -> None:
     """Delete documents (all their chunks) by doc id from the serving collection."""
     from core.store import open_store
+
+    if api:
+        from ragctl.commands_serve import delete_via_api
+
+        _refuse_with_api(collection=collection)
+        deleted, where = delete_via_api(api, doc_ids)
+        click.echo(f"deleted {deleted} chunks of {len(doc_ids)} document(s) from {where}")
+        return
 
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:

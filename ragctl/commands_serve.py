@@ -202,3 +202,101 @@ def stats(ctx: click.Context, as_json: bool) -> None:
                 )
             )
         click.echo(table(["model version", "searches", "relevant", "not_relevant"], rows))
+
+
+# --- `--api URL`: data commands sent to a running retriever (see commands_data) ---
+API_OPTION_HELP = (
+    "Send this to a running retriever (`ragctl serve`) at URL, e.g. http://127.0.0.1:8000, "
+    "instead of opening the store (which a running server holds); the server's own "
+    "collection and model are used."
+)
+_API_BATCH_DOCS = 64
+_API_BATCH_CHARS = 4_000_000
+
+
+def search_via_api(
+    url: str,
+    query: str,
+    *,
+    k: int | None,
+    shortlist: int | None,
+    single_stage: bool,
+    payload_filter: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """`POST /v1/search` on a running retriever."""
+    from retriever.client import RetrieverClient
+
+    return RetrieverClient(url).search(
+        query, k=k, shortlist=shortlist, single_stage=single_stage, payload_filter=payload_filter
+    )
+
+
+def delete_via_api(url: str, doc_ids: tuple[str, ...]) -> tuple[int, str]:
+    """Delete documents through a running retriever; returns (chunks deleted, collection)."""
+    from retriever.client import ApiClientError, RetrieverClient
+
+    client = RetrieverClient(url)
+    deleted, collection = 0, "the served collection"
+    for doc_id in doc_ids:
+        try:
+            answer = client.delete_document(doc_id)
+        except ApiClientError as exc:
+            if exc.code != "document_not_found":
+                raise
+            continue
+        deleted += int(answer["chunks_deleted"])
+        collection = str(answer["collection"])
+    return deleted, collection
+
+
+def ingest_via_api(
+    ctx: click.Context,
+    url: str,
+    paths: tuple[Path, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+) -> None:
+    """Load files here, send them to a running retriever in batches, print the summary."""
+    from ingest.loaders import Skipped, iter_documents
+    from retriever.client import RetrieverClient
+
+    settings = state(ctx).settings()
+    client = RetrieverClient(url)
+    totals = dict.fromkeys(("documents", "unchanged", "chunks_written", "chunks_deleted"), 0)
+    skipped = 0
+    collection = "?"
+    batch: list[dict[str, Any]] = []
+    chars = 0
+
+    def send() -> None:
+        nonlocal collection, batch, chars
+        if batch:
+            answer = client.upsert_documents(batch)
+            collection = str(answer["collection"])
+            for key in totals:
+                totals[key] += int(answer[key])
+            batch, chars = [], 0
+
+    items = iter_documents(
+        list(paths),
+        include=include,
+        exclude=exclude,
+        max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
+    )
+    for item in items:
+        if isinstance(item, Skipped):
+            click.echo(f"skipped {item.source}: {item.reason}", err=True)
+            skipped += 1
+            continue
+        batch.append(
+            {"id": item.doc_id, "text": item.text, "metadata": item.metadata, "source": item.source}
+        )
+        chars += len(item.text)
+        if len(batch) >= _API_BATCH_DOCS or chars >= _API_BATCH_CHARS:
+            send()
+    send()
+    click.echo(
+        f"ingested through {url} into {collection}: {totals['documents']} documents "
+        f"({totals['unchanged']} unchanged), {totals['chunks_written']} chunks written, "
+        f"{totals['chunks_deleted']} deleted, {skipped} skipped"
+    )

@@ -59,7 +59,7 @@ def _synthesize(
             questions = generator.generate(sample, per_chunk=per_chunk)
         finally:
             generator.close()
-    encoder = encoder_for(store.spec(physical), settings.model, data_dir=settings.data_dir)
+    encoder = encoder_for(store.spec(physical), settings)
     kept = round_trip_filter(
         questions, store=store, physical=physical, encoder=encoder, k=settings.tuner.round_trip_k
     )
@@ -359,7 +359,7 @@ def models_list(ctx: click.Context) -> None:
     from core.registry import ModelRegistry
 
     settings = state(ctx).settings()
-    records = ModelRegistry(settings.data_dir).list()
+    records = ModelRegistry(settings.data_dir).records()
     if not records:
         click.echo("no models yet; the first ingest registers the base model as v1")
         return
@@ -393,9 +393,10 @@ def models_show(ctx: click.Context, version: str) -> None:
 @models.command("activate")
 @click.argument("version", type=str)
 @_COLLECTION
+@click.option("--force", is_flag=True, help="Serve a version the gate rejected.")
 @click.pass_context
 @translate_errors
-def models_activate(ctx: click.Context, version: str, collection: str | None) -> None:
+def models_activate(ctx: click.Context, version: str, collection: str | None, force: bool) -> None:
     """Serve VERSION: re-embed the collection with it if needed, then switch the alias.
 
     With a retriever running on the embedded store, use its admin API instead
@@ -411,6 +412,11 @@ def models_activate(ctx: click.Context, version: str, collection: str | None) ->
     number = _version(version)
     registry = ModelRegistry(settings.data_dir)
     record = registry.get(number)
+    if record.status == "rejected" and not force:
+        reason = (record.gate or {}).get("reason", "")
+        raise click.ClickException(
+            f"v{number} was rejected by the gate ({reason[:120]}); pass --force to serve it anyway"
+        )
     with open_store(settings) as store:
         serving = store.spec(store.resolve(settings.collection))
         probe = CollectionSpec(
@@ -422,7 +428,7 @@ def models_activate(ctx: click.Context, version: str, collection: str | None) ->
             serving.query_prompt,
             serving.document_prompt,
         )
-        encoder = encoder_for(probe, settings.model, data_dir=settings.data_dir)
+        encoder = encoder_for(probe, settings)
         report = reembed(store, collection=settings.collection, version=number, encoder=encoder)
         switch(store, registry, settings.collection, number)
     click.echo(
@@ -453,7 +459,7 @@ def rollback(ctx: click.Context, collection: str | None) -> None:
             store,
             ModelRegistry(settings.data_dir),
             settings.collection,
-            load_encoder=lambda spec: encoder_for(spec, settings.model, data_dir=settings.data_dir),
+            load_encoder=lambda spec: encoder_for(spec, settings),
         )
     caught = f", caught up {report.caught_up.embedded} chunks" if report.caught_up else ""
     click.echo(

@@ -2,9 +2,16 @@
 
 Every search the retriever answers is logged (`searches`), and every judgement a client posts
 (`feedback`) is stored with a snapshot of the chunk text and the model version that served it,
-so the tuner can train on it even after the collection changes. A write returns only once the
-database has made it durable: with SQLite in WAL mode and `synchronous=FULL` each commit is
-fsynced, so an acknowledged event survives a crash (SIGKILL, power loss) of the process.
+so the tuner can train on it even after the collection changes.
+
+Durability: a feedback write returns only once the database has made it durable (SQLite in WAL
+mode with `synchronous=FULL`: the commit is fsynced), so an acknowledged judgement survives a
+crash of the process and of the machine. Search rows, written on every search, are committed
+with `synchronous=NORMAL` (PostgreSQL: `synchronous_commit=off`): they survive a crash of the
+process (SIGKILL) at once, and a power loss once any later feedback commit has fsynced the WAL
+(it covers every earlier row), so the search a judgement names is always durable with it. Only
+searches nobody judged can be lost, and only to a crash of the whole machine; in exchange a
+search does not wait for a disk flush.
 
 Thread-safe: connections come from a small pool, one thread per connection at a time. SQLite
 readers (`ragctl feedback export`) never block the writer in WAL mode, so the file can be read
@@ -205,7 +212,7 @@ class FeedbackLog:
         self,
         *,
         dialect: str,
-        connect: Callable[[], Any],
+        connect: Callable[[bool], Any],
         location: str,
         errors: tuple[type[BaseException], ...],
         healthy: Callable[[Any], bool] = lambda conn: True,
@@ -214,7 +221,8 @@ class FeedbackLog:
         self.location = location
         self._errors = errors
         self._param = "?" if dialect == "sqlite" else "%s"
-        self._pool = _Pool(connect, healthy)
+        self._pool = _Pool(lambda: connect(True), healthy)  # durable commits (feedback)
+        self._relaxed_pool = _Pool(lambda: connect(False), healthy)  # search rows
         schema = _SQLITE_SCHEMA if dialect == "sqlite" else _POSTGRES_SCHEMA
         with self._cursor() as cur:
             for statement in schema:
@@ -257,13 +265,14 @@ class FeedbackLog:
             except OSError as exc:
                 raise FeedbackLogError(f"cannot create {path.parent}: {exc}") from exc
 
-        def connect() -> sqlite3.Connection:
+        def connect(durable: bool) -> sqlite3.Connection:
             try:
                 conn = sqlite3.connect(
                     str(path), timeout=30.0, isolation_level=None, check_same_thread=False
                 )
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # fsync every commit: crash-safe
+                # FULL: fsync every commit (power-loss safe); NORMAL: survives process crashes
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 conn.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error as exc:
                 raise FeedbackLogError(f"cannot open the feedback log {path}: {exc}") from exc
@@ -282,11 +291,14 @@ class FeedbackLog:
             ) from exc
         shown = redact_url(url)
 
-        def connect() -> Any:
+        def connect(durable: bool) -> Any:
             try:
-                return psycopg.connect(url, autocommit=True, connect_timeout=10)
+                conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+                if not durable:
+                    conn.execute("SET synchronous_commit TO OFF")
+                return conn
             except psycopg.Error as exc:
-                raise FeedbackLogError(f"cannot connect to {shown}: {exc}") from exc
+                raise FeedbackLogError(f"cannot connect to {shown}: {_one_line(exc)}") from exc
 
         return cls(
             dialect="postgresql",
@@ -298,7 +310,7 @@ class FeedbackLog:
 
     # --- writes ---
     def log_search(self, event: SearchEvent) -> None:
-        """Store one answered search (durable when this returns)."""
+        """Store one answered search (see the module docstring for its durability)."""
         self._execute(
             "INSERT INTO searches (search_id, query, k, model_version, collection, chunk_ids, "
             "single_stage, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -312,6 +324,7 @@ class FeedbackLog:
                 event.single_stage,
                 event.created_at,
             ),
+            durable=False,
         )
 
     def log_feedback(self, event: FeedbackEvent) -> int:
@@ -416,6 +429,7 @@ class FeedbackLog:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        self._relaxed_pool.close()
         self._pool.close()
 
     def __enter__(self) -> FeedbackLog:
@@ -426,22 +440,23 @@ class FeedbackLog:
 
     # --- internals ---
     @contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        with self._pool.connection() as conn:
+    def _cursor(self, *, durable: bool = True) -> Iterator[Any]:
+        pool = self._pool if durable else self._relaxed_pool
+        with pool.connection() as conn:
             cur = conn.cursor()
             try:
                 yield cur
             except self._errors as exc:
-                raise FeedbackLogError(f"feedback log {self.location}: {exc}") from exc
+                raise FeedbackLogError(f"feedback log {self.location}: {_one_line(exc)}") from exc
             finally:
                 cur.close()
 
     def _execute(
-        self, sql: str, params: tuple[Any, ...], *, fetch: bool = False
+        self, sql: str, params: tuple[Any, ...], *, fetch: bool = False, durable: bool = True
     ) -> list[tuple[Any, ...]]:
         if self._param != "?":
             sql = sql.replace("?", self._param)
-        with self._cursor() as cur:
+        with self._cursor(durable=durable) as cur:
             cur.execute(sql, params)
             return [tuple(row) for row in cur.fetchall()] if fetch else []
 
@@ -456,6 +471,10 @@ def feedback_log_url(settings: Settings) -> str:
 def open_feedback_log(settings: Settings, *, create: bool = True) -> FeedbackLog:
     """Open the log the settings name (see `feedback_log_url`)."""
     return FeedbackLog.open(feedback_log_url(settings), create=create)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def redact_url(url: str) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.errors import CollectionNotFoundError, StoreError
 from core.records import Chunk, Document, Hit
 from core.store.base import PayloadFilter, parse_filter
+from retriever.batching import QueryBatcher
 from retriever.errors import InvalidRequestError, NotFoundError, NotReadyError
 from retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
 from retriever.serving import Serving, ServingHolder, build_serving, load_serving
@@ -98,6 +99,8 @@ class RetrieverService:
         # One writer at a time per collection (ingest plans then writes; two concurrent upserts
         # of one document would race). Promotion/re-embedding can take the same lock.
         self.write_lock = threading.Lock()
+        batch = settings.retriever.query_batch_size
+        self.batcher = QueryBatcher(batch) if batch > 1 else None
 
     @classmethod
     def open(
@@ -169,7 +172,10 @@ class RetrieverService:
 
         serving = self.holder.current()
         started = time.perf_counter()
-        vectors = serving.encoder.encode_queries([query])
+        if self.batcher is not None:
+            vectors = self.batcher.encode(serving.encoder, query)
+        else:
+            vectors = serving.encoder.encode_queries([query])
         encoded = time.perf_counter()
         hits = self.store.search(
             serving.physical,
@@ -377,6 +383,8 @@ class RetrieverService:
     def close(self) -> None:
         """Close the feedback log and the store (when this service opened it)."""
         try:
+            if self.batcher is not None:
+                self.batcher.close()
             self.feedback_log.close()
         finally:
             if self._owns_store:

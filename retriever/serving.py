@@ -67,7 +67,7 @@ def build_serving(
 ) -> Serving:
     """The serving pair of `spec`, reusing `encoder` when it is the model that embedded it."""
     if encoder is None or not _embedded_by(spec, encoder):
-        encoder = encoder_for(spec, settings.model, data_dir=settings.data_dir)
+        encoder = encoder_for(spec, settings)
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
     return Serving(spec=spec, encoder=encoder, chunker=chunker)
 

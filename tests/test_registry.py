@@ -8,7 +8,7 @@ def test_registry_base_models_get_versions_in_order(tmp_path):
     assert registry.ensure_base("default").version == 1
     assert registry.ensure_base("default").version == 1
     assert registry.ensure_base("nomic-ai/modernbert-embed-base").version == 2
-    assert [r.ref for r in registry.list()] == ["default", "nomic-ai/modernbert-embed-base"]
+    assert [r.ref for r in registry.records()] == ["default", "nomic-ai/modernbert-embed-base"]
 
 
 def test_registry_versions_are_never_reused(tmp_path):

@@ -103,3 +103,22 @@ def test_retriever_cli_feedback_stats(filled_log):
 def test_retriever_cli_feedback_without_a_log_says_so():
     result = _run("feedback", "stats", expect=1)
     assert "no feedback log at" in result.output and "Traceback" not in result.output
+
+
+def test_retriever_client_unreachable_and_bad_urls():
+    from retriever.client import ApiClientError, RetrieverClient
+
+    with pytest.raises(ApiClientError, match="must be an http"):
+        RetrieverClient("localhost:8000")
+    port = _closed_port()
+    with pytest.raises(ApiClientError, match="cannot reach the retriever") as error:
+        RetrieverClient(f"http://127.0.0.1:{port}", timeout_s=5).search("x")
+    assert error.value.code == "unreachable"
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from ragctl.cli import main
+from retriever.client import ApiClientError, RetrieverClient
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +141,31 @@ def test_retriever_e2e_feedback_survives_sigkill_and_restart(tmp_path):
                   "label": "relevant"},
         )  # fmt: skip
         assert late.status_code == 201, late.text
+        # The stdlib client the CLI uses against a running server.
+        client = RetrieverClient(restarted.url)
+        assert client.search("refund PIN", k=1)["results"][0]["doc_id"] == "front/refunds.md"
+        assert client.delete_document("front/refunds.md")["chunks_deleted"] == 1
+        with pytest.raises(ApiClientError, match="no document 'front/refunds.md'") as missing:
+            client.delete_document("front/refunds.md")
+        assert (missing.value.status, missing.value.code) == (404, "document_not_found")
+        with pytest.raises(ApiClientError, match="admin_disabled"):
+            client.collections()
+
+        # The data commands with --api talk to the running server (it holds the store's lock).
+        folder = tmp_path / "more"
+        folder.mkdir()
+        (folder / "tea.md").write_text("Green tea is brewed at 80 degrees for two minutes.")
+        output = _cli(data_dir, "ingest", "--api", restarted.url, str(folder))
+        assert "1 documents (0 unchanged), 1 chunks written" in output
+        found_tea = json.loads(
+            _cli(data_dir, "search", "--api", restarted.url, "green tea", "--json")
+        )
+        assert found_tea["collection"] == "docs__v1"
+        assert found_tea["results"][0]["text"].startswith("Green tea")
+        assert "deleted 1 chunks of 2 document(s)" in _cli(
+            data_dir, "delete", "--api", restarted.url, found_tea["results"][0]["doc_id"], "nope"
+        )
+
         metrics = restarted.client.get("/metrics").text
         assert 'ragctl_serving_model_version{collection="docs"} 1.0' in metrics
         # Graceful shutdown (uvicorn re-raises SIGTERM after it, hence -15 or 0), no traceback.

@@ -45,10 +45,12 @@ def log(tmp_path):
         yield opened
 
 
-def test_retriever_feedback_log_sqlite_is_wal_and_fsyncs_every_commit(log, tmp_path):
-    with log._pool.connection() as conn:
+def test_retriever_feedback_log_sqlite_is_wal_and_fsyncs_every_feedback_commit(log, tmp_path):
+    with log._pool.connection() as conn:  # feedback
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with log._relaxed_pool.connection() as conn:  # search rows
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert log.dialect == "sqlite" and log.location == str(tmp_path / "feedback.db")
 
 
@@ -136,9 +138,10 @@ def test_retriever_feedback_log_survives_a_killed_writer(tmp_path):
     db = tmp_path / "feedback.db"
     script = (
         "import sys, os, signal\n"
-        "from retriever.feedback_log import FeedbackLog, FeedbackEvent\n"
+        "from retriever.feedback_log import FeedbackLog, FeedbackEvent, SearchEvent\n"
         f"log = FeedbackLog.open({str(db)!r})\n"
         "for i in range(50):\n"
+        "    log.log_search(SearchEvent(f's{i}', 'q', 10, 1, 'docs__v1', ()))\n"
         "    log.log_feedback(FeedbackEvent('q', f'c{i}', 'd', 'relevant', 't', 1, 'docs__v1'))\n"
         "    print(i, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -151,7 +154,8 @@ def test_retriever_feedback_log_survives_a_killed_writer(tmp_path):
     acknowledged = len(done.stdout.split())
     assert acknowledged == 50
     with FeedbackLog.open(str(db), create=False) as log:
-        assert log.stats().feedback == acknowledged
+        stats = log.stats()
+        assert stats.feedback == stats.searches == acknowledged
 
 
 def test_retriever_feedback_log_urls_and_errors(tmp_path):
@@ -180,13 +184,16 @@ def test_retriever_feedback_log_postgres_needs_psycopg(monkeypatch):
         FeedbackLog.open("postgresql://user:pw@127.0.0.1:5432/ragctl")
 
 
+# Read at import: the autouse fixture clears RAGCTL_* variables before each test.
+TEST_DATABASE_URL = os.environ.get("RAGCTL_TEST_DATABASE_URL")
+
+
 @pytest.mark.skipif(
-    not os.environ.get("RAGCTL_TEST_DATABASE_URL"),
+    not TEST_DATABASE_URL,
     reason="set RAGCTL_TEST_DATABASE_URL=postgresql://... to test the PostgreSQL backend",
 )
 def test_retriever_feedback_log_postgres_round_trip():
-    url = os.environ["RAGCTL_TEST_DATABASE_URL"]
-    with FeedbackLog.open(url) as log:
+    with FeedbackLog.open(TEST_DATABASE_URL) as log:
         assert log.dialect == "postgresql"
         with log._pool.connection() as conn:
             conn.execute("TRUNCATE searches, feedback")

@@ -3,6 +3,7 @@
 import json
 import random
 import shutil
+from dataclasses import replace
 
 import pytest
 from conftest import REPO_ROOT
@@ -136,11 +137,7 @@ def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
     real_encoder.model.save_pretrained(str(registry.model_dir(2)))
     registry.add(ModelRecord(version=2, ref="models/v2", parent=1, base_model="default"))
     spec_v1 = store.spec("docs__v1")
-    candidate = encoder_for(
-        type(spec_v1)(**{**spec_v1.__dict__, "version": 2, "model": "models/v2"}),
-        settings.model,
-        data_dir=settings.data_dir,
-    )
+    candidate = encoder_for(replace(spec_v1, version=2, model="models/v2"), settings)
     total = store.count("docs__v1")
 
     def interrupt(done, _total):
@@ -177,7 +174,7 @@ def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
         store,
         registry,
         "docs",
-        load_encoder=lambda spec: encoder_for(spec, settings.model, data_dir=settings.data_dir),
+        load_encoder=lambda spec: encoder_for(spec, settings),
     )
     assert (back.to_physical, back.version) == ("docs__v1", 1)
     assert back.caught_up is not None and back.caught_up.embedded == 1

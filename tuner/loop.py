@@ -175,7 +175,7 @@ def retune(
     physical = store.resolve(options.collection)
     spec = store.spec(physical)
     if serving_encoder is None or serving_encoder.model_ref != spec.model:
-        serving_encoder = encoder_for(spec, settings.model, data_dir=settings.data_dir)
+        serving_encoder = encoder_for(spec, settings)
     parent = registry.ensure_base(spec.model)
 
     step("collecting training pairs")

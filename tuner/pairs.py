@@ -176,7 +176,7 @@ def read_eval_set(
         raise TunerError(f"eval set {path} is empty")
     if "relevant" not in first[1]:
         return read_pair_file(path)
-    judged = []
+    judged: list[dict[str, str]] = []
     for loc, record in iter_table_records(path):
         query = text_field(record, "text", loc, required=False) or text_field(record, "query", loc)
         docs = record.get("relevant")

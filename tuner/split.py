@@ -24,7 +24,8 @@ def split_heldout(
     """
     if not 0 < fraction < 1:
         raise TunerError(f"held-out fraction must be in (0, 1), got {fraction}")
-    train, heldout = [], []
+    train: list[TrainingPair] = []
+    heldout: list[TrainingPair] = []
     for pair in pairs:
         (heldout if _bucket(pair.query, seed) < fraction else train).append(pair)
     if not heldout or not train:

@@ -3,13 +3,21 @@
 Specs live in each collection's metadata (`{"ragctl": {...}}`); aliases are Qdrant's own and
 are switched with one atomic `update_collection_aliases` call. The same class runs against
 qdrant-client's local mode (`":memory:"` or a path), a testing tool that speaks the same API.
+
+At scale, `ServerParams` lays out new collections (shards, replication, write consistency,
+`full` vectors on disk with the shortlist in RAM, HNSW, int8 shortlist quantization) and
+sets the search-time `hnsw_ef`; transient failures of idempotent calls are retried.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.encoder import Embeddings
@@ -34,15 +42,141 @@ from core.store.base import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
+    from core.settings import StoreSettings
+
+logger = logging.getLogger(__name__)
+
 _META_KEY = "ragctl"
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    """How new collections are laid out on the server, searched, and how calls are retried.
+
+    None means "the server's default"; the defaults give the layout of a plain `create_collection`.
+    qdrant-client's local mode accepts and ignores the layout (no shards, HNSW or disk).
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    full_on_disk: bool = False
+    hnsw_m: int | None = None
+    hnsw_ef_construct: int | None = None
+    hnsw_ef: int | None = None
+    shortlist_quantization: str = "none"  # or "int8"
+    quantization_always_ram: bool = True
+    max_retries: int = 2
+    retry_backoff_s: float = 0.5
+
+    @classmethod
+    def from_settings(cls, store: StoreSettings) -> ServerParams:
+        """The server-side parameters of `store` settings."""
+        return cls(
+            shard_number=store.shard_number,
+            replication_factor=store.replication_factor,
+            write_consistency_factor=store.write_consistency_factor,
+            full_on_disk=store.full_on_disk,
+            hnsw_m=store.hnsw_m,
+            hnsw_ef_construct=store.hnsw_ef_construct,
+            hnsw_ef=store.hnsw_ef,
+            shortlist_quantization=store.shortlist_quantization,
+            quantization_always_ram=store.quantization_always_ram,
+            max_retries=store.max_retries,
+            retry_backoff_s=store.retry_backoff_s,
+        )
+
+    def __post_init__(self) -> None:
+        if self.shortlist_quantization not in ("none", "int8"):
+            raise StoreError(
+                "shortlist_quantization must be 'none' or 'int8', "
+                f"got {self.shortlist_quantization!r}"
+            )
+        if self.max_retries < 0:
+            raise StoreError(f"max_retries must be >= 0, got {self.max_retries}")
+
+    def vectors_config(self, spec: CollectionSpec) -> dict[str, Any]:
+        """Named vectors: `full` (on disk if asked, never quantized) and the shortlists.
+
+        A plain shortlist vector lives in RAM. An int8-quantized one keeps its quantized copy
+        in RAM (`quantization_always_ram`) and its float originals on disk: the shortlist is
+        searched on the quantized copy and never rescored (the exact `full` rerank follows),
+        so RAM holds 1 byte per shortlist dimension instead of 4.
+        """
+        from qdrant_client import models
+
+        full_hnsw = models.HnswConfigDiff(on_disk=True) if self.full_on_disk else None
+        vectors = {
+            FULL_VECTOR: models.VectorParams(
+                size=spec.dim,
+                distance=models.Distance.COSINE,
+                on_disk=self.full_on_disk,
+                hnsw_config=full_hnsw,
+            )
+        }
+        quantization = None
+        if self.quantized:
+            quantization = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, always_ram=self.quantization_always_ram
+                )
+            )
+        for dim in spec.shortlist_dims:
+            vectors[shortlist_vector(dim)] = models.VectorParams(
+                size=dim,
+                distance=models.Distance.COSINE,
+                on_disk=self.quantized,
+                quantization_config=quantization,
+            )
+        return vectors
+
+    @property
+    def quantized(self) -> bool:
+        """Whether shortlist vectors are int8-quantized."""
+        return self.shortlist_quantization == "int8"
+
+    def hnsw_config(self) -> Any:
+        """Collection-wide HNSW parameters, or None for the server's (m=16, ef_construct=100)."""
+        from qdrant_client import models
+
+        if self.hnsw_m is None and self.hnsw_ef_construct is None:
+            return None
+        return models.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct)
+
+    def shortlist_search_params(self) -> Any:
+        """Parameters of the shortlist (prefetch) search, or None for the server's defaults.
+
+        `hnsw_ef` if set; a quantized shortlist is not rescored: rescoring only reorders the
+        candidates, which the exact `full` rerank scores again anyway.
+        """
+        from qdrant_client import models
+
+        quantization = models.QuantizationSearchParams(rescore=False) if self.quantized else None
+        if self.hnsw_ef is None and quantization is None:
+            return None
+        return models.SearchParams(hnsw_ef=self.hnsw_ef, quantization=quantization)
+
+    def full_search_params(self) -> Any:
+        """Parameters of a single-stage search on `full`, or None for the server's."""
+        from qdrant_client import models
+
+        return None if self.hnsw_ef is None else models.SearchParams(hnsw_ef=self.hnsw_ef)
 
 
 class ServerStore(VectorStore):
     """Collections and aliases on a Qdrant server, shared by any number of processes."""
 
-    def __init__(self, client: QdrantClient, *, local_mode: bool = False) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        local_mode: bool = False,
+        params: ServerParams | None = None,
+    ) -> None:
         self.client = client
         self.local_mode = local_mode
+        self.params = params or ServerParams()
         # qdrant-client's local mode is not thread-safe; a real server is.
         self._guard: AbstractContextManager[Any] = (
             threading.RLock() if local_mode else nullcontext()
@@ -51,19 +185,33 @@ class ServerStore(VectorStore):
 
     @classmethod
     def connect(
-        cls, url: str, *, api_key: str | None = None, timeout_s: float = 30.0
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        params: ServerParams | None = None,
     ) -> ServerStore:
-        """Connect to `url` (`http(s)://host:port`), or open local mode for `:memory:`."""
+        """Connect to `url` (`http(s)://host:port`), or open local mode for `:memory:`.
+
+        Args:
+            url: The server's REST address, or `:memory:` for qdrant-client's local mode.
+            api_key: The server's API key (`service.api_key`), if it has one.
+            timeout_s: Per-request timeout (whole seconds are sent; rounded up).
+            params: Collection layout, search parameters and retries (default: none).
+        """
         from qdrant_client import QdrantClient
 
         if url == ":memory:":
-            return cls(QdrantClient(location=":memory:"), local_mode=True)
+            return cls(QdrantClient(location=":memory:"), local_mode=True, params=params)
         if not url.startswith(("http://", "https://")):
             raise StoreError(
                 f"store.url must start with http:// or https:// (or be :memory:), got {url!r}"
             )
-        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
-        store = cls(client)
+        if timeout_s <= 0:
+            raise StoreError(f"timeout_s must be positive, got {timeout_s}")
+        client = QdrantClient(url=url, api_key=api_key, timeout=math.ceil(timeout_s))
+        store = cls(client, params=params)
         store._call(client.get_collections)  # fail now, with a clear message, if unreachable
         return store
 
@@ -75,15 +223,15 @@ class ServerStore(VectorStore):
         parse_physical(physical)
         if self._call(self.client.collection_exists, physical):
             raise StoreError(f"collection {physical!r} already exists")
-        vectors = {FULL_VECTOR: models.VectorParams(size=spec.dim, distance=models.Distance.COSINE)}
-        for dim in spec.shortlist_dims:
-            vectors[shortlist_vector(dim)] = models.VectorParams(
-                size=dim, distance=models.Distance.COSINE
-            )
-        self._call(
+        params = self.params
+        self._call_once(  # not retried: a create that timed out may have happened
             self.client.create_collection,
             collection_name=physical,
-            vectors_config=vectors,
+            vectors_config=params.vectors_config(spec),
+            shard_number=params.shard_number,
+            replication_factor=params.replication_factor,
+            write_consistency_factor=params.write_consistency_factor,
+            hnsw_config=params.hnsw_config(),
             metadata={_META_KEY: spec.to_dict()},
         )
         if self.local_mode:  # local mode ignores payload indexes (and warns)
@@ -103,7 +251,7 @@ class ServerStore(VectorStore):
                 f"collection {physical!r} is served by alias {', '.join(holders)}; "
                 "point the alias elsewhere first"
             )
-        self._call(self.client.delete_collection, physical)
+        self._call_once(self.client.delete_collection, physical)
         self._specs.pop(physical, None)
 
     def list_specs(self) -> list[CollectionSpec]:
@@ -138,7 +286,7 @@ class ServerStore(VectorStore):
                 create_alias=models.CreateAlias(collection_name=physical, alias_name=alias)
             )
         )
-        self._call(self.client.update_collection_aliases, change_aliases_operations=operations)
+        self._call_once(self.client.update_collection_aliases, change_aliases_operations=operations)
 
     # --- points ---
     def upsert(self, physical: str, chunks: Sequence[Chunk], embeddings: Embeddings) -> None:
@@ -238,6 +386,10 @@ class ServerStore(VectorStore):
         check_search_limits(k, shortlist)
         flt = self._filter(payload_filter)
         dim = self._shortlist_dim(physical, shortlist_dim)
+        # hnsw_ef goes to the one HNSW search: the shortlist, or `full` when single-stage
+        # (the two-stage rerank scores the prefetched points exactly, with no index).
+        prefetch_params = self.params.shortlist_search_params()
+        full_params = self.params.full_search_params() if single_stage else None
         requests = []
         for row in range(len(queries)):
             prefetch = None
@@ -247,6 +399,7 @@ class ServerStore(VectorStore):
                     using=shortlist_vector(dim),
                     limit=shortlist,
                     filter=flt,
+                    params=prefetch_params,
                 )
             requests.append(
                 models.QueryRequest(
@@ -256,6 +409,7 @@ class ServerStore(VectorStore):
                     filter=flt,
                     limit=k,
                     with_payload=True,
+                    params=full_params,
                 )
             )
         responses = self._call(
@@ -330,11 +484,56 @@ class ServerStore(VectorStore):
                 return
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call under the local-mode lock, turning its errors into StoreError."""
+        """Run an idempotent client call, retrying transient failures (see `_is_transient`)."""
+        attempt = 0
+        while True:
+            try:
+                with self._guard:
+                    return fn(*args, **kwargs)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if attempt >= self.params.max_retries or not _is_transient(exc):
+                    raise _store_error(exc) from exc
+                wait_s = self.params.retry_backoff_s * 2**attempt
+                attempt += 1
+                logger.warning(
+                    "Qdrant server: %s; retry %d/%d in %.1f s",
+                    _short(exc),
+                    attempt,
+                    self.params.max_retries,
+                    wait_s,
+                )
+                time.sleep(wait_s)
+
+    def _call_once(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a call that is not safe to repeat blindly (create, drop, alias switch)."""
         try:
             with self._guard:
                 return fn(*args, **kwargs)
         except StoreError:
             raise
-        except Exception as exc:  # network errors, UnexpectedResponse, ValueError from local mode
-            raise StoreError(f"Qdrant server: {exc}") from exc
+        except Exception as exc:
+            raise _store_error(exc) from exc
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: no answer (connection, timeout) or an overloaded server."""
+    import httpx
+    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, ResponseHandlingException):  # wraps what httpx raised while sending
+        return isinstance(exc.source, httpx.TransportError)
+    if isinstance(exc, (httpx.TransportError, ResourceExhaustedResponse)):
+        return True
+    return isinstance(exc, UnexpectedResponse) and exc.status_code in _RETRY_STATUS
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    # network errors, UnexpectedResponse, ValueError from local mode
+    return StoreError(f"Qdrant server: {exc}")
