@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= .ragctl-demo
+RAGCTL = $(BIN)/ragctl --data-dir $(DEMO_DIR)
 
 .PHONY: install demo test lint bench clean
 
@@ -20,15 +21,25 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Ingest the demo corpus into a fresh embedded store and run a few searches (offline).
+# The whole loop on the embedded store, offline: ingest the demo corpus, search, replay the
+# demo's logged feedback into a retune (a few CPU minutes) and see the gate's verdict, serve
+# the candidate, search again, roll back.
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) ingest examples/corpus
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) ingest examples/corpus
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) collections
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "How often do the cutting discs inside our espresso mills need swapping out?" -k 3
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "What are the drop temperature and drop time for roast profile R-14 Harbor?" -k 3
-	$(BIN)/ragctl --data-dir $(DEMO_DIR) search "Someone wants their money back for a large order. Who has to sign off on it?" -k 3 --single-stage
+	$(RAGCTL) ingest examples/corpus
+	$(RAGCTL) ingest examples/corpus
+	$(RAGCTL) collections
+	$(RAGCTL) search "How often do the cutting discs inside our espresso mills need swapping out?" -k 3
+	$(RAGCTL) search "What are the drop temperature and drop time for roast profile R-14 Harbor?" -k 3
+	$(RAGCTL) search "Someone wants their money back for a large order. Who has to sign off on it?" -k 3 --single-stage
+	$(RAGCTL) retune --feedback examples/feedback.jsonl --eval-set examples/queries.jsonl --batch-size 16
+	$(RAGCTL) models list
+	@echo "--- serving the candidate regardless of the verdict, to show the swap and the rollback"
+	$(RAGCTL) models activate 2 --force
+	$(RAGCTL) search "How often do the cutting discs inside our espresso mills need swapping out?" -k 3
+	$(RAGCTL) collections
+	$(RAGCTL) rollback
+	$(RAGCTL) models list
 
 # The whole test suite, offline, on CPU (what CI runs).
 test: install
