@@ -120,8 +120,13 @@ class RetrieverSettings(BaseModel):
     max_documents_per_request: int = Field(default=256, ge=1, le=10_000)
     max_document_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)
     max_body_mib: float = Field(default=32.0, gt=0)
-    # Concurrent queries encoded together in one model call (1 = each in its own thread).
+    # Concurrent queries encoded together in one model call (1 = each in its own thread),
+    # by this many encoder threads.
     query_batch_size: int = Field(default=32, ge=1, le=1024)
+    query_encoder_threads: int = Field(default=2, ge=1, le=64)
+    # torch intra-op threads in the server (None = torch's default, one per core). 1 avoids
+    # OpenMP barrier stalls when requests run concurrently on a busy CPU.
+    torch_threads: int | None = Field(default=1, ge=1, le=256)
     # None (or empty) disables the admin routes (403); they are never open without a key.
     admin_api_key: SecretStr | None = None
 

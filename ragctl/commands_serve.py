@@ -66,6 +66,7 @@ def serve(
             "share the feedback log between hosts)."
         )
     if server.workers == 1:
+        _configure_torch(settings)
         uvicorn.run(
             _app(settings), host=server.host, port=server.port, log_level=log_level, workers=1
         )
@@ -88,7 +89,18 @@ def worker_app() -> FastAPI:
     raw = os.environ.get(_WORKER_SETTINGS_ENV)
     if raw is None:
         raise click.ClickException("worker_app is started by `ragctl serve --workers N` only")
-    return _app(Settings.model_validate(json.loads(raw)))
+    settings = Settings.model_validate(json.loads(raw))
+    _configure_torch(settings)
+    return _app(settings)
+
+
+def _configure_torch(settings: Settings) -> None:
+    """Set torch's intra-op threads for this serving process (`retriever.torch_threads`)."""
+    threads = settings.retriever.torch_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _app(settings: Settings) -> FastAPI:

@@ -35,20 +35,28 @@ _STOP = object()
 
 
 class QueryBatcher:
-    """One encoder thread that drains waiting queries into batches of up to `max_batch`.
+    """Encoder threads that drain waiting queries into batches of up to `max_batch`.
 
     Args:
         max_batch: Most queries encoded in one call.
+        workers: Encoder threads (batches encoded at the same time); about one per core
+            when each model call runs single-threaded.
     """
 
-    def __init__(self, max_batch: int = 32) -> None:
+    def __init__(self, max_batch: int = 32, workers: int = 1) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="ragctl-query-encoder", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"ragctl-query-encoder-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def encode(self, encoder: Encoder, query: str) -> Embeddings:
         """The embedding of `query` by `encoder` (blocks until its batch is done).
@@ -67,8 +75,10 @@ class QueryBatcher:
         """Finish the queued work and stop the thread."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
+            for _ in self._threads:
+                self._queue.put(_STOP)
+            for thread in self._threads:
+                thread.join(timeout=30)
 
     def _run(self) -> None:
         stopping = False

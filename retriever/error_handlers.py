@@ -24,8 +24,10 @@ from core.errors import (
     StoreError,
     StoreLockedError,
 )
+from core.registry import RegistryError
 from ingest.errors import IngestError
 from retriever.errors import (
+    ConflictError,
     FeedbackLogError,
     ForbiddenError,
     InvalidRequestError,
@@ -35,6 +37,7 @@ from retriever.errors import (
     UnauthorizedError,
 )
 from retriever.schemas import ErrorResponse
+from tuner.errors import TunerError
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -53,6 +57,7 @@ _HTTP_CODES = {
 }
 _REQUEST_ERROR_STATUS: tuple[tuple[type[RequestError], int], ...] = (
     (NotFoundError, 404),
+    (ConflictError, 409),
     (InvalidRequestError, 422),
     (NotReadyError, 503),
     (UnauthorizedError, 401),
@@ -66,6 +71,8 @@ _DOMAIN_ERRORS: tuple[tuple[type[RagctlError], int, str], ...] = (
     (ModelLoadError, 503, "model_unavailable"),
     (FeedbackLogError, 503, "feedback_log_unavailable"),
     (IngestError, 422, "invalid_document"),
+    (RegistryError, 404, "model_not_found"),
+    (TunerError, 409, "promotion_failed"),
     (ConfigError, 500, "config_error"),
 )
 
@@ -81,6 +88,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong admin key"},
     403: {"model": ErrorResponse, "description": "Admin routes are disabled (no key configured)"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Conflicts with the registry (e.g. gate rejected)",
+    },
     **ERROR_RESPONSES,
 }
 

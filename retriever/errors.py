@@ -37,6 +37,10 @@ class NotFoundError(RequestError):
     """Something the request names does not exist (HTTP 404)."""
 
 
+class ConflictError(RequestError):
+    """The request conflicts with the current state (HTTP 409)."""
+
+
 class NotReadyError(RequestError):
     """The service cannot answer yet: no model, no store or no collection (HTTP 503)."""
 

@@ -19,7 +19,7 @@ from core.errors import CollectionNotFoundError, StoreError
 from core.records import Chunk, Document, Hit
 from core.store.base import PayloadFilter, parse_filter
 from retriever.batching import QueryBatcher
-from retriever.errors import InvalidRequestError, NotFoundError, NotReadyError
+from retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
 from retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
 from retriever.serving import Serving, ServingHolder, build_serving, load_serving
 
@@ -100,7 +100,11 @@ class RetrieverService:
         # of one document would race). Promotion/re-embedding can take the same lock.
         self.write_lock = threading.Lock()
         batch = settings.retriever.query_batch_size
-        self.batcher = QueryBatcher(batch) if batch > 1 else None
+        self.batcher = (
+            QueryBatcher(batch, workers=settings.retriever.query_encoder_threads)
+            if batch > 1
+            else None
+        )
 
     @classmethod
     def open(
@@ -377,6 +381,75 @@ class RetrieverService:
             return ReloadOutcome(current, current)
         with self.write_lock:
             fresh = build_serving(self.store.spec(target), self.settings, encoder=current.encoder)
+            previous = self.holder.swap(fresh)
+        return ReloadOutcome(previous, fresh)
+
+    def activate(self, version: int, *, force: bool = False) -> ReloadOutcome:
+        """Serve model `version`: re-embed the collection with it, then switch atomically.
+
+        The long re-embedding runs while the old pair keeps serving and accepting writes; a
+        final catch-up pass under the write lock embeds what was written meanwhile, verifies
+        the counts, switches the alias and swaps the pair in one step for new requests.
+
+        Raises:
+            RegistryError: No such version.
+            ConflictError: The gate rejected it and `force` is not set.
+        """
+        from core.collections import encoder_for
+        from core.registry import ModelRegistry
+        from core.store.base import CollectionSpec
+        from tuner.promote import reembed, switch, sync_collection
+
+        registry = ModelRegistry(self.settings.data_dir)
+        record = registry.get(version)
+        if record.status == "rejected" and not force:
+            reason = (record.gate or {}).get("reason", "")
+            raise ConflictError(
+                "gate_rejected",
+                f"v{version} was rejected by the gate ({reason[:200]}); set force to serve it",
+                field="version",
+            )
+        current = self.holder.current()
+        if current.model_version == version:
+            return ReloadOutcome(current, current)
+        collection = self.settings.collection
+        spec = current.spec
+        encoder = encoder_for(
+            CollectionSpec(
+                collection,
+                version,
+                record.ref,
+                spec.dim,
+                spec.shortlist_dims,
+                spec.query_prompt,
+                spec.document_prompt,
+            ),
+            self.settings,
+        )
+        reembed(self.store, collection=collection, version=version, encoder=encoder, verify=False)
+        with self.write_lock:
+            target = f"{collection}__v{version}"
+            sync_collection(self.store, source=current.physical, target=target, encoder=encoder)
+            switch(self.store, registry, collection, version)
+            fresh = build_serving(self.store.spec(target), self.settings, encoder=encoder)
+            previous = self.holder.swap(fresh)
+        return ReloadOutcome(previous, fresh)
+
+    def rollback(self) -> ReloadOutcome:
+        """Serve the previous model version again (its collection was kept)."""
+        from core.collections import encoder_for
+        from core.registry import ModelRegistry
+        from tuner.promote import rollback
+
+        registry = ModelRegistry(self.settings.data_dir)
+        with self.write_lock:
+            report = rollback(
+                self.store,
+                registry,
+                self.settings.collection,
+                load_encoder=lambda spec: encoder_for(spec, self.settings),
+            )
+            fresh = build_serving(self.store.spec(report.to_physical), self.settings)
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 

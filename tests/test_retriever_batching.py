@@ -109,3 +109,19 @@ def test_retriever_batching_refuses_work_after_close():
         batcher.encode(KeywordEncoder(), "hello")
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         QueryBatcher(max_batch=0)
+
+
+def test_retriever_batching_with_several_encoder_threads_answers_everyone():
+    batcher = QueryBatcher(max_batch=3, workers=2)
+    try:
+        encoder = KeywordEncoder()
+        queries = [f"word{i} other{i}" for i in range(40)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda q: batcher.encode(encoder, q), queries))
+        for query, got in zip(queries, results, strict=True):
+            np.testing.assert_allclose(got.full, encoder.encode_queries([query]).full, atol=1e-6)
+    finally:
+        batcher.close()
+    assert all(not t.is_alive() for t in batcher._threads)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        QueryBatcher(workers=0)

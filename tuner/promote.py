@@ -42,10 +42,13 @@ def sync_collection(
     encoder: Encoder,
     batch_size: int = 256,
     on_progress: Progress | None = None,
+    verify: bool = True,
 ) -> SyncReport:
     """Make `target` hold exactly the chunks of `source`, embedded by `encoder`.
 
-    Chunks already in `target` (same chunk id = same text) are kept as they are.
+    Chunks already in `target` (same chunk id = same text) are kept as they are. With
+    `verify`, equal point counts are required at the end (pass False for a first pass while
+    the source may still be written to; a final pass under a write lock then verifies).
     """
     started = time.perf_counter()
     have = store.all_chunk_ids(target)
@@ -65,7 +68,7 @@ def sync_collection(
     extra = sorted(have - want)
     store.delete_chunks(target, extra)
     source_count, target_count = store.count(source), store.count(target)
-    if source_count != target_count:
+    if verify and source_count != target_count:
         raise TunerError(
             f"re-embedding left {target} with {target_count} points but {source} has "
             f"{source_count}; was the collection written to meanwhile? Run it again to catch up"
@@ -83,6 +86,7 @@ def reembed(
     encoder: Encoder,
     batch_size: int = 256,
     on_progress: Progress | None = None,
+    verify: bool = True,
 ) -> SyncReport:
     """Build (or finish building) `NAME__v{version}` from the serving collection's chunks."""
     source = store.resolve(collection)
@@ -108,6 +112,7 @@ def reembed(
         encoder=encoder,
         batch_size=batch_size,
         on_progress=on_progress,
+        verify=verify,
     )
     logger.info("re-embedded %s -> %s: %s", source, target, report)
     return report

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from retriever.deps import AdminDep, MetricsDep, ServiceDep
 from retriever.error_handlers import ADMIN_RESPONSES
 from retriever.schemas import CollectionOut, CollectionsResponse, ReloadResponse
+from retriever.service import ReloadOutcome
 
 router = APIRouter(
     prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES
@@ -46,6 +49,40 @@ async def reload(service: ServiceDep, metrics: MetricsDep) -> ReloadResponse:
     """
     outcome = await run_in_threadpool(service.reload)
     metrics.set_serving(outcome.current)
+    return ReloadResponse(
+        changed=outcome.changed,
+        previous=outcome.previous.physical,
+        current=outcome.current.physical,
+        model_version=outcome.current.model_version,
+    )
+
+
+@router.post("/models/{version}/activate", response_model=ReloadResponse)
+async def activate(
+    service: ServiceDep,
+    metrics: MetricsDep,
+    version: Annotated[int, Path(ge=1, le=1_000_000, description="Model version N (NAME__vN)")],
+    force: Annotated[bool, Query(description="Serve a version the gate rejected")] = False,
+) -> ReloadResponse:
+    """Serve model VERSION: re-embed the collection with it (resumable), then swap atomically.
+
+    Searches keep being answered by the old (model, collection) pair until the swap; every
+    response's model_version matches the collection it searched.
+    """
+    outcome = await run_in_threadpool(service.activate, version, force=force)
+    metrics.set_serving(outcome.current)
+    return _reload_response(outcome)
+
+
+@router.post("/rollback", response_model=ReloadResponse)
+async def rollback(service: ServiceDep, metrics: MetricsDep) -> ReloadResponse:
+    """Serve the version that served before the current one (kept; nothing is re-embedded)."""
+    outcome = await run_in_threadpool(service.rollback)
+    metrics.set_serving(outcome.current)
+    return _reload_response(outcome)
+
+
+def _reload_response(outcome: ReloadOutcome) -> ReloadResponse:
     return ReloadResponse(
         changed=outcome.changed,
         previous=outcome.previous.physical,

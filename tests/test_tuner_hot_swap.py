@@ -1,0 +1,133 @@
+"""Promotion and rollback through the running API while searches keep coming."""
+
+import threading
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from core.registry import ModelRecord, ModelRegistry
+from core.settings import load_settings
+from retriever.app import create_app
+
+KEY = "test-admin-key"
+QUERY = "how often are the grinder burrs replaced?"
+DOCS = [
+    {"id": f"doc-{i}", "text": text}
+    for i, text in enumerate(
+        [
+            "The grinder burrs are replaced every 800 kg of coffee.",
+            "Milk is steamed to 60 degrees Celsius for lattes.",
+            "Refunds over 40 dollars need a shift lead's PIN.",
+            "The roaster is preheated for thirty minutes before the first batch.",
+            "Cold brew steeps for eighteen hours at fridge temperature.",
+            "Staff schedules are published two weeks in advance.",
+            "Water filters are changed every six months or 5,000 litres.",
+            "Green coffee is stored below 20 degrees and 60 percent humidity.",
+        ]
+        * 4
+    )
+]
+
+
+@pytest.fixture
+def app_with_two_versions(tmp_path, real_encoder):
+    settings = load_settings(data_dir=tmp_path / "data", retriever={"admin_api_key": KEY})
+    registry = ModelRegistry(settings.data_dir)
+    app = create_app(settings, encoder=real_encoder)
+    with TestClient(app) as client:
+        docs = [{"id": f"{d['id']}-{n}", "text": d["text"]} for n, d in enumerate(DOCS)]
+        assert client.post("/v1/documents", json={"documents": docs}).status_code == 200
+        # v2: the base model with perturbed token embeddings: it scores differently.
+        model = real_encoder.model
+        embeddings = model[0].auto_model.embeddings.word_embeddings.weight
+        original = embeddings.detach().clone()
+        with torch.no_grad():
+            noise = torch.randn(embeddings.shape, generator=torch.Generator().manual_seed(0))
+            embeddings.add_(noise * original.std() * 0.3)
+            model.save_pretrained(str(registry.model_dir(2)))
+            embeddings.copy_(original)
+        registry.add(ModelRecord(version=2, ref="models/v2", parent=1, base_model="default"))
+        yield client, registry
+
+
+def test_promotion_and_rollback_under_search_load_fail_no_request(app_with_two_versions):
+    client, registry = app_with_two_versions
+    admin = {"Authorization": f"Bearer {KEY}"}
+    seen: list[tuple[int, int, str, str, float]] = []
+    stop = threading.Event()
+
+    def search_forever():
+        while not stop.is_set():
+            response = client.post("/v1/search", json={"query": QUERY, "k": 3})
+            body = response.json()
+            top = body["results"][0] if response.status_code == 200 else {}
+            seen.append(
+                (
+                    response.status_code,
+                    body.get("model_version", -1),
+                    body.get("collection", ""),
+                    top.get("chunk_id", ""),
+                    top.get("score", 0.0),
+                )
+            )
+
+    def wait_for(version: int, count: int) -> None:
+        deadline = time.monotonic() + 60
+        while sum(1 for s in seen if s[1] == version) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    searcher = threading.Thread(target=search_forever)
+    searcher.start()
+    try:
+        wait_for(1, 3)
+        activated = client.post("/v1/admin/models/2/activate", headers=admin)
+        assert activated.status_code == 200, activated.text
+        assert activated.json() == {
+            "changed": True,
+            "previous": "docs__v1",
+            "current": "docs__v2",
+            "model_version": 2,
+        }
+        wait_for(2, 3)
+        rolled = client.post("/v1/admin/rollback", headers=admin)
+        assert rolled.status_code == 200, rolled.text
+        assert rolled.json()["current"] == "docs__v1"
+        before = len(seen)
+        wait_for(1, sum(1 for s in seen if s[1] == 1) + 3)
+    finally:
+        stop.set()
+        searcher.join(timeout=60)
+
+    assert len(seen) > before and all(status == 200 for status, *_ in seen)
+    versions = [version for _, version, *_ in seen]
+    assert versions[0] == 1 and versions[-1] == 1 and 2 in versions
+    for _, version, collection, _, _ in seen:
+        assert collection == f"docs__v{version}"
+    # Each version answers the same query with one score: a query embedded by one model and
+    # searched in the other model's vectors would show up as a third value.
+    for version in (1, 2):
+        scores = {round(score, 4) for _, v, _, _, score in seen if v == version}
+        assert len(scores) == 1, (version, scores)
+    assert {round(s[4], 4) for s in seen if s[1] == 1} != {
+        round(s[4], 4) for s in seen if s[1] == 2
+    }
+    assert (registry.serving("docs"), registry.get(2).status) == (1, "retired")
+
+
+def test_admin_activate_refuses_rejected_and_unknown_versions(app_with_two_versions):
+    client, registry = app_with_two_versions
+    admin = {"Authorization": f"Bearer {KEY}"}
+    registry.update(2, status="rejected", gate={"promote": False, "reason": "no gain"})
+    refused = client.post("/v1/admin/models/2/activate", headers=admin)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_rejected"
+    unknown = client.post("/v1/admin/models/9/activate", headers=admin)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    assert client.post("/v1/admin/models/2/activate").status_code == 401
+    forced = client.post("/v1/admin/models/2/activate?force=true", headers=admin)
+    assert forced.status_code == 200 and forced.json()["model_version"] == 2
+    nothing = client.post("/v1/admin/rollback", headers=admin)
+    assert nothing.json()["current"] == "docs__v1"
+    again = client.post("/v1/admin/rollback", headers=admin)
+    assert again.status_code == 200 and again.json()["current"] == "docs__v2"
