@@ -20,10 +20,11 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data_dir = tmp_path / ".ragctl"
     monkeypatch.setenv("RAGCTL_DATA_DIR", str(data_dir))
     for key in list(os.environ):
+        # RAGCTL_TEST_* name live services (Qdrant, PostgreSQL) for optional suites.
         if (
             key.startswith("RAGCTL_")
             and key != "RAGCTL_DATA_DIR"
-            and key != "RAGCTL_TEST_QDRANT_URL"
+            and not key.startswith("RAGCTL_TEST_")
         ):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
