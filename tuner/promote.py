@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.collections import spec_for_new
 from core.encoder import Encoder
 from core.errors import CollectionNotFoundError
 from core.registry import ModelRegistry
@@ -92,17 +93,7 @@ def reembed(
     source = store.resolve(collection)
     target = physical_name(collection, version)
     if target not in {s.physical for s in store.list_specs()}:
-        store.create_collection(
-            CollectionSpec(
-                name=collection,
-                version=version,
-                model=encoder.model_ref,
-                dim=encoder.dim,
-                shortlist_dims=encoder.shortlist_dims,
-                query_prompt=encoder.query_prompt,
-                document_prompt=encoder.document_prompt,
-            )
-        )
+        store.create_collection(spec_for_new(collection, version, encoder))
     elif store.spec(target).model != encoder.model_ref:
         raise TunerError(f"{target} exists but was embedded by {store.spec(target).model!r}")
     report = sync_collection(

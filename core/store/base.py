@@ -214,14 +214,6 @@ class VectorStore(ABC):
         """Insert or replace chunks with their vectors (row i of `embeddings` = chunks[i])."""
 
     @abstractmethod
-    def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
-        """Stored chunk ids of each given document (documents with none are absent)."""
-
-    @abstractmethod
-    def all_chunk_ids(self, physical: str) -> set[str]:
-        """Every stored chunk id (payload-only scroll, for syncing collections)."""
-
-    @abstractmethod
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         """Delete chunks by chunk id (unknown ids are ignored)."""
 
@@ -232,10 +224,6 @@ class VectorStore(ABC):
     @abstractmethod
     def count(self, physical: str) -> int:
         """Number of points in a physical collection."""
-
-    @abstractmethod
-    def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
-        """Every stored chunk, in batches (for re-embedding and exports)."""
 
     @abstractmethod
     def get_chunks(self, physical: str, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
@@ -268,7 +256,43 @@ class VectorStore(ABC):
     def close(self) -> None:
         """Release the store (files, locks, connections)."""
 
+    @abstractmethod
+    def _scroll_payloads(
+        self,
+        physical: str,
+        *,
+        doc_ids: Sequence[str] | None = None,
+        fields: list[str] | None = None,
+        page: int = 1024,
+    ) -> Iterator[dict[str, Any]]:
+        """Payloads of every point (of `doc_ids` only, if given); `fields=None` = all fields."""
+
     # --- shared behaviour ---
+    def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Stored chunk ids of each given document (documents with none are absent)."""
+        found: dict[str, set[str]] = {}
+        if doc_ids:
+            for payload in self._scroll_payloads(
+                physical, doc_ids=doc_ids, fields=["doc_id", "chunk_id"]
+            ):
+                found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
+        return found
+
+    def all_chunk_ids(self, physical: str) -> set[str]:
+        """Every stored chunk id (payload-only scroll, for syncing collections)."""
+        return {p["chunk_id"] for p in self._scroll_payloads(physical, fields=["chunk_id"])}
+
+    def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
+        """Every stored chunk, in batches (for re-embedding and exports)."""
+        batch: list[Chunk] = []
+        for payload in self._scroll_payloads(physical, page=batch_size):
+            batch.append(chunk_from_payload(payload))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     def spec(self, physical: str) -> CollectionSpec:
         """The spec of a physical collection."""
         for spec in self.list_specs():

@@ -132,21 +132,6 @@ class EdgeStore(VectorStore):
         ]
         self._call(self._shard(physical).update, qe.UpdateOperation.upsert_points(points))
 
-    def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        if not doc_ids:
-            return found
-        qe = _edge()
-        flt = qe.Filter(
-            must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
-        )
-        for payload in self._scroll_payloads(physical, flt, ["doc_id", "chunk_id"]):
-            found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
-        return found
-
-    def all_chunk_ids(self, physical: str) -> set[str]:
-        return {p["chunk_id"] for p in self._scroll_payloads(physical, None, ["chunk_id"])}
-
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         if chunk_ids:
             qe = _edge()
@@ -157,9 +142,7 @@ class EdgeStore(VectorStore):
         if not doc_ids:
             return 0
         qe = _edge()
-        flt = qe.Filter(
-            must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
-        )
+        flt = self._doc_filter(doc_ids)
         shard = self._shard(physical)
         with self._mutex:  # count and delete as one step with respect to other writers here
             deleted = int(self._call(shard.count, qe.CountRequest(exact=True, filter=flt)))
@@ -170,16 +153,6 @@ class EdgeStore(VectorStore):
     def count(self, physical: str) -> int:
         qe = _edge()
         return int(self._call(self._shard(physical).count, qe.CountRequest(exact=True)))
-
-    def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
-        batch: list[Chunk] = []
-        for payload in self._scroll_payloads(physical, None, True, page=batch_size):
-            batch.append(chunk_from_payload(payload))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def get_chunks(self, physical: str, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         if not chunk_ids:
@@ -266,6 +239,13 @@ class EdgeStore(VectorStore):
                 self._shards[physical] = shard
             return shard
 
+    @staticmethod
+    def _doc_filter(doc_ids: Sequence[str]) -> Any:
+        qe = _edge()
+        return qe.Filter(
+            must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
+        )
+
     def _filter(self, payload_filter: PayloadFilter | None) -> Any:
         conditions = parse_filter(payload_filter)
         if not conditions:
@@ -281,9 +261,16 @@ class EdgeStore(VectorStore):
         return qe.Filter(must=must)
 
     def _scroll_payloads(
-        self, physical: str, flt: Any, with_payload: Any, *, page: int = 1024
+        self,
+        physical: str,
+        *,
+        doc_ids: Sequence[str] | None = None,
+        fields: list[str] | None = None,
+        page: int = 1024,
     ) -> Iterator[dict[str, Any]]:
         qe = _edge()
+        flt = None if doc_ids is None else self._doc_filter(doc_ids)
+        with_payload: Any = True if fields is None else fields
         shard = self._shard(physical)
         offset = None
         while True:

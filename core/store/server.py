@@ -306,18 +306,6 @@ class ServerStore(VectorStore):
         ]
         self._call(self.client.upsert, collection_name=physical, points=points, wait=True)
 
-    def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        if not doc_ids:
-            return found
-        flt = self._doc_filter(doc_ids)
-        for payload in self._scroll_payloads(physical, flt, ["doc_id", "chunk_id"]):
-            found.setdefault(payload["doc_id"], set()).add(payload["chunk_id"])
-        return found
-
-    def all_chunk_ids(self, physical: str) -> set[str]:
-        return {p["chunk_id"] for p in self._scroll_payloads(physical, None, ["chunk_id"])}
-
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
         from qdrant_client import models
 
@@ -347,16 +335,6 @@ class ServerStore(VectorStore):
 
     def count(self, physical: str) -> int:
         return int(self._call(self.client.count, collection_name=physical, exact=True).count)
-
-    def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
-        batch: list[Chunk] = []
-        for payload in self._scroll_payloads(physical, None, True, page=batch_size):
-            batch.append(chunk_from_payload(payload))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def get_chunks(self, physical: str, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         if not chunk_ids:
@@ -464,8 +442,15 @@ class ServerStore(VectorStore):
         return models.Filter(must=must)
 
     def _scroll_payloads(
-        self, physical: str, flt: Any, with_payload: Any, *, page: int = 1024
+        self,
+        physical: str,
+        *,
+        doc_ids: Sequence[str] | None = None,
+        fields: list[str] | None = None,
+        page: int = 1024,
     ) -> Iterator[dict[str, Any]]:
+        flt = None if doc_ids is None else self._doc_filter(doc_ids)
+        with_payload: Any = True if fields is None else fields
         offset = None
         while True:
             records, offset = self._call(
