@@ -31,29 +31,43 @@ def main() -> None:
 
     from core.encoder import resolve_model
     from tuner.pairs import TrainingPair
-    from tuner.train import TrainConfig, matryoshka_dims, train
+    from tuner.train import TrainConfig, TrainResult, matryoshka_dims, train
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pairs", type=int, default=1600)
+    parser.add_argument("--ours-first", action="store_true", help="run ragctl's training first")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
     rows = [json.loads(line) for line in (DATA / "raw/train_dataset.json").open()][: args.pairs]
     model = resolve_model("default")
-    bare_s = bare_trainer_seconds(model, rows, 1.0, 32, 2e-5, matryoshka_dims(384, (64,)))
-    print(f"bare Trainer: {bare_s:.1f} s", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(
-            model,
-            [TrainingPair(r["anchor"], r["positive"]) for r in rows],
-            TrainConfig(checkpoint_steps=100),
-            output_dir=Path(tmp) / "out",
-            checkpoint_dir=Path(tmp) / "ck",
-            shortlist_dims=(64,),
-            show_progress=False,
-        )
-    print(f"ragctl train: {result.seconds:.1f} s", flush=True)
+
+    def bare() -> float:
+        seconds = bare_trainer_seconds(model, rows, 1.0, 32, 2e-5, matryoshka_dims(384, (64,)))
+        print(f"bare Trainer: {seconds:.1f} s", flush=True)
+        return seconds
+
+    def ours() -> TrainResult:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train(
+                model,
+                [TrainingPair(r["anchor"], r["positive"]) for r in rows],
+                TrainConfig(checkpoint_steps=100),
+                output_dir=Path(tmp) / "out",
+                checkpoint_dir=Path(tmp) / "ck",
+                shortlist_dims=(64,),
+                show_progress=False,
+            )
+        print(f"ragctl train: {result.seconds:.1f} s", flush=True)
+        return result
+
+    if args.ours_first:
+        result = ours()
+        bare_s = bare()
+    else:
+        bare_s = bare()
+        result = ours()
     out = {
         "pairs": len(rows),
         "steps": result.steps,

@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--shortlists", default="50,100,200,500")
     parser.add_argument("--data-dir", type=Path, help="reuse (or keep) the store here")
+    parser.add_argument("--collection", default="agreement", help="collection (reused if there)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
     if not (args.dataset / "corpus.jsonl").is_file():
@@ -64,7 +65,7 @@ def main() -> None:
     data_dir = args.data_dir or Path(tmp.name)  # type: ignore[union-attr]
     settings = load_settings(data_dir=data_dir)
     store = EdgeStore(settings.qdrant_path)
-    spec, encoder = open_or_create(store, settings, "agreement")
+    spec, encoder = open_or_create(store, settings, args.collection)
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
     report = ingest_documents(
         iter_documents([args.dataset / "corpus.jsonl"]),
