@@ -438,10 +438,14 @@ class RetrieverService:
     def rollback(self) -> ReloadOutcome:
         """Serve the previous model version again (its collection was kept)."""
         from core.collections import encoder_for
-        from core.registry import ModelRegistry
+        from core.registry import ModelRegistry, RegistryError
         from tuner.promote import rollback
 
         registry = ModelRegistry(self.settings.data_dir)
+        try:
+            registry.rollback_target(self.settings.collection)
+        except RegistryError as exc:
+            raise ConflictError("nothing_to_roll_back", str(exc)) from exc
         with self.write_lock:
             report = rollback(
                 self.store,

@@ -63,6 +63,8 @@ OPERATIONS = [
     ("/metrics", "GET"),
     ("/v1/admin/collections", "GET"),
     ("/v1/admin/reload", "POST"),
+    ("/v1/admin/models/{version}/activate", "POST"),
+    ("/v1/admin/rollback", "POST"),
 ]
 
 
@@ -75,7 +77,8 @@ def test_retriever_fuzz_covers_every_operation(api_schema):
 
 # Negative (schema-violating) requests only where there is an input to violate.
 WITH_INPUTS = {("/v1/search", "POST"), ("/v1/feedback", "POST"), ("/v1/documents", "POST"),
-               ("/v1/documents/{doc_id}", "DELETE")}  # fmt: skip
+               ("/v1/documents/{doc_id}", "DELETE"),
+               ("/v1/admin/models/{version}/activate", "POST")}  # fmt: skip
 CASES = [(p, m, "positive") for p, m in OPERATIONS] + [
     (p, m, "negative") for p, m in OPERATIONS if (p, m) in WITH_INPUTS
 ]
