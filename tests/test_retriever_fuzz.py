@@ -77,8 +77,9 @@ def test_retriever_fuzz_covers_every_operation(api_schema):
 
 # Negative (schema-violating) requests only where there is an input to violate.
 WITH_INPUTS = {("/v1/search", "POST"), ("/v1/feedback", "POST"), ("/v1/documents", "POST"),
-               ("/v1/documents/{doc_id}", "DELETE"),
-               ("/v1/admin/models/{version}/activate", "POST")}  # fmt: skip
+               ("/v1/documents/{doc_id}", "DELETE")}  # fmt: skip
+# Not the activate route: its only inputs are an int path parameter and a boolean query flag,
+# which HTTP coerces ("0", "no" are valid booleans), so "negative" cases are often valid.
 CASES = [(p, m, "positive") for p, m in OPERATIONS] + [
     (p, m, "negative") for p, m in OPERATIONS if (p, m) in WITH_INPUTS
 ]
