@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalError
-from evalkit.sources.records import RawDataset, id_field, iter_json_records
+from evalkit.sources.records import RawDataset, id_field, iter_json_records, nonempty_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ def read_feedback_records(
     changed_chunks = 0
     for loc, record in records:
         rows += 1
-        query = _nonempty(record, "query", loc)
+        query = nonempty_text(record, "query", loc)
         chunk_id = id_field(record, "chunk_id", loc)
         label = record.get("label")
         if label not in LABELS:
             raise EvalError(
                 f"{loc}: field 'label' must be one of {', '.join(LABELS)}, got {label!r}"
             )
-        chunk_text = _nonempty(record, "chunk_text", loc)
+        chunk_text = nonempty_text(record, "chunk_text", loc)
         qid = query_ids.setdefault(query, f"fq{len(query_ids)}")
         raw.queries[qid] = query
         known = raw.corpus.get(chunk_id)
@@ -72,14 +72,3 @@ def read_feedback(path: Path) -> RawDataset:
     if not path.is_file():
         raise EvalError(f"feedback export not found: {path}")
     return read_feedback_records(iter_json_records(path), source=str(path))
-
-
-def _nonempty(record: Mapping[str, Any], name: str, loc: str) -> str:
-    value = record.get(name)
-    if value is None:
-        raise EvalError(f"{loc}: missing field '{name}'")
-    if not isinstance(value, str):
-        raise EvalError(f"{loc}: field '{name}' must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise EvalError(f"{loc}: field '{name}' is empty")
-    return value.strip()

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalError
-from evalkit.sources.records import TABLE_SUFFIXES, RawDataset, id_field, iter_table_records
+from evalkit.sources.records import (
+    TABLE_SUFFIXES,
+    RawDataset,
+    id_field,
+    iter_table_records,
+    nonempty_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +85,6 @@ def _rows(
         yield loc, index, record, group
 
 
-def _text(record: Mapping[str, Any], name: str, loc: str) -> str:
-    value = record.get(name)
-    if value is None:
-        raise EvalError(f"{loc}: missing field '{name}'")
-    if not isinstance(value, str):
-        raise EvalError(f"{loc}: field '{name}' must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise EvalError(f"{loc}: field '{name}' is empty")
-    return value.strip()
-
-
 def read_pair_records(
     records: Iterable[tuple[str, Mapping[str, Any]]],
     *,
@@ -114,8 +109,8 @@ def read_pair_records(
     rows = 0
     for loc, index, record, group_col in _rows(records, columns):
         rows += 1
-        anchor = _text(record, columns.anchor, loc)
-        positive = _text(record, columns.positive, loc)
+        anchor = nonempty_text(record, columns.anchor, loc)
+        positive = nonempty_text(record, columns.positive, loc)
         group = id_field(record, group_col, loc) if group_col else None
         qid = (
             id_field(record, columns.id, loc) if record.get(columns.id) is not None else f"q{index}"
@@ -132,7 +127,7 @@ def read_pair_records(
         raise EvalError(f"{source}: no pair rows")
     evaluated_docs = len(corpus.docs)
     for loc, _, record, group_col in _rows(extra_positives, columns):
-        positive = _text(record, columns.positive, loc)
+        positive = nonempty_text(record, columns.positive, loc)
         corpus.add(positive, id_field(record, group_col, loc) if group_col else None)
     raw.corpus = corpus.docs
     if len(corpus.docs) > evaluated_docs:

@@ -150,6 +150,18 @@ def text_field(record: Mapping[str, Any], name: str, loc: str, *, required: bool
     return value
 
 
+def nonempty_text(record: Mapping[str, Any], name: str, loc: str) -> str:
+    """A required, non-blank string field, stripped.
+
+    Raises:
+        EvalError: Missing, not a string, or blank.
+    """
+    value = text_field(record, name, loc).strip()
+    if not value:
+        raise EvalError(f"{loc}: field '{name}' is empty")
+    return value
+
+
 def id_field(record: Mapping[str, Any], name: str, loc: str) -> str:
     """An id field (a non-empty string or an integer) as a string.
 
