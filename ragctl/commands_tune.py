@@ -402,33 +402,19 @@ def models_activate(ctx: click.Context, version: str, collection: str | None, fo
     With a retriever running on the embedded store, use its admin API instead
     (POST /v1/admin/models/{version}/activate): it holds the store.
     """
-    from core.collections import encoder_for
     from core.registry import ModelRegistry
     from core.store import open_store
-    from core.store.base import CollectionSpec, physical_name
-    from tuner.promote import reembed, switch
+    from core.store.base import physical_name
+    from tuner.promote import check_servable, reembed, switch, version_encoder
 
     settings = state(ctx).settings(collection=collection)
     number = _version(version)
     registry = ModelRegistry(settings.data_dir)
     record = registry.get(number)
-    if record.status == "rejected" and not force:
-        reason = (record.gate or {}).get("reason", "")
-        raise click.ClickException(
-            f"v{number} was rejected by the gate ({reason[:120]}); pass --force to serve it anyway"
-        )
+    check_servable(record, force=force)
     with open_store(settings) as store:
         serving = store.spec(store.resolve(settings.collection))
-        probe = CollectionSpec(
-            settings.collection,
-            number,
-            record.ref,
-            serving.dim,
-            serving.shortlist_dims,
-            serving.query_prompt,
-            serving.document_prompt,
-        )
-        encoder = encoder_for(probe, settings)
+        encoder = version_encoder(serving, record, settings)
         report = reembed(store, collection=settings.collection, version=number, encoder=encoder)
         switch(store, registry, settings.collection, number)
     click.echo(

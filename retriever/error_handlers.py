@@ -37,7 +37,7 @@ from retriever.errors import (
     UnauthorizedError,
 )
 from retriever.schemas import ErrorResponse
-from tuner.errors import TunerError
+from tuner.errors import RejectedModelError, TunerError
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ _DOMAIN_ERRORS: tuple[tuple[type[RagctlError], int, str], ...] = (
     (FeedbackLogError, 503, "feedback_log_unavailable"),
     (IngestError, 422, "invalid_document"),
     (RegistryError, 404, "model_not_found"),
+    (RejectedModelError, 409, "gate_rejected"),
     (TunerError, 409, "promotion_failed"),
     (ConfigError, 500, "config_error"),
 )

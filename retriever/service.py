@@ -393,42 +393,23 @@ class RetrieverService:
 
         Raises:
             RegistryError: No such version.
-            ConflictError: The gate rejected it and `force` is not set.
+            RejectedModelError: The gate rejected it and `force` is not set.
         """
-        from core.collections import encoder_for
         from core.registry import ModelRegistry
-        from core.store.base import CollectionSpec
-        from tuner.promote import reembed, switch, sync_collection
+        from core.store.base import physical_name
+        from tuner.promote import check_servable, reembed, switch, sync_collection, version_encoder
 
         registry = ModelRegistry(self.settings.data_dir)
         record = registry.get(version)
-        if record.status == "rejected" and not force:
-            reason = (record.gate or {}).get("reason", "")
-            raise ConflictError(
-                "gate_rejected",
-                f"v{version} was rejected by the gate ({reason[:200]}); set force to serve it",
-                field="version",
-            )
+        check_servable(record, force=force)
         current = self.holder.current()
         if current.model_version == version:
             return ReloadOutcome(current, current)
         collection = self.settings.collection
-        spec = current.spec
-        encoder = encoder_for(
-            CollectionSpec(
-                collection,
-                version,
-                record.ref,
-                spec.dim,
-                spec.shortlist_dims,
-                spec.query_prompt,
-                spec.document_prompt,
-            ),
-            self.settings,
-        )
+        encoder = version_encoder(current.spec, record, self.settings)
         reembed(self.store, collection=collection, version=version, encoder=encoder, verify=False)
         with self.write_lock:
-            target = f"{collection}__v{version}"
+            target = physical_name(collection, version)
             sync_collection(self.store, source=current.physical, target=target, encoder=encoder)
             switch(self.store, registry, collection, version)
             fresh = build_serving(self.store.spec(target), self.settings, encoder=encoder)

@@ -16,7 +16,7 @@ from typing import Any
 from core.collections import encoder_for
 from core.encoder import Encoder, resolve_model
 from core.registry import ModelRecord, ModelRegistry, resolve_ref
-from core.settings import ModelSettings, Settings
+from core.settings import Settings
 from core.store.base import CollectionSpec, VectorStore
 from evalkit.datasets import EvalDataset
 from evalkit.gate import GateDecision, GateRule, decide
@@ -36,7 +36,7 @@ from tuner.pairs import (
     read_pair_file,
     refresh_from_store,
 )
-from tuner.promote import SyncReport, reembed, switch
+from tuner.promote import SyncReport, reembed, switch, version_encoder
 from tuner.split import drop_queries, split_heldout
 from tuner.train import TrainConfig, TrainResult, train
 
@@ -260,17 +260,7 @@ def retune(
     )
 
     step("evaluating candidate vs serving on the held-out queries")
-    candidate_encoder = Encoder.load(
-        ModelSettings(
-            name_or_path=str(model_dir),
-            query_prompt=spec.query_prompt,
-            document_prompt=spec.document_prompt,
-            device=settings.model.device,
-            batch_size=settings.model.batch_size,
-        ),
-        spec.shortlist_dims,
-    )
-    candidate_encoder.model_ref = ref
+    candidate_encoder = version_encoder(spec, record, settings)
     dataset = heldout_dataset(
         heldout,
         store,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from core.collections import spec_for_new
+from core.collections import encoder_for, spec_for_new
 from core.encoder import Encoder
 from core.errors import CollectionNotFoundError
-from core.registry import ModelRegistry
+from core.registry import ModelRecord, ModelRegistry
+from core.settings import Settings
 from core.store.base import CollectionSpec, VectorStore, physical_name
-from tuner.errors import TunerError
+from tuner.errors import RejectedModelError, TunerError
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,21 @@ def reembed(
     )
     logger.info("re-embedded %s -> %s: %s", source, target, report)
     return report
+
+
+def version_encoder(serving: CollectionSpec, record: ModelRecord, settings: Settings) -> Encoder:
+    """The encoder of model `record`, with the serving collection's dims and prompts."""
+    return encoder_for(replace(serving, version=record.version, model=record.ref), settings)
+
+
+def check_servable(record: ModelRecord, *, force: bool) -> None:
+    """Refuse a version the gate rejected unless `force` is set."""
+    if record.status == "rejected" and not force:
+        reason = (record.gate or {}).get("reason", "")
+        raise RejectedModelError(
+            f"v{record.version} was rejected by the gate ({reason[:200]}); "
+            "force it to serve it anyway"
+        )
 
 
 def switch(store: VectorStore, registry: ModelRegistry, collection: str, version: int) -> str:
