@@ -9,7 +9,7 @@
    settings (same process, same machine), peak memory and re-embed throughput.
 
     .venv/bin/python bench/retune_legal.py [--epochs 1] [--batch-size 32] [--hard-negatives]
-        [--tag NAME] [--skip-bare]
+        [--tag NAME] [--skip-bare] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -94,12 +94,16 @@ def main() -> None:
     parser.add_argument("--skip-bare", action="store_true", help="skip the bare-Trainer baseline")
     parser.add_argument("--tag", default="base-recipe")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    parser.add_argument(
+        "--keep", type=Path, help="use (and keep) this data dir instead of a temporary one"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"dataset not found: {DATA}")
 
     train_rows = _pairs(DATA / "raw/train_dataset.json")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.keep) if args.keep else scratch
         settings = load_settings(data_dir=Path(tmp), collection="legal")
         store = EdgeStore(settings.qdrant_path)
         spec, encoder = open_or_create(store, settings, "legal")
