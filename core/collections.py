@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from core.encoder import Encoder
+from core.lexical import LexicalSpec
 from core.registry import ModelRegistry, resolve_ref
 from core.settings import Settings
 from core.store.base import CollectionSpec, VectorStore, physical_name
@@ -34,8 +35,11 @@ def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
     return encoder
 
 
-def spec_for_new(name: str, version: int, encoder: Encoder) -> CollectionSpec:
-    """The spec of a new physical collection embedded by `encoder`."""
+def spec_for_new(
+    name: str, version: int, encoder: Encoder, lexical: LexicalSpec | None = None
+) -> CollectionSpec:
+    """The spec of a new physical collection embedded by `encoder` (with lexical vectors
+    made to `lexical`, if given)."""
     return CollectionSpec(
         name=name,
         version=version,
@@ -44,6 +48,7 @@ def spec_for_new(name: str, version: int, encoder: Encoder) -> CollectionSpec:
         shortlist_dims=encoder.shortlist_dims,
         query_prompt=encoder.query_prompt,
         document_prompt=encoder.document_prompt,
+        lexical=lexical,
     )
 
 
@@ -78,7 +83,7 @@ def open_or_create(
         # Created but never aliased (an interrupted first ingest): adopt it.
         spec = store.spec(physical)
     else:
-        spec = spec_for_new(name, version, encoder)
+        spec = spec_for_new(name, version, encoder, settings.lexical.spec())
         store.create_collection(spec)
     store.set_alias(name, spec.physical)
     registry.mark_serving(name, version)

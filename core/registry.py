@@ -41,6 +41,8 @@ class ModelRecord(BaseModel):
     gate: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    # The search mode (and fusion) measured best for this version on held-out queries.
+    search: dict[str, Any] | None = None
 
 
 class _RegistryFile(BaseModel):

@@ -2,7 +2,8 @@
 
 Each corpus entry is one document, chunked by the real chunker; a document's score is its best
 chunk's. Queries go through `VectorStore.search_batch`: two-stage (Matryoshka shortlist, then
-full-size rescoring) and, for comparison, single-stage on the full vector.
+full-size rescoring), for comparison single-stage on the full vector, and, when the collection
+has lexical vectors, sparse (BM25) and hybrid with each fusion asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.encoder import Embeddings, Encoder
+from core.lexical import LexicalSpec
 from core.records import Document
-from core.store.base import VectorStore
+from core.store.base import FusionParams, VectorStore
 from evalkit.errors import EvalError
+from evalkit.results import HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ COLLECTION = "eval"
 
 @dataclass
 class PipelineRun:
-    """Doc rankings per mode (`two-stage`, `single-stage`) and what the run did."""
+    """Doc rankings per mode (`two-stage`, `single-stage`, `sparse`, `hybrid#i` for fusion i)
+    and what the run did."""
 
     rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -110,6 +114,8 @@ def run_pipeline(
     optimize: bool = True,
     name: str = "eval",
     show_progress: bool = False,
+    lexical: LexicalSpec | None = None,
+    fusions: Sequence[FusionParams] = (),
 ) -> PipelineRun:
     """Ingest `corpus` into a fresh Qdrant Edge store and rank it for every query.
 
@@ -128,6 +134,8 @@ def run_pipeline(
         optimize: Build the store's indexes (HNSW) before searching, as a served collection.
         name: Source label of the documents.
         show_progress: Show a progress bar while ingesting.
+        lexical: Build lexical vectors with this recipe and rank in sparse mode too.
+        fusions: With `lexical`, rank in hybrid mode once per fusion (`hybrid#i`).
     """
     from core.collections import spec_for_new
     from core.store.edge import EdgeStore
@@ -141,7 +149,7 @@ def run_pipeline(
     with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=work_dir) as tmp:
         store: VectorStore = EdgeStore(Path(tmp) / "qdrant")
         try:
-            spec = spec_for_new(COLLECTION, 1, encoder)
+            spec = spec_for_new(COLLECTION, 1, encoder, lexical)
             store.create_collection(spec)
             run.shortlist_dim = spec.shortlist_dims[0]
             ingest_encoder = _ReusingEncoder(encoder, known_vectors or {})
@@ -176,22 +184,29 @@ def run_pipeline(
                 query_vectors = encoder.encode_full(list(queries.values()), encoder.query_prompt)
             query_embeddings = encoder.embeddings_from_full(query_vectors)
             wanted = max(1, min(k * run.max_chunks_per_doc, run.chunks))
-            modes = {"two-stage": False, **({"single-stage": True} if single_stage else {})}
-            for mode, single in modes.items():
-                hits_k = wanted if single else min(wanted, shortlist)
+            texts = list(queries.values())
+            plans: dict[str, dict[str, Any]] = {
+                TWO_STAGE: {"k": min(wanted, shortlist), "shortlist": shortlist},
+            }
+            if single_stage:
+                plans[SINGLE_STAGE] = {"k": wanted, "shortlist": wanted, "single_stage": True}
+            if lexical is not None:
+                plans[SPARSE] = {"k": wanted, "shortlist": wanted, "mode": SPARSE}
+                for i, fusion in enumerate(fusions):
+                    hits_k = min(wanted, max(shortlist, fusion.candidates))
+                    plans[f"{HYBRID}#{i}"] = {
+                        "k": hits_k,
+                        "shortlist": max(shortlist, hits_k),
+                        "mode": HYBRID,
+                        "fusion": fusion,
+                    }
+            for label, plan in plans.items():
                 started = time.perf_counter()
-                run.rankings[mode] = _search_all(
-                    store,
-                    spec.physical,
-                    list(queries),
-                    query_embeddings,
-                    k=k,
-                    hits_k=hits_k,
-                    shortlist=hits_k if single else shortlist,
-                    single_stage=single,
+                run.rankings[label] = _search_all(
+                    store, spec.physical, list(queries), query_embeddings, texts, k=k, plan=plan
                 )
-                run.seconds[mode] = time.perf_counter() - started
-                run.hits_per_query[mode] = hits_k
+                run.seconds[label] = time.perf_counter() - started
+                run.hits_per_query[label] = plan["k"]
         finally:
             store.close()
     logger.info(
@@ -215,21 +230,16 @@ def _search_all(
     physical: str,
     query_ids: list[str],
     embeddings: Embeddings,
+    texts: list[str],
     *,
     k: int,
-    hits_k: int,
-    shortlist: int,
-    single_stage: bool,
+    plan: dict[str, Any],
 ) -> dict[str, list[str]]:
     rankings: dict[str, list[str]] = {}
     for start in range(0, len(query_ids), _QUERY_BATCH):
         rows = slice(start, start + _QUERY_BATCH)
         results = store.search_batch(
-            physical,
-            embeddings.embeddings_slice(rows),
-            k=hits_k,
-            shortlist=shortlist,
-            single_stage=single_stage,
+            physical, embeddings.embeddings_slice(rows), texts=texts[rows], **plan
         )
         for qid, hits in zip(query_ids[rows], results, strict=True):
             rankings[qid] = doc_ranking([(h.doc_id, h.score) for h in hits], k)

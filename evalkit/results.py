@@ -17,7 +17,9 @@ EXACT = "exact"
 TWO_STAGE = "two-stage"
 SINGLE_STAGE = "single-stage"
 BM25 = "bm25"
-ROW_KINDS: tuple[str, ...] = (EXACT, TWO_STAGE, SINGLE_STAGE, BM25)
+SPARSE = "sparse"  # the store's BM25 lexical vectors, through the production path
+HYBRID = "hybrid"  # dense two-stage and sparse, fused in one store query
+ROW_KINDS: tuple[str, ...] = (EXACT, TWO_STAGE, SINGLE_STAGE, SPARSE, HYBRID, BM25)
 
 
 @dataclass
@@ -26,7 +28,7 @@ class RunRow:
 
     Attributes:
         name: Column label: the dim for exact rows (`"384"`), else the kind (`"two-stage"`).
-        kind: `exact`, `two-stage`, `single-stage` or `bm25`.
+        kind: `exact`, `two-stage`, `single-stage`, `sparse`, `hybrid` or `bm25`.
         dim: Vector size used for ranking (exact rows; the full dim for pipeline rows).
         metrics: Metric key (`ndcg@10`) -> mean value.
         seconds: Search plus scoring time of this row (encoding and indexing are in timings).

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.lexical import LexicalSpec
 from core.matryoshka import truncate
+from core.store.base import FusionParams
 from evalkit.bm25 import BM25Params
 from evalkit.datasets import EvalDataset
 from evalkit.errors import EvalError
 from evalkit.metrics import MetricConfig, evaluate_rankings
-from evalkit.results import BM25, EXACT, TWO_STAGE, EvalReport, RunRow
+from evalkit.results import BM25, EXACT, HYBRID, TWO_STAGE, EvalReport, RunRow
 from evalkit.search import exact_search, id_ranks
 
 if TYPE_CHECKING:
@@ -50,6 +52,10 @@ class EvalOptions:
         chunk_size_tokens: Chunk size of the pipeline's chunker (production setting).
         chunk_overlap_tokens: Chunk overlap of the pipeline's chunker.
         optimize_store: Build the store's indexes (HNSW) before pipeline search.
+        lexical: With the pipeline, build lexical vectors with this recipe and add the
+            `sparse` and `hybrid` rows (None: dense rows only).
+        fusions: The hybrid fusions tried; the `hybrid` row is the best of them on this set
+            (one fusion = a fixed setting; `FUSION_GRID` = tuned on this set).
         reuse_vectors: Let the pipeline reuse exact-run vectors of single-chunk docs.
         show_progress: Progress bars while encoding.
         work_dir: Parent folder of the pipeline's temporary store.
@@ -65,6 +71,8 @@ class EvalOptions:
     chunk_size_tokens: int = 256
     chunk_overlap_tokens: int = 32
     optimize_store: bool = True
+    lexical: LexicalSpec | None = field(default_factory=LexicalSpec)
+    fusions: tuple[FusionParams, ...] = (FusionParams(),)
     reuse_vectors: bool = True
     show_progress: bool = False
     work_dir: Path | None = None
@@ -72,6 +80,20 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.shortlist < 1:
             raise EvalError(f"shortlist must be >= 1, got {self.shortlist}")
+        if not self.fusions:
+            raise EvalError("fusions needs at least one fusion")
+
+
+FUSION_GRID: tuple[FusionParams, ...] = (
+    *(
+        FusionParams(rrf_k=rrf_k, dense_weight=1.0, sparse_weight=weight)
+        for rrf_k in (20, 60)
+        for weight in (0.25, 0.5, 1.0, 2.0, 4.0)
+    ),
+    FusionParams(method="dbsf"),
+)
+"""The fusions retune (and `ragctl eval --tune-fusion`) try: weighted RRF over the sparse
+branch's weight relative to the dense one, at two rank constants, and DBSF."""
 
 
 def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, ...]:
@@ -243,12 +265,15 @@ def pipeline_rows(
         optimize=options.optimize_store,
         name=dataset.name,
         show_progress=options.show_progress,
+        lexical=options.lexical,
+        fusions=options.fusions,
     )
     timings["ingest"] = run.ingest_seconds
     timings["ingest_encode"] = run.encode_seconds
     sizes["chunks"] = run.chunks
     sizes["max_chunks_per_doc"] = run.max_chunks_per_doc
     rows = []
+    hybrids: list[RunRow] = []
     for mode, rankings in run.rankings.items():
         started = time.perf_counter()
         values = evaluate_rankings(rankings, dataset.qrels, options.metrics)
@@ -256,9 +281,29 @@ def pipeline_rows(
         if mode == TWO_STAGE:
             params |= {"shortlist": options.shortlist, "shortlist_dim": run.shortlist_dim}
         seconds = run.seconds[mode] + time.perf_counter() - started
-        rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
         timings[f"{mode}_search"] = run.seconds[mode]
+        if mode.startswith(HYBRID):
+            fusion = options.fusions[int(mode.split("#")[1])]
+            params |= {"fusion": fusion.to_dict(), "shortlist": options.shortlist}
+            hybrids.append(RunRow(HYBRID, HYBRID, encoder.dim, values, seconds, params))
+        else:
+            rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
+    if hybrids:
+        metric = "ndcg@10" if "ndcg@10" in hybrids[0].metrics else next(iter(hybrids[0].metrics))
+        rows.append(best_hybrid(hybrids, metric))
     return rows
+
+
+def best_hybrid(rows: Sequence[RunRow], metric: str) -> RunRow:
+    """The hybrid row of the best fusion on `metric` (first wins ties); with several, its
+    params list every fusion tried and its score."""
+    best = max(rows, key=lambda r: r.metrics.get(metric, float("-inf")))
+    if len(rows) > 1:
+        best.params["tuned"] = [
+            {"fusion": r.params["fusion"], metric: r.metrics.get(metric)} for r in rows
+        ]
+        best.seconds = sum(r.seconds for r in rows)
+    return best
 
 
 def bm25_row(
@@ -303,6 +348,8 @@ def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict
             "chunk_size_tokens": options.chunk_size_tokens,
             "chunk_overlap_tokens": options.chunk_overlap_tokens,
             "optimized": options.optimize_store,
+            "lexical": None if options.lexical is None else options.lexical.to_dict(),
+            "fusions": [f.to_dict() for f in options.fusions],
             "reuse_vectors": options.reuse_vectors,
         }
     if options.bm25:

@@ -117,6 +117,12 @@ def ingest(
     help="Search the full vector only (no shortlist), for comparison.",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["dense", "sparse", "hybrid"]),
+    help="dense (Matryoshka two-stage), sparse (BM25 on the lexical vectors) or hybrid (both, "
+    "fused); default: the collection's profile (search.mode, or what retune measured best).",
+)
+@click.option(
     "--filter",
     "filters",
     multiple=True,
@@ -134,13 +140,17 @@ def search(
     k: int | None,
     shortlist: int | None,
     single_stage: bool,
+    mode: str | None,
     filters: tuple[str, ...],
     as_json: bool,
     api: str | None,
 ) -> None:
-    """Search a collection: shortlist on the Matryoshka vector, rerank on the full one."""
+    """Search a collection: dense (shortlist on the Matryoshka vector, rerank on the full one),
+    sparse (BM25) or hybrid (both, fused in one query)."""
     from core.collections import encoder_for
+    from core.profile import resolve_profile, tuned_profile
     from core.store import open_store
+    from core.store.base import SPARSE
 
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
@@ -156,21 +166,28 @@ def search(
             shortlist=shortlist,
             single_stage=single_stage,
             payload_filter=payload_filter,
+            mode=mode,
         )
-        _print_hits(answer["collection"], f"v{answer['model_version']}", answer["results"], as_json)
+        shown = f"v{answer['model_version']} ({answer.get('mode', '?')})"
+        _print_hits(answer["collection"], shown, answer["results"], as_json)
         return
     settings = state(ctx).settings(collection=collection, search={"k": k, "shortlist": shortlist})
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         spec = store.spec(physical)
-        encoder = encoder_for(spec, settings)
+        profile = resolve_profile(settings, spec, tuned_profile(settings, spec))
+        mode = mode or profile.mode
+        vectors = None if mode == SPARSE else encoder_for(spec, settings).encode_queries([query])
         hits = store.search(
             physical,
-            encoder.encode_queries([query]),
+            vectors,
             k=settings.search.k,
             shortlist=settings.search.shortlist,
             single_stage=single_stage,
             payload_filter=payload_filter,
+            mode=mode,
+            text=query,
+            fusion=profile.fusion,
         )
     results = [
         {
@@ -183,7 +200,7 @@ def search(
         }
         for h in hits
     ]
-    _print_hits(physical, spec.model, results, as_json)
+    _print_hits(physical, f"{spec.model} ({mode})", results, as_json)
 
 
 def _print_hits(collection: str, model: str, results: list[dict[str, Any]], as_json: bool) -> None:

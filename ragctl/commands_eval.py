@@ -50,8 +50,15 @@ def _parse_dims(value: str | None) -> tuple[int, ...] | None:
     "--pipeline/--no-pipeline",
     default=True,
     show_default=True,
-    help="Also ingest the corpus into a temporary Qdrant Edge store and query it with two-stage "
-    "and single-stage search, as the service does.",
+    help="Also ingest the corpus into a temporary Qdrant Edge store and query it as the service "
+    "does: dense two-stage and single-stage, and (lexical.enabled) sparse and hybrid.",
+)
+@click.option(
+    "--tune-fusion",
+    is_flag=True,
+    help="Try every fusion of the retune grid (weighted RRF, DBSF) and report the best as the "
+    "hybrid row, with all of them in the JSON (default: the search.* fusion settings). The "
+    "best is chosen on this very set: report it on another split.",
 )
 @click.option(
     "--shortlist",
@@ -85,6 +92,7 @@ def eval_command(
     split: str,
     dims: str | None,
     pipeline: bool,
+    tune_fusion: bool,
     shortlist: int | None,
     bm25: bool,
     out_dir: Path | None,
@@ -97,17 +105,20 @@ def eval_command(
     Encodes the corpus and queries once, then ranks exactly at the full dimension and at each
     truncation (metrics as sentence-transformers' InformationRetrievalEvaluator: accuracy,
     precision, recall @1/3/5/10, ndcg@10, mrr@10, map@100, hit_rate@10). With --pipeline the
-    corpus is also chunked into a temporary store and searched two-stage, so the table shows what
-    users actually get. Prints the table; --out also writes JSON, Markdown and a plot.
+    corpus is also chunked into a temporary store and searched as the service does (dense
+    two-stage and single-stage; sparse BM25 and hybrid when lexical vectors are enabled), so
+    the table shows what users actually get. Prints the table; --out also writes JSON,
+    Markdown and a plot.
 
     \b
     Example:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
     """
     from core.encoder import Encoder
+    from core.profile import settings_fusion
     from evalkit.datasets import load_eval_dataset
     from evalkit.report import format_text, write_outputs
-    from evalkit.runs import EvalOptions, evaluate
+    from evalkit.runs import FUSION_GRID, EvalOptions, evaluate
 
     parsed_dims = _parse_dims(dims)
     settings = state(ctx).settings(
@@ -130,6 +141,8 @@ def eval_command(
         pipeline=pipeline,
         shortlist=settings.search.shortlist,
         bm25=bm25,
+        lexical=settings.lexical.spec(),
+        fusions=FUSION_GRID if tune_fusion else (settings_fusion(settings),),
         chunk_size_tokens=settings.chunking.size_tokens,
         chunk_overlap_tokens=settings.chunking.overlap_tokens,
         show_progress=True,

@@ -234,12 +234,18 @@ def search_via_api(
     shortlist: int | None,
     single_stage: bool,
     payload_filter: dict[str, Any] | None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """`POST /v1/search` on a running retriever."""
     from retriever.client import RetrieverClient
 
     return RetrieverClient(url).search(
-        query, k=k, shortlist=shortlist, single_stage=single_stage, payload_filter=payload_filter
+        query,
+        k=k,
+        shortlist=shortlist,
+        single_stage=single_stage,
+        payload_filter=payload_filter,
+        mode=mode,
     )
 
 

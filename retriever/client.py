@@ -56,9 +56,12 @@ class RetrieverClient:
         shortlist: int | None = None,
         single_stage: bool = False,
         payload_filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
     ) -> dict[str, Any]:
         """`POST /v1/search`."""
         body: dict[str, Any] = {"query": query, "single_stage": single_stage}
+        if mode is not None:
+            body["mode"] = mode
         if k is not None:
             body["k"] = k
         if shortlist is not None:

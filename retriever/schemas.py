@@ -106,6 +106,12 @@ class SearchRequest(_Request):
     single_stage: bool = Field(
         default=False, description="Search the full vector only (no shortlist), for comparison."
     )
+    mode: Literal["dense", "sparse", "hybrid"] | None = Field(
+        default=None,
+        description="dense (Matryoshka two-stage), sparse (BM25 on the lexical vectors) or "
+        "hybrid (both, fused in one query); default: the collection's profile "
+        "(`search.mode`, or what retune measured best).",
+    )
 
     @field_validator("shortlist")
     @classmethod
@@ -162,6 +168,7 @@ class SearchResponse(BaseModel):
     search_id: str = Field(description="Give it back with `POST /v1/feedback`.")
     model_version: int = Field(description="Version N of the collection NAME__vN searched.")
     collection: str = Field(description="The physical collection searched (NAME__vN).")
+    mode: str = Field(description="The search mode used: dense, sparse or hybrid.")
     took_ms: float
     results: list[SearchResult]
 

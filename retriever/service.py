@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import CollectionNotFoundError, StoreError
 from core.records import Chunk, Document, Hit
-from core.store.base import PayloadFilter, parse_filter
+from core.store.base import DENSE, SEARCH_MODES, SPARSE, PayloadFilter, parse_filter
 from retriever.batching import QueryBatcher
 from retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
 from retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
@@ -42,6 +42,7 @@ class SearchOutcome:
     search_id: str
     serving: Serving
     hits: list[Hit]
+    mode: str
     encode_s: float
     store_s: float
     log_s: float
@@ -147,10 +148,12 @@ class RetrieverService:
         shortlist: int | None = None,
         single_stage: bool = False,
         payload_filter: PayloadFilter | None = None,
+        mode: str | None = None,
     ) -> SearchOutcome:
         """Encode `query` and search the serving collection with one snapshot; log the search.
 
         `k` and `shortlist` default to `settings.search`; an omitted shortlist is raised to `k`.
+        `mode` (dense, sparse, hybrid) defaults to the serving collection's profile.
 
         Raises:
             InvalidRequestError: A limit is broken (code `validation_error`, naming the field).
@@ -175,11 +178,14 @@ class RetrieverService:
             raise InvalidRequestError("validation_error", str(exc), field="filter") from exc
 
         serving = self.holder.current()
+        mode = self._check_mode(mode, serving)
         started = time.perf_counter()
-        if self.batcher is not None:
-            vectors = self.batcher.encode(serving.encoder, query)
-        else:
-            vectors = serving.encoder.encode_queries([query])
+        vectors = None
+        if mode != SPARSE:  # sparse search needs no model call
+            if self.batcher is not None:
+                vectors = self.batcher.encode(serving.encoder, query)
+            else:
+                vectors = serving.encoder.encode_queries([query])
         encoded = time.perf_counter()
         hits = self.store.search(
             serving.physical,
@@ -188,6 +194,9 @@ class RetrieverService:
             shortlist=shortlist,
             single_stage=single_stage,
             payload_filter=payload_filter,
+            mode=mode,
+            text=query,
+            fusion=serving.profile.fusion,
         )
         searched = time.perf_counter()
         search_id = uuid.uuid4().hex
@@ -207,6 +216,7 @@ class RetrieverService:
             search_id=search_id,
             serving=serving,
             hits=hits,
+            mode=mode,
             encode_s=encoded - started,
             store_s=searched - encoded,
             log_s=logged - searched,
@@ -447,6 +457,25 @@ class RetrieverService:
         finally:
             if self._owns_store:
                 self.store.close()
+
+    @staticmethod
+    def _check_mode(mode: str | None, serving: Serving) -> str:
+        if mode is None:
+            return serving.profile.mode
+        if mode not in SEARCH_MODES:
+            raise InvalidRequestError(
+                "validation_error",
+                f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}",
+                field="mode",
+            )
+        if mode != DENSE and serving.spec.lexical is None:
+            raise InvalidRequestError(
+                "validation_error",
+                f"{serving.physical} has no lexical vectors, so mode {mode!r} is not available "
+                "(it was created with lexical.enabled = false or before hybrid search); use dense",
+                field="mode",
+            )
+        return mode
 
     def _check_query(self, query: str, field: str) -> str:
         if not query.strip():

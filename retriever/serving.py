@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.collections import encoder_for, open_or_create
+from core.profile import SearchProfile, resolve_profile, tuned_profile
 from ingest.pipeline import make_chunker
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Serving:
     spec: CollectionSpec
     encoder: Encoder
     chunker: Chunker
+    profile: SearchProfile  # the default search mode and fusion of this collection
 
     @property
     def physical(self) -> str:
@@ -58,7 +60,12 @@ class ServingHolder:
         """Serve `serving` from now on; returns the pair it replaced."""
         with self._lock:
             previous, self._serving = self._serving, serving
-        logger.info("serving %s (model %s)", serving.physical, serving.spec.model)
+        logger.info(
+            "serving %s (model %s, %s search)",
+            serving.physical,
+            serving.spec.model,
+            serving.profile.mode,
+        )
         return previous
 
 
@@ -69,7 +76,8 @@ def build_serving(
     if encoder is None or not _embedded_by(spec, encoder):
         encoder = encoder_for(spec, settings)
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
-    return Serving(spec=spec, encoder=encoder, chunker=chunker)
+    profile = resolve_profile(settings, spec, tuned_profile(settings, spec))
+    return Serving(spec=spec, encoder=encoder, chunker=chunker, profile=profile)
 
 
 def load_serving(

@@ -74,7 +74,17 @@ def test_cli_eval_prints_table_and_writes_outputs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 queries, 5 docs" in result.output
     header = next(line for line in result.output.splitlines() if line.startswith("metric"))
-    assert header.split() == ["metric", "384", "128", "64", "two-stage", "single-stage", "bm25"]
+    assert header.split() == [
+        "metric",
+        "384",
+        "128",
+        "64",
+        "two-stage",
+        "single-stage",
+        "sparse",
+        "hybrid",
+        "bm25",
+    ]
     assert "ndcg@10" in result.output
     assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "ndcg.png"}
     report = load_report(out / "report.json")

@@ -100,6 +100,8 @@ def test_runs_report_has_exact_pipeline_and_bm25_rows(report: EvalReport) -> Non
         "64",
         "two-stage",
         "single-stage",
+        "sparse",
+        "hybrid",
         "bm25",
     ]
     assert report.full_row() is not None and report.full_row().dim == 384  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ when RAGCTL_TEST_QDRANT_URL is set.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from core.encoder import Embeddings
 from core.errors import StoreError
 from core.ids import chunk_id
+from core.lexical import LexicalSpec
 from core.matryoshka import normalize, truncate
 from core.records import Chunk
 from core.settings import Settings, StoreSettings, load_settings
@@ -101,6 +103,7 @@ def test_store_server_params_default_create_sends_plain_collection():
         "replication_factor": None,
         "write_consistency_factor": None,
         "hnsw_config": None,
+        "sparse_vectors_config": None,
         "metadata": {"ragctl": SPEC.to_dict()},
     }
     assert client.calls["create_payload_index"] == [
@@ -143,6 +146,7 @@ def test_store_server_params_scale_settings_reach_create_collection(monkeypatch)
         "replication_factor": 2,
         "write_consistency_factor": 1,
         "hnsw_config": models.HnswConfigDiff(m=32, ef_construct=256),
+        "sparse_vectors_config": None,
         "metadata": {"ragctl": SPEC.to_dict()},
     }
 
@@ -165,7 +169,7 @@ def test_store_server_params_quantized_shortlist_is_not_rescored():
     store.search_batch(SPEC.physical, query, k=3, shortlist=10, single_stage=True)
     [two_stage] = client.calls["query_batch_points"][0]["requests"]
     [single] = client.calls["query_batch_points"][1]["requests"]
-    assert two_stage.prefetch.params == models.SearchParams(
+    assert two_stage.prefetch[0].params == models.SearchParams(
         quantization=models.QuantizationSearchParams(rescore=False)
     )
     assert two_stage.params is None and single.params is None  # `full` is never quantized
@@ -181,8 +185,8 @@ def test_store_server_params_hnsw_ef_goes_to_the_one_hnsw_search():
     [two_stage] = client.calls["query_batch_points"][0]["requests"]
     [single] = client.calls["query_batch_points"][1]["requests"]
     ef = models.SearchParams(hnsw_ef=123)
-    assert (two_stage.prefetch.using, two_stage.prefetch.limit) == ("mrl_8", 10)
-    assert two_stage.prefetch.params == ef
+    assert (two_stage.prefetch[0].using, two_stage.prefetch[0].limit) == ("mrl_8", 10)
+    assert two_stage.prefetch[0].params == ef
     assert two_stage.params is None  # the rerank scores the shortlist exactly: no index
     assert (single.using, single.prefetch, single.params) == ("full", None, ef)
 
@@ -192,7 +196,7 @@ def test_store_server_params_no_search_params_by_default():
     vectors = _filled(store)
     store.search_batch(SPEC.physical, vectors.embeddings_slice(slice(0, 1)), k=3, shortlist=10)
     [request] = client.calls["query_batch_points"][0]["requests"]
-    assert request.params is None and request.prefetch.params is None
+    assert request.params is None and request.prefetch[0].params is None
 
 
 def test_store_server_params_local_mode_accepts_every_setting():
@@ -319,3 +323,14 @@ def test_store_server_params_timeout_is_rounded_up(fake_remote):
     assert fake_remote.instances[0].kwargs["timeout"] == math.ceil(0.2) == 1
     with pytest.raises(StoreError, match="timeout_s must be positive"):
         ServerStore.connect("http://qdrant:6333", timeout_s=0)
+
+
+def test_store_server_params_lexical_spec_creates_an_idf_sparse_vector():
+    store, client = _store()
+    spec = replace(SPEC, lexical=LexicalSpec())
+    store.create_collection(spec)
+    [sent] = client.calls["create_collection"]
+    assert sent["sparse_vectors_config"] == {
+        "lex": models.SparseVectorParams(modifier=models.Modifier.IDF)
+    }
+    assert store.spec(spec.physical).lexical == LexicalSpec()

@@ -94,7 +94,9 @@ def reembed(
     source = store.resolve(collection)
     target = physical_name(collection, version)
     if target not in {s.physical for s in store.list_specs()}:
-        store.create_collection(spec_for_new(collection, version, encoder))
+        # The lexical vectors do not depend on the model: the same recipe, recomputed.
+        lexical = store.spec(source).lexical
+        store.create_collection(spec_for_new(collection, version, encoder, lexical))
     elif store.spec(target).model != encoder.model_ref:
         raise TunerError(f"{target} exists but was embedded by {store.spec(target).model!r}")
     report = sync_collection(

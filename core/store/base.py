@@ -15,6 +15,7 @@ from typing import Any
 
 from core.encoder import Embeddings
 from core.errors import CollectionNotFoundError, StoreError
+from core.lexical import LEXICAL_VECTOR, LexicalSpec, SparseVector, lexical_encoder
 from core.records import Chunk, Hit
 
 FULL_VECTOR = "full"
@@ -58,6 +59,7 @@ class CollectionSpec:
     query_prompt: str = ""
     document_prompt: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    lexical: LexicalSpec | None = None  # None: no sparse vectors (dense search only)
 
     @property
     def physical(self) -> str:
@@ -66,6 +68,7 @@ class CollectionSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shortlist_dims"] = list(self.shortlist_dims)
+        data["lexical"] = None if self.lexical is None else self.lexical.to_dict()
         return data
 
     @classmethod
@@ -79,6 +82,7 @@ class CollectionSpec:
             query_prompt=str(data.get("query_prompt", "")),
             document_prompt=str(data.get("document_prompt", "")),
             created_at=str(data.get("created_at", "")),
+            lexical=LexicalSpec.from_dict(data["lexical"]) if data.get("lexical") else None,
         )
 
 
@@ -180,6 +184,85 @@ def check_search_limits(k: int, shortlist: int) -> None:
         raise StoreError(f"shortlist ({shortlist}) must be >= k ({k})")
 
 
+DENSE, SPARSE, HYBRID = "dense", "sparse", "hybrid"
+SEARCH_MODES = (DENSE, SPARSE, HYBRID)
+FUSION_METHODS = ("rrf", "dbsf")
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """How a hybrid search fuses its dense and sparse candidates.
+
+    Attributes:
+        method: `rrf` (weighted reciprocal rank fusion: sum of weight / (rrf_k + rank)) or
+            `dbsf` (distribution-based score fusion: scores normalized per branch, summed).
+        rrf_k: The RRF rank constant (larger = flatter).
+        dense_weight: RRF weight of the dense branch.
+        sparse_weight: RRF weight of the sparse branch.
+        candidates: How many candidates each branch brings to the fusion.
+    """
+
+    method: str = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    candidates: int = 100
+
+    def __post_init__(self) -> None:
+        if self.method not in FUSION_METHODS:
+            raise StoreError(
+                f"fusion method {self.method!r} is unknown; "
+                f"choose one of {', '.join(FUSION_METHODS)}"
+            )
+        if self.rrf_k < 1:
+            raise StoreError(f"rrf_k must be >= 1, got {self.rrf_k}")
+        if self.dense_weight < 0 or self.sparse_weight < 0:
+            raise StoreError("fusion weights must be >= 0")
+        if self.dense_weight + self.sparse_weight <= 0:
+            raise StoreError("at least one fusion weight must be > 0")
+        if self.candidates < 1:
+            raise StoreError(f"fusion candidates must be >= 1, got {self.candidates}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FusionParams:
+        defaults = cls()
+        return cls(
+            method=str(data.get("method", defaults.method)),
+            rrf_k=int(data.get("rrf_k", defaults.rrf_k)),
+            dense_weight=float(data.get("dense_weight", defaults.dense_weight)),
+            sparse_weight=float(data.get("sparse_weight", defaults.sparse_weight)),
+            candidates=int(data.get("candidates", defaults.candidates)),
+        )
+
+    def describe(self) -> str:
+        """`rrf k=60 dense 1 : sparse 2`, or `dbsf`."""
+        if self.method == "dbsf":
+            return "dbsf"
+        return f"rrf k={self.rrf_k} dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
+
+
+@dataclass(frozen=True)
+class QueryStage:
+    """One stage of a Qdrant query, independent of the client library.
+
+    `nearest`: dense vector `dense` on vector `using`; `sparse`: sparse vector `sparse` on
+    `using`; `rrf` / `dbsf`: fusion of the `prefetch` stages. Every stage returns `limit`
+    points, scored among what its `prefetch` stages returned (or the whole collection).
+    """
+
+    kind: str
+    limit: int
+    using: str | None = None
+    dense: list[float] | None = None
+    sparse: SparseVector | None = None
+    prefetch: tuple[QueryStage, ...] = ()
+    rrf_k: int = 60
+    weights: tuple[float, ...] | None = None
+
+
 class VectorStore(ABC):
     """Physical collections of chunk vectors, aliases, and two-stage search.
 
@@ -230,23 +313,10 @@ class VectorStore(ABC):
         """Stored chunks by chunk id (unknown ids are absent from the result)."""
 
     @abstractmethod
-    def search_batch(
-        self,
-        physical: str,
-        queries: Embeddings,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
+    def _query_batch(
+        self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
-        """Top-k chunks per query row.
-
-        Two-stage (default) is one Qdrant query: prefetch `shortlist` candidates on the
-        `mrl_D` vector, then rescore them with `full`. `single_stage=True` searches `full`
-        directly, for comparison.
-        """
+        """Run one query per plan in one call; the filter applies to every stage."""
 
     @abstractmethod
     def optimize(self, physical: str) -> None:
@@ -325,18 +395,135 @@ class VectorStore(ABC):
             for spec in self.list_specs()
         ]
 
-    def search(
+    def search_batch(
         self,
         physical: str,
-        query: Embeddings,
+        queries: Embeddings | None,
         *,
         k: int,
         shortlist: int,
         shortlist_dim: int | None = None,
         single_stage: bool = False,
         payload_filter: PayloadFilter | None = None,
+        mode: str = DENSE,
+        texts: Sequence[str] | None = None,
+        fusion: FusionParams | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k chunks per query, each query one Qdrant query, all in one call.
+
+        Modes:
+          dense: prefetch `shortlist` candidates on the `mrl_D` vector, rescore them with
+            `full` (`single_stage=True` searches `full` directly, for comparison);
+          sparse: BM25 on the `lex` vector (needs `texts`; no dense vectors needed);
+          hybrid: the dense two-stage branch and the sparse branch each bring
+            `fusion.candidates` chunks, fused by `fusion` (needs both).
+        A query with no lexical term left (only stop words) has no sparse branch: sparse
+        returns nothing for it and hybrid returns its dense results.
+        """
+        plans = self.plan_queries(
+            physical,
+            queries,
+            k=k,
+            shortlist=shortlist,
+            shortlist_dim=shortlist_dim,
+            single_stage=single_stage,
+            mode=mode,
+            texts=texts,
+            fusion=fusion,
+        )
+        runnable = [p for p in plans if p is not None]
+        results = iter(self._query_batch(physical, runnable, payload_filter) if runnable else [])
+        return [[] if plan is None else next(results) for plan in plans]
+
+    def plan_queries(
+        self,
+        physical: str,
+        queries: Embeddings | None,
+        *,
+        k: int,
+        shortlist: int,
+        shortlist_dim: int | None = None,
+        single_stage: bool = False,
+        mode: str = DENSE,
+        texts: Sequence[str] | None = None,
+        fusion: FusionParams | None = None,
+    ) -> list[QueryStage | None]:
+        """The query of each row (None: nothing to search), checked against the collection."""
+        check_search_limits(k, shortlist)
+        if mode not in SEARCH_MODES:
+            raise StoreError(
+                f"search mode {mode!r} is unknown; choose one of {', '.join(SEARCH_MODES)}"
+            )
+        spec = self.spec(physical)
+        if mode != DENSE and spec.lexical is None:
+            raise StoreError(
+                f"collection {physical!r} has no lexical (sparse) vectors, so it cannot be "
+                f"searched in {mode} mode; use mode dense, or ingest into a collection created "
+                "with lexical.enabled = true"
+            )
+        if mode != SPARSE and queries is None:
+            raise StoreError(f"{mode} search needs the query embeddings")
+        if mode != DENSE and texts is None:
+            raise StoreError(f"{mode} search needs the query texts")
+        rows = len(texts) if queries is None and texts is not None else len(queries or [])
+        if texts is not None and len(texts) != rows:
+            raise StoreError(f"{len(texts)} query texts but {rows} query vectors")
+        dim = self._shortlist_dim(physical, shortlist_dim) if mode != SPARSE else 0
+        fusion = fusion or FusionParams()
+        terms = (
+            lexical_encoder(spec.lexical).queries(list(texts))
+            if mode != DENSE and spec.lexical is not None and texts is not None
+            else []
+        )
+        plans: list[QueryStage | None] = []
+        for row in range(rows):
+            if mode == DENSE:
+                assert queries is not None
+                plans.append(_dense_stage(queries, row, k, shortlist, dim, single_stage))
+                continue
+            lexical = (
+                QueryStage("sparse", k, using=LEXICAL_VECTOR, sparse=terms[row])
+                if len(terms[row])
+                else None
+            )
+            if mode == SPARSE:
+                plans.append(lexical)
+                continue
+            assert queries is not None
+            if lexical is None:
+                plans.append(_dense_stage(queries, row, k, shortlist, dim, single_stage))
+                continue
+            pool = max(fusion.candidates, k)
+            branches = (
+                _dense_stage(queries, row, pool, max(shortlist, pool), dim, single_stage),
+                QueryStage("sparse", pool, using=LEXICAL_VECTOR, sparse=terms[row]),
+            )
+            plans.append(
+                QueryStage(
+                    fusion.method,
+                    k,
+                    prefetch=branches,
+                    rrf_k=fusion.rrf_k,
+                    weights=(fusion.dense_weight, fusion.sparse_weight),
+                )
+            )
+        return plans
+
+    def search(
+        self,
+        physical: str,
+        query: Embeddings | None,
+        *,
+        k: int,
+        shortlist: int,
+        shortlist_dim: int | None = None,
+        single_stage: bool = False,
+        payload_filter: PayloadFilter | None = None,
+        mode: str = DENSE,
+        text: str | None = None,
+        fusion: FusionParams | None = None,
     ) -> list[Hit]:
-        """Search with one query (row 0 of `query`)."""
+        """Search with one query (row 0 of `query`, and/or `text`)."""
         return self.search_batch(
             physical,
             query,
@@ -345,7 +532,17 @@ class VectorStore(ABC):
             shortlist_dim=shortlist_dim,
             single_stage=single_stage,
             payload_filter=payload_filter,
+            mode=mode,
+            texts=None if text is None else [text],
+            fusion=fusion,
         )[0]
+
+    def sparse_documents(self, physical: str, chunks: Sequence[Chunk]) -> list[SparseVector] | None:
+        """The lexical vectors of `chunks` for this collection (None if it has none)."""
+        lexical = self.spec(physical).lexical
+        if lexical is None:
+            return None
+        return lexical_encoder(lexical).documents([c.text for c in chunks])
 
     def _shortlist_dim(self, physical: str, requested: int | None) -> int:
         dims = self.spec(physical).shortlist_dims
@@ -363,3 +560,19 @@ class VectorStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _dense_stage(
+    queries: Embeddings, row: int, limit: int, shortlist: int, dim: int, single_stage: bool
+) -> QueryStage:
+    """`full` rescoring of a `mrl_D` shortlist (or `full` alone when single-stage)."""
+    full = queries.full[row].tolist()
+    if single_stage:
+        return QueryStage("nearest", limit, using=FULL_VECTOR, dense=full)
+    head = QueryStage(
+        "nearest",
+        shortlist,
+        using=shortlist_vector(dim),
+        dense=queries.shortlist[dim][row].tolist(),
+    )
+    return QueryStage("nearest", limit, using=FULL_VECTOR, dense=full, prefetch=(head,))

@@ -20,13 +20,14 @@ from typing import Any
 from core.encoder import Embeddings
 from core.errors import CollectionNotFoundError, StoreError
 from core.ids import point_id
+from core.lexical import LEXICAL_VECTOR
 from core.records import Chunk, Hit
 from core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
     PayloadFilter,
+    QueryStage,
     VectorStore,
-    check_search_limits,
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
@@ -76,7 +77,14 @@ class EdgeStore(VectorStore):
                 vectors[shortlist_vector(dim)] = qe.EdgeVectorParams(
                     size=dim, distance=qe.Distance.Cosine
                 )
-            shard = self._call(qe.EdgeShard.create, str(shard_dir), qe.EdgeConfig(vectors=vectors))
+            sparse = None
+            if spec.lexical is not None:  # IDF from the live collection at query time
+                sparse = {LEXICAL_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+            shard = self._call(
+                qe.EdgeShard.create,
+                str(shard_dir),
+                qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse),
+            )
             shard.update(
                 qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword)
             )
@@ -126,10 +134,13 @@ class EdgeStore(VectorStore):
         if not chunks:
             return
         qe = _edge()
-        points = [
-            qe.Point(point_id(chunk.chunk_id), named_vectors(embeddings, i), chunk_payload(chunk))
-            for i, chunk in enumerate(chunks)
-        ]
+        lexical = self.sparse_documents(physical, chunks)
+        points = []
+        for i, chunk in enumerate(chunks):
+            vectors = named_vectors(embeddings, i)
+            if lexical is not None:
+                vectors[LEXICAL_VECTOR] = qe.SparseVector(lexical[i].indices, lexical[i].values)
+            points.append(qe.Point(point_id(chunk.chunk_id), vectors, chunk_payload(chunk)))
         self._call(self._shard(physical).update, qe.UpdateOperation.upsert_points(points))
 
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
@@ -163,36 +174,20 @@ class EdgeStore(VectorStore):
         chunks = (chunk_from_payload(r.payload) for r in records if r.payload)
         return {c.chunk_id: c for c in chunks}
 
-    def search_batch(
-        self,
-        physical: str,
-        queries: Embeddings,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
+    def _query_batch(
+        self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
-        check_search_limits(k, shortlist)
         qe = _edge()
         flt = self._filter(payload_filter)
-        dim = self._shortlist_dim(physical, shortlist_dim)
         requests = []
-        for row in range(len(queries)):
-            full = qe.Query.Nearest(queries.full[row].tolist(), using=FULL_VECTOR)
-            if single_stage:
-                requests.append(qe.QueryRequest(limit=k, query=full, filter=flt, with_payload=True))
-                continue
-            head = queries.shortlist[dim][row].tolist()
-            prefetch = qe.Prefetch(
-                limit=shortlist,
-                query=qe.Query.Nearest(head, using=shortlist_vector(dim)),
-                filter=flt,
-            )
+        for plan in plans:
             requests.append(
                 qe.QueryRequest(
-                    limit=k, query=full, prefetches=[prefetch], filter=flt, with_payload=True
+                    limit=plan.limit,
+                    query=_edge_query(plan),
+                    prefetches=[_edge_prefetch(p, flt) for p in plan.prefetch] or None,
+                    filter=flt,
+                    with_payload=True,
                 )
             )
         shard = self._shard(physical)
@@ -293,3 +288,28 @@ class EdgeStore(VectorStore):
             raise
         except Exception as exc:  # Edge raises bare Exception("Service runtime error: ...")
             raise StoreError(f"Qdrant Edge: {exc}") from exc
+
+
+def _edge_query(stage: QueryStage) -> Any:
+    qe = _edge()
+    if stage.kind == "nearest":
+        return qe.Query.Nearest(stage.dense, using=stage.using)
+    if stage.kind == "sparse":
+        assert stage.sparse is not None
+        vector = qe.SparseVector(stage.sparse.indices, stage.sparse.values)
+        return qe.Query.Nearest(vector, using=stage.using)
+    if stage.kind == "rrf":
+        return qe.Fusion.Rrf(k=stage.rrf_k, weights=list(stage.weights or ()) or None)
+    if stage.kind == "dbsf":
+        return qe.Fusion.Dbsf()
+    raise StoreError(f"unknown query stage {stage.kind!r}")
+
+
+def _edge_prefetch(stage: QueryStage, flt: Any) -> Any:
+    qe = _edge()
+    return qe.Prefetch(
+        limit=stage.limit,
+        query=_edge_query(stage),
+        prefetches=[_edge_prefetch(p, flt) for p in stage.prefetch] or None,
+        filter=flt,
+    )

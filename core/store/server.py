@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from core.encoder import Embeddings
 from core.errors import CollectionNotFoundError, StoreError
 from core.ids import point_id
+from core.lexical import LEXICAL_VECTOR
 from core.records import Chunk, Hit
 from core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
     PayloadFilter,
+    QueryStage,
     VectorStore,
-    check_search_limits,
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
@@ -130,6 +131,15 @@ class ServerParams:
                 quantization_config=quantization,
             )
         return vectors
+
+    @staticmethod
+    def sparse_config(spec: CollectionSpec) -> dict[str, Any] | None:
+        """The lexical vector with the IDF modifier (the server keeps document frequencies)."""
+        from qdrant_client import models
+
+        if spec.lexical is None:
+            return None
+        return {LEXICAL_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}
 
     @property
     def quantized(self) -> bool:
@@ -232,6 +242,7 @@ class ServerStore(VectorStore):
             replication_factor=params.replication_factor,
             write_consistency_factor=params.write_consistency_factor,
             hnsw_config=params.hnsw_config(),
+            sparse_vectors_config=params.sparse_config(spec),
             metadata={_META_KEY: spec.to_dict()},
         )
         if self.local_mode:  # local mode ignores payload indexes (and warns)
@@ -296,14 +307,19 @@ class ServerStore(VectorStore):
             raise StoreError(f"{len(chunks)} chunks but {len(embeddings)} vectors")
         if not chunks:
             return
-        points = [
-            models.PointStruct(
-                id=point_id(chunk.chunk_id),
-                vector=named_vectors(embeddings, i),
-                payload=chunk_payload(chunk),
+        lexical = self.sparse_documents(physical, chunks)
+        points = []
+        for i, chunk in enumerate(chunks):
+            vectors = named_vectors(embeddings, i)
+            if lexical is not None:
+                vectors[LEXICAL_VECTOR] = models.SparseVector(
+                    indices=lexical[i].indices, values=lexical[i].values
+                )
+            points.append(
+                models.PointStruct(
+                    id=point_id(chunk.chunk_id), vector=vectors, payload=chunk_payload(chunk)
+                )
             )
-            for i, chunk in enumerate(chunks)
-        ]
         self._call(self.client.upsert, collection_name=physical, points=points, wait=True)
 
     def delete_chunks(self, physical: str, chunk_ids: Sequence[str]) -> None:
@@ -348,46 +364,24 @@ class ServerStore(VectorStore):
         chunks = (chunk_from_payload(r.payload) for r in records if r.payload)
         return {c.chunk_id: c for c in chunks}
 
-    def search_batch(
-        self,
-        physical: str,
-        queries: Embeddings,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
+    def _query_batch(
+        self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
         from qdrant_client import models
 
-        check_search_limits(k, shortlist)
         flt = self._filter(payload_filter)
-        dim = self._shortlist_dim(physical, shortlist_dim)
-        # hnsw_ef goes to the one HNSW search: the shortlist, or `full` when single-stage
-        # (the two-stage rerank scores the prefetched points exactly, with no index).
-        prefetch_params = self.params.shortlist_search_params()
-        full_params = self.params.full_search_params() if single_stage else None
         requests = []
-        for row in range(len(queries)):
-            prefetch = None
-            if not single_stage:
-                prefetch = models.Prefetch(
-                    query=queries.shortlist[dim][row].tolist(),
-                    using=shortlist_vector(dim),
-                    limit=shortlist,
-                    filter=flt,
-                    params=prefetch_params,
-                )
+        for plan in plans:
+            query, using, params = self._query(plan)
             requests.append(
                 models.QueryRequest(
-                    query=queries.full[row].tolist(),
-                    using=FULL_VECTOR,
-                    prefetch=prefetch,
+                    query=query,
+                    using=using,
+                    prefetch=[self._prefetch(p, flt) for p in plan.prefetch] or None,
                     filter=flt,
-                    limit=k,
+                    limit=plan.limit,
                     with_payload=True,
-                    params=full_params,
+                    params=params,
                 )
             )
         responses = self._call(
@@ -397,6 +391,44 @@ class ServerStore(VectorStore):
             [hit_from_payload(p.score, p.payload or {}) for p in response.points]
             for response in responses
         ]
+
+    def _query(self, stage: QueryStage) -> tuple[Any, str | None, Any]:
+        """(query, using, search params) of a stage.
+
+        hnsw_ef goes to the HNSW searches: a shortlist vector, or `full` searched without a
+        prefetch (single-stage); a rerank of prefetched points is exact and needs none.
+        """
+        from qdrant_client import models
+
+        if stage.kind == "nearest":
+            if stage.using == FULL_VECTOR:
+                params = None if stage.prefetch else self.params.full_search_params()
+            else:
+                params = self.params.shortlist_search_params()
+            return stage.dense, stage.using, params
+        if stage.kind == "sparse":
+            assert stage.sparse is not None
+            vector = models.SparseVector(indices=stage.sparse.indices, values=stage.sparse.values)
+            return vector, stage.using, None
+        if stage.kind == "rrf":
+            weights = list(stage.weights) if stage.weights else None
+            return models.RrfQuery(rrf=models.Rrf(k=stage.rrf_k, weights=weights)), None, None
+        if stage.kind == "dbsf":
+            return models.FusionQuery(fusion=models.Fusion.DBSF), None, None
+        raise StoreError(f"unknown query stage {stage.kind!r}")
+
+    def _prefetch(self, stage: QueryStage, flt: Any) -> Any:
+        from qdrant_client import models
+
+        query, using, params = self._query(stage)
+        return models.Prefetch(
+            query=query,
+            using=using,
+            prefetch=[self._prefetch(p, flt) for p in stage.prefetch] or None,
+            filter=flt,
+            limit=stage.limit,
+            params=params,
+        )
 
     def optimize(self, physical: str) -> None:
         """A server builds its indexes in the background; nothing to do."""

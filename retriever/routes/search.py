@@ -18,10 +18,11 @@ router = APIRouter(prefix="/v1", tags=["search"])
 async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) -> SearchResponse:
     """Find the chunks that best answer `query`.
 
-    Two-stage by default: `shortlist` candidates on the Matryoshka shortlist vector, reranked
-    with the full vector, in one Qdrant query. The query is embedded by the very model that
-    embedded the collection searched (`model_version`). Every search is logged under its
-    `search_id`.
+    One Qdrant query per search, in the collection's default mode or the requested one:
+    dense (`shortlist` candidates on the Matryoshka shortlist vector, reranked with the full
+    vector), sparse (BM25 over the lexical vectors) or hybrid (both branches fused). The query
+    is embedded by the very model that embedded the collection searched (`model_version`).
+    Every search is logged under its `search_id`.
     """
     started = time.perf_counter()
     outcome = await run_in_threadpool(
@@ -31,6 +32,7 @@ async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) 
         shortlist=body.shortlist,
         single_stage=body.single_stage,
         payload_filter=body.filter,
+        mode=body.mode,
     )
     took_ms = (time.perf_counter() - started) * 1000
     metrics.observe_search(outcome)
@@ -38,6 +40,7 @@ async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) 
         search_id=outcome.search_id,
         model_version=outcome.serving.model_version,
         collection=outcome.serving.physical,
+        mode=outcome.mode,
         took_ms=round(took_ms, 3),
         results=[
             SearchResult(
