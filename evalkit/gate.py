@@ -1,10 +1,11 @@
 """The promotion gate (pure): does a candidate model beat the serving one on held-out queries?
 
 Promote only when all hold:
-1. gain: `metric` (ndcg@10) improves by at least `min_gain` at the full dim AND through the
-   two-stage pipeline (when both reports have a two-stage row; required by default);
-2. no regression: at every exact dim and pipeline mode both reports share, the candidate loses
-   at most `max_regression`;
+1. gain: `metric` (ndcg@10) improves by at least `min_gain` at the full dim AND in the serving
+   mode: through the two-stage pipeline (dense; both reports need a two-stage row by default),
+   or the hybrid row when the collection is served hybrid;
+2. no regression: at every exact dim and pipeline mode both reports share (sparse and hybrid
+   included), the candidate loses at most `max_regression`;
 3. guard (optional): on a general-domain guard set, the candidate loses at most
    `guard_tolerance` at the full dim (and through two-stage when both guard reports have it).
 Differences are absolute (candidate - serving). BM25 rows are ignored.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit.errors import EvalError
-from evalkit.results import EXACT, SINGLE_STAGE, TWO_STAGE, EvalReport, RunRow
+from evalkit.results import EXACT, HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE, EvalReport, RunRow
 
 # Float noise allowance when comparing a difference with a threshold.
 _EPS = 1e-12
@@ -35,6 +36,9 @@ class GateRule:
         max_regression: Largest drop allowed at any dim / pipeline mode.
         guard_tolerance: Largest drop allowed on the guard set.
         require_two_stage: Refuse to decide without two-stage rows in both reports.
+        serving_row: The pipeline row of the serving mode, where the gain is required:
+            `two-stage` (dense, or sparse: the model does not change sparse results) or
+            `hybrid` (falls back to `two-stage` when a report has no hybrid row).
     """
 
     metric: str = "ndcg@10"
@@ -42,8 +46,11 @@ class GateRule:
     max_regression: float = 0.01
     guard_tolerance: float = 0.01
     require_two_stage: bool = True
+    serving_row: str = TWO_STAGE
 
     def __post_init__(self) -> None:
+        if self.serving_row not in (TWO_STAGE, HYBRID):
+            raise EvalError(f"serving_row must be two-stage or hybrid, got {self.serving_row!r}")
         for name in ("min_gain", "max_regression", "guard_tolerance"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -171,12 +178,16 @@ def decide(
             "or a rule with require_two_stage=False"
         )
     comparisons = [_compare(GAIN, "full", candidate, serving, rule, rule.min_gain)]
-    if has_two_stage:
-        comparisons.append(_compare(GAIN, TWO_STAGE, candidate, serving, rule, rule.min_gain))
+    gain_row = rule.serving_row
+    if candidate.row(gain_row) is None or serving.row(gain_row) is None:
+        gain_row = TWO_STAGE
+    if has_two_stage or gain_row != TWO_STAGE:
+        comparisons.append(_compare(GAIN, gain_row, candidate, serving, rule, rule.min_gain))
     shared = [
         r.name
         for r in candidate.rows
-        if r.kind in (EXACT, TWO_STAGE, SINGLE_STAGE) and serving.row(r.name) is not None
+        if r.kind in (EXACT, TWO_STAGE, SINGLE_STAGE, SPARSE, HYBRID)
+        and serving.row(r.name) is not None
     ]
     for column in shared:
         comparisons.append(

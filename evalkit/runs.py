@@ -85,15 +85,15 @@ class EvalOptions:
 
 
 FUSION_GRID: tuple[FusionParams, ...] = (
+    *(FusionParams(rrf_k=60, sparse_weight=w) for w in (0.25, 0.5, 1.0, 2.0)),
+    *(FusionParams(rrf_k=20, sparse_weight=w) for w in (0.25, 1.0)),
     *(
-        FusionParams(rrf_k=rrf_k, dense_weight=1.0, sparse_weight=weight)
-        for rrf_k in (20, 60)
-        for weight in (0.25, 0.5, 1.0, 2.0, 4.0)
+        FusionParams(method="dbsf", dense_weight=d, sparse_weight=s)
+        for d, s in ((1, 1), (1, 2), (1, 3), (2, 1), (3, 1))
     ),
-    FusionParams(method="dbsf"),
 )
-"""The fusions retune (and `ragctl eval --tune-fusion`) try: weighted RRF over the sparse
-branch's weight relative to the dense one, at two rank constants, and DBSF."""
+"""The fusions retune (and `ragctl eval --tune-fusion`) try: Qdrant's weighted RRF at two rank
+constants, and DBSF with the dense and sparse branches counted 1-3 times each."""
 
 
 def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, ...]:

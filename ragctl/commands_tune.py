@@ -214,6 +214,16 @@ def retune(
         click.echo(_before_after(result.serving_report, result.candidate_report))
         verdict = "PROMOTE" if result.decision.promote else "REJECT"
         click.echo(f"gate: {verdict} -- {result.decision.reason}")
+        for who, profile in (
+            ("serving", result.serving_profile),
+            ("candidate", result.candidate_profile),
+        ):
+            if profile:
+                fusion = profile.get("fusion") or {}
+                click.echo(
+                    f"{who} searches best in {profile['mode']} mode {profile['ndcg@10']}"
+                    + (f"; hybrid fusion {fusion}" if fusion else "")
+                )
         if result.promoted and result.sync:
             click.echo(
                 f"now serving v{result.version}: {settings.collection} -> "
@@ -260,6 +270,8 @@ def _result_json(result: Any) -> dict[str, Any]:
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
         "promoted": result.promoted,
+        "serving_profile": result.serving_profile,
+        "candidate_profile": result.candidate_profile,
         "serving_report": None
         if result.serving_report is None
         else result.serving_report.to_dict(),

@@ -9,19 +9,22 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core.collections import encoder_for
 from core.encoder import Encoder, resolve_model
+from core.profile import resolve_profile, settings_fusion, tuned_profile
 from core.registry import ModelRecord, ModelRegistry, resolve_ref
 from core.settings import Settings
-from core.store.base import CollectionSpec, VectorStore
+from core.store.base import DENSE, HYBRID, SPARSE, CollectionSpec, VectorStore
 from evalkit.datasets import EvalDataset
 from evalkit.gate import GateDecision, GateRule, decide
-from evalkit.results import EvalReport
-from evalkit.runs import EvalOptions, evaluate
+from evalkit.results import HYBRID as HYBRID_ROW
+from evalkit.results import SPARSE as SPARSE_ROW
+from evalkit.results import TWO_STAGE, EvalReport
+from evalkit.runs import FUSION_GRID, EvalOptions, evaluate
 from tuner.card import data_fingerprint, write_card
 from tuner.errors import TunerError
 from tuner.negatives import MiningReport, mine_hard_negatives
@@ -81,15 +84,57 @@ class RetuneResult:
     decision: GateDecision | None = None
     sync: SyncReport | None = None
     promoted: bool = False
+    candidate_profile: dict[str, Any] | None = None  # best mode + fusion measured
+    serving_profile: dict[str, Any] | None = None
 
 
-def gate_rule(settings: Settings) -> GateRule:
+def gate_rule(settings: Settings, serving_mode: str = DENSE) -> GateRule:
+    """The gate of `settings`, requiring the gain in `serving_mode` (dense or hybrid)."""
     gate = settings.tuner.gate
     return GateRule(
         min_gain=gate.min_gain,
         max_regression=gate.max_regression,
         guard_tolerance=gate.guard_tolerance,
+        serving_row=HYBRID_ROW if serving_mode == HYBRID else TWO_STAGE,
     )
+
+
+def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
+    """The search mode (and fusion) that scored best on `report`'s held-out queries.
+
+    Ties go to dense, then hybrid, then sparse. None when the report has no pipeline rows.
+    """
+    scores: dict[str, float] = {}
+    for mode, row_name in ((DENSE, TWO_STAGE), (HYBRID, HYBRID_ROW), (SPARSE, SPARSE_ROW)):
+        row = report.row(row_name)
+        if row is not None and "ndcg@10" in row.metrics:
+            scores[mode] = row.metrics["ndcg@10"]
+    if not scores:
+        return None
+    best = max(scores, key=lambda mode: scores[mode])  # first (dense) wins ties
+    hybrid = report.row(HYBRID_ROW)
+    return {
+        "mode": best,
+        "fusion": hybrid.params.get("fusion") if hybrid is not None else None,
+        "ndcg@10": {mode: round(value, 4) for mode, value in scores.items()},
+        "measured_on": source,
+        "queries": report.sizes.get("queries"),
+    }
+
+
+def guard_reports(
+    settings: Settings, serving: Encoder, candidate: Encoder, options: EvalOptions, limit: int
+) -> tuple[EvalReport, EvalReport] | tuple[None, None]:
+    """Both models on `tuner.gate.guard_dataset` (a general-domain BEIR folder), if set."""
+    path = settings.tuner.gate.guard_dataset
+    if path is None:
+        return None, None
+    from evalkit.datasets import load_eval_dataset
+
+    guard = load_eval_dataset(path, "test").subset(max_corpus=limit)
+    # Forgetting is a property of the dense model: no lexical rows on the guard set.
+    dense_only = replace(options, lexical=None)
+    return evaluate(guard, candidate, dense_only), evaluate(guard, serving, dense_only)
 
 
 def collect_pairs(options: RetuneOptions, store: VectorStore, physical: str) -> PairSet:
@@ -269,17 +314,35 @@ def retune(
         corpus_limit=options.eval_corpus_limit,
         seed=options.train.seed,
     )
+    # With lexical vectors, the sparse row and the hybrid row (best fusion of the grid, for
+    # each model) are measured too: the mode and fusion are learned on the held-out queries.
     eval_options = EvalOptions(
         shortlist=settings.search.shortlist,
         chunk_size_tokens=settings.chunking.size_tokens,
         chunk_overlap_tokens=settings.chunking.overlap_tokens,
         work_dir=settings.data_dir,
         show_progress=options.show_progress,
+        lexical=spec.lexical,
+        fusions=FUSION_GRID if spec.lexical is not None else (settings_fusion(settings),),
     )
+    serving_mode = resolve_profile(settings, spec, tuned_profile(settings, spec)).mode
     result.serving_report = evaluate(dataset, serving_encoder, eval_options)
     result.candidate_report = evaluate(dataset, candidate_encoder, eval_options)
-    result.decision = decide(result.candidate_report, result.serving_report, gate_rule(settings))
+    candidate_guard, serving_guard = guard_reports(
+        settings, serving_encoder, candidate_encoder, eval_options, options.eval_corpus_limit
+    )
+    if candidate_guard is not None:
+        step("evaluated both models on the guard set " + str(settings.tuner.gate.guard_dataset))
+    result.decision = decide(
+        result.candidate_report,
+        result.serving_report,
+        gate_rule(settings, serving_mode),
+        candidate_guard=candidate_guard,
+        serving_guard=serving_guard,
+    )
     decision = result.decision
+    result.candidate_profile = measured_profile(result.candidate_report, source)
+    result.serving_profile = measured_profile(result.serving_report, source)
     registry.update(
         version,
         status="candidate" if decision.promote else "rejected",
@@ -287,8 +350,19 @@ def retune(
         evaluation={
             "serving": result.serving_report.to_dict(),
             "candidate": result.candidate_report.to_dict(),
+            **(
+                {
+                    "guard_serving": serving_guard.to_dict(),
+                    "guard_candidate": candidate_guard.to_dict(),
+                }
+                if candidate_guard is not None and serving_guard is not None
+                else {}
+            ),
         },
+        search=result.candidate_profile,
     )
+    if result.serving_profile is not None:  # what serves best today, on the same queries
+        registry.update(spec.version, search=result.serving_profile)
     write_card(
         model_dir,
         {
@@ -307,7 +381,11 @@ def retune(
             "gate": {"promote": decision.promote, "reason": decision.reason},
         },
     )
-    step(f"gate: {'promote' if decision.promote else 'reject'} -- {decision.reason}")
+    verdict = "promote" if decision.promote else "reject"
+    step(f"gate ({serving_mode} serving): {verdict} -- {decision.reason}")
+    if result.candidate_profile is not None:
+        chosen = result.candidate_profile
+        step(f"v{version} measured best in {chosen['mode']} mode: {chosen['ndcg@10']}")
     if not (decision.promote and options.promote):
         return result
 

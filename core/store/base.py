@@ -194,12 +194,19 @@ class FusionParams:
     """How a hybrid search fuses its dense and sparse candidates.
 
     Attributes:
-        method: `rrf` (weighted reciprocal rank fusion: sum of weight / (rrf_k + rank)) or
-            `dbsf` (distribution-based score fusion: scores normalized per branch, summed).
+        method: `rrf` (reciprocal rank fusion) or `dbsf` (distribution-based score fusion:
+            each branch's scores normalized by their mean and spread, then summed).
         rrf_k: The RRF rank constant (larger = flatter).
-        dense_weight: RRF weight of the dense branch.
-        sparse_weight: RRF weight of the sparse branch.
+        dense_weight: Weight of the dense branch.
+        sparse_weight: Weight of the sparse branch.
         candidates: How many candidates each branch brings to the fusion.
+
+    The weights mean different things per method, as Qdrant implements them:
+      rrf: Qdrant's weighted RRF divides a branch's (1-based) rank by its weight,
+        score = sum of 1 / (rrf_k - 1 + rank / weight): a larger weight lifts that branch's
+        hits but flattens the differences between them (its order counts for less);
+      dbsf: a weight is how many times the branch's normalized score is counted (the branch
+        is prefetched that many times in the one query), so it must be a whole number 0-8.
     """
 
     method: str = "rrf"
@@ -222,6 +229,13 @@ class FusionParams:
             raise StoreError("at least one fusion weight must be > 0")
         if self.candidates < 1:
             raise StoreError(f"fusion candidates must be >= 1, got {self.candidates}")
+        if self.method == "dbsf":
+            for weight in (self.dense_weight, self.sparse_weight):
+                if weight != int(weight) or weight > 8:
+                    raise StoreError(
+                        f"dbsf weights count how often a branch is summed: whole numbers "
+                        f"0-8, got {weight:g}"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,10 +252,9 @@ class FusionParams:
         )
 
     def describe(self) -> str:
-        """`rrf k=60 dense 1 : sparse 2`, or `dbsf`."""
-        if self.method == "dbsf":
-            return "dbsf"
-        return f"rrf k={self.rrf_k} dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
+        """`rrf k=60 dense 1 : sparse 2`, or `dbsf dense 1 : sparse 2`."""
+        weights = f"dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
+        return f"dbsf {weights}" if self.method == "dbsf" else f"rrf k={self.rrf_k} {weights}"
 
 
 @dataclass(frozen=True)
@@ -317,6 +330,11 @@ class VectorStore(ABC):
         self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
         """Run one query per plan in one call; the filter applies to every stage."""
+
+    @abstractmethod
+    def stored_vectors(self, physical: str) -> dict[str, frozenset[str]]:
+        """Chunk id -> names of the vectors stored with it (`full`, `mrl_64`, `lex`), for
+        checking that every chunk has all of them."""
 
     @abstractmethod
     def optimize(self, physical: str) -> None:
@@ -494,18 +512,17 @@ class VectorStore(ABC):
                 plans.append(_dense_stage(queries, row, k, shortlist, dim, single_stage))
                 continue
             pool = max(fusion.candidates, k)
-            branches = (
-                _dense_stage(queries, row, pool, max(shortlist, pool), dim, single_stage),
-                QueryStage("sparse", pool, using=LEXICAL_VECTOR, sparse=terms[row]),
-            )
-            plans.append(
-                QueryStage(
-                    fusion.method,
-                    k,
-                    prefetch=branches,
-                    rrf_k=fusion.rrf_k,
-                    weights=(fusion.dense_weight, fusion.sparse_weight),
+            dense = _dense_stage(queries, row, pool, max(shortlist, pool), dim, single_stage)
+            sparse = QueryStage("sparse", pool, using=LEXICAL_VECTOR, sparse=terms[row])
+            if fusion.method == "rrf":
+                branches, weights = (dense, sparse), (fusion.dense_weight, fusion.sparse_weight)
+            else:  # dbsf: a branch counted n times is prefetched n times
+                branches = (dense,) * int(fusion.dense_weight) + (sparse,) * int(
+                    fusion.sparse_weight
                 )
+                weights = None
+            plans.append(
+                QueryStage(fusion.method, k, prefetch=branches, rrf_k=fusion.rrf_k, weights=weights)
             )
         return plans
 

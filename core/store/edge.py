@@ -194,6 +194,21 @@ class EdgeStore(VectorStore):
         results = self._call(shard.query_batch, qe.QueryBatchRequest(requests))
         return [[hit_from_payload(p.score, p.payload) for p in points] for points in results]
 
+    def stored_vectors(self, physical: str) -> dict[str, frozenset[str]]:
+        qe = _edge()
+        shard = self._shard(physical)
+        found: dict[str, frozenset[str]] = {}
+        offset = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=512, with_payload=["chunk_id"], with_vector=True
+            )
+            records, offset = self._call(shard.scroll, request)
+            for record in records:
+                found[record.payload["chunk_id"]] = frozenset(record.vector or {})
+            if offset is None:
+                return found
+
     def optimize(self, physical: str) -> None:
         self._call(self._shard(physical).optimize)
 

@@ -430,6 +430,24 @@ class ServerStore(VectorStore):
             params=params,
         )
 
+    def stored_vectors(self, physical: str) -> dict[str, frozenset[str]]:
+        found: dict[str, frozenset[str]] = {}
+        offset = None
+        while True:
+            points, offset = self._call(
+                self.client.scroll,
+                collection_name=physical,
+                limit=512,
+                offset=offset,
+                with_payload=["chunk_id"],
+                with_vectors=True,
+            )
+            for point in points:
+                vectors = point.vector if isinstance(point.vector, dict) else {}
+                found[(point.payload or {})["chunk_id"]] = frozenset(vectors)
+            if offset is None:
+                return found
+
     def optimize(self, physical: str) -> None:
         """A server builds its indexes in the background; nothing to do."""
 
