@@ -156,7 +156,7 @@ class SearchSettings(BaseModel):
     # fusions on held-out queries and records the best), else hybrid where the collection
     # has lexical vectors, else dense.
     mode: str = Field(default="auto", pattern=r"^(auto|dense|sparse|hybrid)$")
-    fusion: str = Field(default="rrf", pattern=r"^(rrf|dbsf)$")
+    fusion: str = Field(default="dbsf", pattern=r"^(rrf|dbsf)$")
     rrf_k: int = Field(default=60, ge=1, le=10_000)
     dense_weight: float = Field(default=1.0, ge=0, le=100)
     sparse_weight: float = Field(default=1.0, ge=0, le=100)

@@ -85,8 +85,8 @@ class EvalOptions:
 
 
 FUSION_GRID: tuple[FusionParams, ...] = (
-    *(FusionParams(rrf_k=60, sparse_weight=w) for w in (0.25, 0.5, 1.0, 2.0)),
-    *(FusionParams(rrf_k=20, sparse_weight=w) for w in (0.25, 1.0)),
+    *(FusionParams(method="rrf", rrf_k=60, sparse_weight=w) for w in (0.25, 0.5, 1.0, 2.0)),
+    *(FusionParams(method="rrf", rrf_k=20, sparse_weight=w) for w in (0.25, 1.0)),
     *(
         FusionParams(method="dbsf", dense_weight=d, sparse_weight=s)
         for d, s in ((1, 1), (1, 2), (1, 3), (2, 1), (3, 1))

@@ -254,6 +254,7 @@ def collections(ctx: click.Context, as_json: bool) -> None:
                         "physical": i.spec.physical,
                         "points": i.points,
                         "aliases": list(i.aliases),
+                        "lexical": i.spec.lexical.to_dict() if i.spec.lexical else None,
                     }
                     for i in infos
                 ],
@@ -270,11 +271,13 @@ def collections(ctx: click.Context, as_json: bool) -> None:
             ",".join(i.aliases) or "-",
             i.spec.model,
             f"{i.spec.dim} + " + ",".join(str(d) for d in i.spec.shortlist_dims),
+            f"bm25 ({i.spec.lexical.language})" if i.spec.lexical else "-",
             i.points,
         )
         for i in infos
     ]
-    click.echo(table(["collection", "alias", "model", "dims (full + shortlist)", "points"], rows))
+    headers = ["collection", "alias", "model", "dims (full + shortlist)", "lexical", "points"]
+    click.echo(table(headers, rows))
 
 
 @click.command()

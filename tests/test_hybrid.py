@@ -78,7 +78,7 @@ def test_hybrid_fuses_both_branches_as_weighted_rrf(store):
     dense = store.search(SPEC.physical, query, k=6, shortlist=6)
     sparse = store.search(SPEC.physical, None, k=6, shortlist=6, mode="sparse", text=text)
     for weights in ((1.0, 1.0), (1.0, 4.0), (3.0, 0.5)):
-        fusion = FusionParams(rrf_k=10, dense_weight=weights[0], sparse_weight=weights[1])
+        fusion = FusionParams("rrf", rrf_k=10, dense_weight=weights[0], sparse_weight=weights[1])
         hybrid = store.search(
             SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text, fusion=fusion
         )
@@ -232,13 +232,13 @@ def test_hybrid_profile_resolution(tmp_path):
     plain = CollectionSpec("docs", 1, "m", DIM, (SHORT,))
     assert resolve_profile(settings, SPEC, None).mode == "hybrid"
     assert resolve_profile(settings, plain, None).mode == "dense"
-    tuned = {"mode": "sparse", "fusion": {"method": "rrf", "rrf_k": 20, "sparse_weight": 4.0}}
+    tuned = {"mode": "sparse", "fusion": {"method": "rrf", "rrf_k": 20, "sparse_weight": 0.5}}
     profile = resolve_profile(settings, SPEC, tuned)
     assert (profile.mode, profile.source) == ("sparse", "tuned")
-    assert (profile.fusion.rrf_k, profile.fusion.sparse_weight) == (20, 4.0)
+    assert (profile.fusion.rrf_k, profile.fusion.sparse_weight) == (20, 0.5)
     forced = load_settings(data_dir=tmp_path, search={"mode": "dense"})
     assert resolve_profile(forced, SPEC, tuned).mode == "dense"
-    assert resolve_profile(forced, SPEC, tuned).fusion.sparse_weight == 4.0
+    assert resolve_profile(forced, SPEC, tuned).fusion.sparse_weight == 0.5
 
 
 def _report(two_stage, hybrid, sparse=0.7, full=None):
@@ -249,7 +249,7 @@ def _report(two_stage, hybrid, sparse=0.7, full=None):
         row("384", two_stage if full is None else full, "exact", 384),
         row("two-stage", two_stage),
         row("sparse", sparse),
-        row("hybrid", hybrid, params={"fusion": FusionParams(sparse_weight=2.0).to_dict()}),
+        row("hybrid", hybrid, params={"fusion": FusionParams(sparse_weight=2).to_dict()}),
     ]
     return EvalReport("m", "held", "heldout", 384, {"queries": 10, "corpus": 50}, rows)
 

@@ -103,19 +103,14 @@ def train(
     Resumes from the newest checkpoint in `checkpoint_dir` if one exists (same data and
     config assumed: the caller keys the directory by both).
     """
-    import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import TrainerCallback
 
     from core.encoder import pick_device
@@ -150,33 +145,10 @@ def train(
         prompts = {"anchor": query_prompt, "positive": document_prompt, "negative": document_prompt}
         prompts = {k: v for k, v in prompts.items() if k in columns}
 
-    on_gpu = device.startswith("cuda")
-    bf16 = on_gpu and torch.cuda.is_bf16_supported()
-    if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers v5
-        weight_decay=config.weight_decay,
-        lr_scheduler_type="cosine",
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        bf16=bf16,
-        tf32=on_gpu or None,
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="steps",
-        save_steps=config.checkpoint_steps,
-        save_total_limit=2,
-        logging_steps=max(1, config.checkpoint_steps // 4),
-        report_to="none",
-        disable_tqdm=not show_progress,
-        prompts=prompts,
-        use_cpu=device == "cpu",
+    args = training_arguments(
+        config, checkpoint_dir, device=device, show_progress=show_progress, prompts=prompts
     )
+    bf16, on_gpu = bool(args.bf16), device.startswith("cuda")
 
     budget = _Budget(config.max_minutes)
 
@@ -212,6 +184,48 @@ def train(
         device=device,
         precision="bf16" if bf16 else "tf32" if on_gpu else "fp32",
         config=asdict(config),
+    )
+
+
+def training_arguments(
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    *,
+    device: str,
+    show_progress: bool,
+    prompts: dict[str, str] | None = None,
+) -> Any:
+    """The Trainer arguments of a run: schedule, precision, sampler, checkpoints, logging."""
+    import torch
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    on_gpu = device.startswith("cuda")
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers v5
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="cosine",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        bf16=bf16,
+        tf32=on_gpu or None,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=2,
+        logging_steps=max(1, config.checkpoint_steps // 4),
+        report_to="none",
+        disable_tqdm=not show_progress,
+        prompts=prompts,
+        use_cpu=device == "cpu",
     )
 
 

@@ -209,7 +209,7 @@ class FusionParams:
         is prefetched that many times in the one query), so it must be a whole number 0-8.
     """
 
-    method: str = "rrf"
+    method: str = "dbsf"
     rrf_k: int = 60
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
