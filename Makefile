@@ -32,6 +32,10 @@ demo: install
 	$(RAGCTL) search "How often do the cutting discs inside our espresso mills need swapping out?" -k 3
 	$(RAGCTL) search "What are the drop temperature and drop time for roast profile R-14 Harbor?" -k 3
 	$(RAGCTL) search "Someone wants their money back for a large order. Who has to sign off on it?" -k 3 --single-stage
+	@echo "--- the same jargon query: keywords only, embeddings only, both fused (the default)"
+	$(RAGCTL) search "R-14 Harbor drop temperature" -k 3 --mode sparse
+	$(RAGCTL) search "R-14 Harbor drop temperature" -k 3 --mode dense
+	$(RAGCTL) search "R-14 Harbor drop temperature" -k 3
 	$(RAGCTL) retune --feedback examples/feedback.jsonl --eval-set examples/queries.jsonl --batch-size 16
 	$(RAGCTL) models list
 	@echo "--- serving the candidate regardless of the verdict, to show the swap and the rollback"
