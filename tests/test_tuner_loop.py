@@ -70,8 +70,40 @@ def test_feedback_pinned_to_chunks_of_the_named_document(demo_store_template):
     assert len(eval_set.read_text().splitlines()) == 41  # 40 queries, one with two answers
 
 
+def _guard_set(folder):
+    """A tiny general-domain BEIR folder (the gate's guard against forgetting)."""
+    docs = {
+        "g1": "The Pacific is the largest and deepest of the world's oceans.",
+        "g2": "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+        "g3": "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+        "g4": "A prime number has exactly two divisors: one and itself.",
+        "g5": "Mount Everest is the highest mountain above sea level.",
+    }
+    queries = {"q1": "largest ocean", "q2": "how do plants make sugar", "q3": "what is a prime"}
+    folder.mkdir()
+    (folder / "qrels").mkdir()
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n" for i, t in docs.items())
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries.items())
+    )
+    (folder / "qrels/test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\tg1\t1\nq2\tg2\t1\nq3\tg4\t1\n"
+    )
+    return folder
+
+
 def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder):
     settings, store, feedback, eval_set = demo
+    guard = _guard_set(settings.data_dir.parent / "guard")
+    settings = settings.model_copy(
+        update={
+            "tuner": settings.tuner.model_copy(
+                update={"gate": settings.tuner.gate.model_copy(update={"guard_dataset": guard})}
+            )
+        }
+    )
     relevant = [r for r in feedback if r["label"] == "relevant"]
     texts = [r["chunk_text"] for r in relevant]
     random.Random(0).shuffle(texts)
@@ -102,6 +134,18 @@ def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder
     assert not result.promoted and store.resolve("docs") == "docs__v1"
     registry = ModelRegistry(settings.data_dir)
     assert (registry.get(2).status, registry.serving("docs")) == ("rejected", 1)
+    # The guard set was evaluated for both models and compared by the gate.
+    checks = {(c.check, c.column) for c in result.decision.comparisons}
+    assert {("guard", "384"), ("guard", "two-stage")} <= checks
+    assert {"guard_serving", "guard_candidate"} <= set(registry.get(2).evaluation or {})
+    # Dense, sparse and hybrid were measured; the gate asked for the gain in the serving mode
+    # (hybrid: no profile measured yet), and each version's best mode was recorded.
+    assert {"sparse", "hybrid"} <= {r.name for r in result.candidate_report.rows}
+    assert ("gain", "hybrid") in checks
+    for version in (1, 2):
+        profile = registry.get(version).search
+        assert profile and profile["mode"] in ("dense", "sparse", "hybrid")
+        assert set(profile["ndcg@10"]) == {"dense", "sparse", "hybrid"}
     card = (settings.data_dir / "models/v2/README.md").read_text()
     assert "Decision: **reject**" in card and "sha256" in card
     # The candidate is a normal sentence-transformers folder that loads and encodes.
