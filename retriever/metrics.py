@@ -71,6 +71,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.searches = Counter(
+            "ragctl_searches",
+            "Searches answered, by mode (dense, sparse, hybrid).",
+            ["mode"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "ragctl_feedback",
             "Feedback events stored, by label.",
@@ -104,6 +110,7 @@ class Metrics:
         self.search_stage_seconds.labels("encode").observe(outcome.encode_s)
         self.search_stage_seconds.labels("store").observe(outcome.store_s)
         self.search_stage_seconds.labels("log").observe(outcome.log_s)
+        self.searches.labels(outcome.mode).inc()
 
     def set_serving(self, serving: Serving) -> None:
         """Publish the served collection's model version (only the current one is kept)."""

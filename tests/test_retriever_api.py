@@ -395,6 +395,7 @@ def test_retriever_metrics_per_route_stages_feedback_and_version(client):
         'ragctl_search_stage_seconds_count{stage="encode"} 1.0',
         'ragctl_search_stage_seconds_count{stage="store"} 1.0',
         'ragctl_search_stage_seconds_count{stage="log"} 1.0',
+        'ragctl_searches_total{mode="hybrid"} 1.0',
         'ragctl_feedback_total{label="relevant"} 1.0',
         "ragctl_documents_chunks_written_total 4.0",
         'ragctl_serving_model_version{collection="docs"} 1.0',
