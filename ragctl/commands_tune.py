@@ -367,7 +367,7 @@ def models() -> None:
 @click.pass_context
 @translate_errors
 def models_list(ctx: click.Context) -> None:
-    """Every model version with status, parent and gate decision."""
+    """Every model version with status, parent, gate decision and best search mode measured."""
     from core.registry import ModelRegistry
 
     settings = state(ctx).settings()
@@ -382,11 +382,13 @@ def models_list(ctx: click.Context) -> None:
             r.ref,
             f"v{r.parent}" if r.parent else "-",
             r.created_at[:19],
+            (r.search or {}).get("mode", "-"),
             (r.gate or {}).get("reason", "-")[:60],
         )
         for r in records
     ]
-    click.echo(table(["version", "status", "model", "parent", "created", "gate"], rows))
+    headers = ["version", "status", "model", "parent", "created", "best mode", "gate"]
+    click.echo(table(headers, rows))
 
 
 @models.command("show")
