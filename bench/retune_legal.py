@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--hard-negatives", action="store_true")
+    parser.add_argument("--negatives-from", default="dense", choices=["dense", "sparse", "hybrid"])
     parser.add_argument("--skip-bare", action="store_true", help="skip the bare-Trainer baseline")
     parser.add_argument("--tag", default="base-recipe")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
@@ -150,6 +151,7 @@ def main() -> None:
                 eval_set=eval_set,
                 train=config,
                 hard_negatives=args.hard_negatives,
+                negatives_from=args.negatives_from,
                 show_progress=False,
             ),
             on_step=lambda m: (
@@ -187,6 +189,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "hard_negatives": args.hard_negatives,
+            "negatives_from": args.negatives_from if args.hard_negatives else None,
             "loss": training.loss,
         },
         "ndcg@10": {

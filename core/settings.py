@@ -229,6 +229,8 @@ class TunerSettings(BaseModel):
     max_minutes: float | None = Field(default=None, gt=0)
     heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
     hard_negatives: bool = False
+    # Who ranks the hard-negative candidates: the serving model, BM25, or both fused.
+    negatives_from: str = Field(default="dense", pattern=r"^(dense|sparse|hybrid)$")
     negative_margin: float = Field(default=0.05, ge=0, le=2)
     round_trip_k: int = Field(default=10, ge=1, le=1000)  # synthetic-question filter
     seed: int = 42

@@ -112,7 +112,13 @@ def _synthesize(
 @click.option(
     "--hard-negatives/--no-hard-negatives",
     default=None,
-    help="Mine hard negatives with the serving model.",
+    help="Mine a hard negative per pair from the collection (guarded against false "
+    "negatives with the serving model).",
+)
+@click.option(
+    "--negatives-from",
+    type=click.Choice(["dense", "sparse", "hybrid"]),
+    help="Who ranks the hard-negative candidates: the serving model (default), BM25, or both.",
 )
 @click.option(
     "--no-promote", is_flag=True, help="Train and gate, but do not switch the serving model."
@@ -135,6 +141,7 @@ def retune(
     learning_rate: float | None,
     max_minutes: float | None,
     hard_negatives: bool | None,
+    negatives_from: str | None,
     no_promote: bool,
     dry_run: bool,
     as_json: bool,
@@ -159,6 +166,7 @@ def retune(
             "learning_rate": learning_rate,
             "max_minutes": max_minutes,
             "hard_negatives": hard_negatives,
+            "negatives_from": negatives_from,
         },
     )
     if feedback_file and from_log:
@@ -194,6 +202,7 @@ def retune(
                 max_minutes=tuner.max_minutes,
             ),
             hard_negatives=tuner.hard_negatives,
+            negatives_from=tuner.negatives_from,
             negative_margin=tuner.negative_margin,
             heldout_fraction=tuner.heldout_fraction,
             promote=not no_promote,

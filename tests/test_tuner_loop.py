@@ -224,3 +224,36 @@ def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
     assert back.caught_up is not None and back.caught_up.embedded == 1
     assert store.resolve("docs") == "docs__v1" and store.count("docs__v1") == total + 1
     assert registry.serving("docs") == 1 and registry.get(2).status == "retired"
+
+
+@pytest.mark.parametrize("source", ["dense", "sparse", "hybrid"])
+def test_hard_negatives_from_each_ranker_skip_positives_and_false_negatives(
+    demo, real_encoder, source
+):
+    from core.lexical import LexicalEncoder
+    from tuner.negatives import mine_hard_negatives
+    from tuner.pairs import TrainingPair, normalize_query
+
+    settings, store, feedback, _ = demo
+    physical = store.resolve("docs")
+    relevant = [r for r in feedback if r["label"] == "relevant"][:20]
+    pairs = [TrainingPair(r["query"], r["chunk_text"], r["chunk_id"]) for r in relevant]
+    judged = {normalize_query(r["query"]): {r["chunk_id"]} for r in relevant}
+    mined, report = mine_hard_negatives(
+        pairs, store=store, physical=physical, encoder=real_encoder, relevant=judged,
+        source=source,
+    )  # fmt: skip
+    assert report.pairs == 20 and report.mined > 10
+    assert all(p.negative and p.negative != p.positive for p in mined)
+    if source == "sparse":  # BM25 candidates share a term with their query
+        lexical = LexicalEncoder(store.spec(physical).lexical)
+        for pair in mined[:5]:
+            [query] = lexical.queries([pair.query])
+            [negative] = lexical.documents([pair.negative])
+            assert set(query.indices) & set(negative.indices), pair.query
+    # A margin no candidate can clear: every mined candidate is a possible false negative.
+    _, strict = mine_hard_negatives(
+        pairs, store=store, physical=physical, encoder=real_encoder, relevant=judged,
+        source=source, margin=2.0,
+    )  # fmt: skip
+    assert strict.mined == 0 and strict.skipped_as_false_negative > 0

@@ -59,6 +59,7 @@ class RetuneOptions:
     eval_set: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     hard_negatives: bool = False
+    negatives_from: str = "dense"  # the ranker of the candidates: dense | sparse | hybrid
     negative_margin: float = 0.05
     heldout_fraction: float = 0.1
     eval_corpus_limit: int = 20_000
@@ -252,7 +253,12 @@ def retune(
         return result
 
     if options.hard_negatives:
-        step("mining hard negatives with the serving model")
+        if options.negatives_from != "dense" and spec.lexical is None:
+            raise TunerError(
+                f"--negatives-from {options.negatives_from} needs lexical vectors, and "
+                f"{physical} has none; use dense"
+            )
+        step(f"mining hard negatives ({options.negatives_from} candidates)")
         train_pairs, result.mining = mine_hard_negatives(
             train_pairs,
             store=store,
@@ -261,6 +267,7 @@ def retune(
             relevant=pair_set.relevant,
             not_relevant=pair_set.not_relevant,
             margin=options.negative_margin,
+            source=options.negatives_from,
         )
 
     version = registry.next_version()

@@ -1,16 +1,22 @@
-"""Hard negatives mined with the serving model from the serving collection.
+"""Hard negatives mined from the serving collection.
 
 For each pair, the negative is (in order of preference) a chunk that feedback marked not
 relevant for that query, else the best-ranked chunk that is not the positive, was never marked
-relevant for the query, and scores below the positive by at least `margin` (a chunk scoring
-about as high as the positive is too likely an unlabeled positive: a false negative).
+relevant for the query, and scores below the positive by at least `margin` with the serving
+model (a chunk scoring about as high as the positive is too likely an unlabeled positive: a
+false negative).
+
+Candidates are ranked by the serving model (`source="dense"`, the default) or by the BM25
+lexical vectors (`sparse`) or both fused (`hybrid`): keyword-similar chunks that do not answer
+are the classic hard negatives of DPR. The false-negative guard always uses the serving
+model's cosine, computed for the sparse/hybrid candidates that are looked at.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +48,8 @@ def mine_hard_negatives(
     candidates: int = 20,
     margin: float = 0.05,
     batch_size: int = 256,
+    source: str = "dense",
+    guard_depth: int = 3,
 ) -> tuple[list[TrainingPair], MiningReport]:
     """Give every pair a negative.
 
@@ -57,7 +65,16 @@ def mine_hard_negatives(
         queries = encoder.encode_queries([p.query for p in batch])
         positives = encoder.encode_documents([p.positive for p in batch])
         positive_scores = np.einsum("ij,ij->i", queries.full, positives.full)
-        hits = store.search_batch(physical, queries, k=candidates, shortlist=max(100, candidates))
+        hits = store.search_batch(
+            physical,
+            queries,
+            k=candidates,
+            shortlist=max(100, candidates),
+            mode=source,
+            texts=[p.query for p in batch],
+        )
+        if source != "dense":  # the guard compares cosines: score the first few candidates
+            hits = _with_cosines(hits, queries.full, encoder, guard_depth)
         for pair, pos_score, found in zip(batch, positive_scores, hits, strict=True):
             key = normalize_query(pair.query)
             banned = relevant.get(key, set()) | ({pair.positive_id} if pair.positive_id else set())
@@ -101,5 +118,24 @@ def mine_hard_negatives(
         skipped_as_false_negative=counts["false_negative"],
         without_hard_negative=counts["none"],
     )
-    logger.info("hard negatives: %s", report)
+    logger.info("hard negatives (%s candidates): %s", source, report)
     return out, report
+
+
+def _with_cosines(
+    hits: list[list[Hit]], queries: np.ndarray, encoder: Encoder, depth: int
+) -> list[list[Hit]]:
+    """The first `depth` hits of each query, rescored with the serving model's cosine (the
+    order stays the ranker's); deeper hits are dropped."""
+    texts = [h.text for found in hits for h in found[:depth]]
+    if not texts:
+        return [[] for _ in hits]
+    vectors = encoder.encode_documents(texts).full
+    out, i = [], 0
+    for row, found in enumerate(hits):
+        rescored = []
+        for hit in found[:depth]:
+            rescored.append(replace(hit, score=float(vectors[i] @ queries[row])))
+            i += 1
+        out.append(rescored)
+    return out
