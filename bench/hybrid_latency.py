@@ -193,8 +193,9 @@ def main() -> None:
         f"# Search latency by mode at {built['points']:,} chunks (Qdrant Edge, HNSW built)",
         "",
         f"`{out['command']}` on {out['machine']}, {out['date']}; {len(queries)} scifact test "
-        "queries one at a time; k=10, shortlist 100, hybrid = default fusion (DBSF 1:1, "
-        "100 candidates per branch). Dense vectors are random (see the script's docstring).",
+        "queries one at a time; k=10, shortlist 100, hybrid = the default fusion (DBSF, "
+        "dense 1 : sparse 2, 100 candidates per branch). Dense vectors are random (see the "
+        "script's docstring).",
         "",
         "| mode | store query p50 / p95 ms | encode + store p50 / p95 ms | HTTP p50 / p95 ms |",
         "|---|---|---|---|",

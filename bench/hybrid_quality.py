@@ -106,7 +106,7 @@ def measure(dataset_path: Path, model: str, work: Path) -> dict:
 
     data = load_eval_dataset(dataset_path, "test")
     encoder = Encoder.load(ModelSettings(name_or_path=model), (64,))
-    naive = FusionParams(method="rrf")  # rrf k=60, 1:1
+    naive = FusionParams(method="rrf", sparse_weight=1.0)  # rrf k=60, 1:1
     fusions = (*FUSION_GRID, naive) if naive not in FUSION_GRID else FUSION_GRID
     started = time.perf_counter()
     run = run_pipeline(

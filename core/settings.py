@@ -156,10 +156,12 @@ class SearchSettings(BaseModel):
     # fusions on held-out queries and records the best), else hybrid where the collection
     # has lexical vectors, else dense.
     mode: str = Field(default="auto", pattern=r"^(auto|dense|sparse|hybrid)$")
+    # Untuned default: DBSF with BM25 counted twice, the best or near-best fusion on legal and
+    # scifact for base and retuned models (bench/results/hybrid_quality.md).
     fusion: str = Field(default="dbsf", pattern=r"^(rrf|dbsf)$")
     rrf_k: int = Field(default=60, ge=1, le=10_000)
     dense_weight: float = Field(default=1.0, ge=0, le=100)
-    sparse_weight: float = Field(default=1.0, ge=0, le=100)
+    sparse_weight: float = Field(default=2.0, ge=0, le=100)
     # Candidates each branch of a hybrid query contributes to the fusion.
     hybrid_candidates: int = Field(default=100, ge=1, le=1000)
 

@@ -65,11 +65,15 @@ def test_cli_ingest_search_collections_delete(corpus, tmp_path):
     output = _run("ingest", str(corpus))
     assert "4 documents (4 unchanged), 0 chunks written, 0 deleted" in output
 
-    results = json.loads(_run("search", "how often are burrs changed?", "--json", "-k", "2"))
+    results = json.loads(
+        _run("search", "how often are burrs changed?", "--json", "-k", "2", "--mode", "dense")
+    )
     assert results["collection"] == "docs__v1"
     assert results["results"][0]["doc_id"] == "corpus/bar/grinder.md"
     assert len(results["results"]) == 2
 
+    sparse = json.loads(_run("search", "burrs", "--json", "--mode", "sparse"))
+    assert [r["doc_id"] for r in sparse["results"]] == ["corpus/bar/grinder.md"]
     html = json.loads(_run("search", "refund approval PIN", "--json", "-k", "1"))["results"][0]
     assert html["doc_id"] == "corpus/refunds.html"
     assert "secret" not in html["text"] and "color" not in html["text"]

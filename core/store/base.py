@@ -212,7 +212,7 @@ class FusionParams:
     method: str = "dbsf"
     rrf_k: int = 60
     dense_weight: float = 1.0
-    sparse_weight: float = 1.0
+    sparse_weight: float = 2.0
     candidates: int = 100
 
     def __post_init__(self) -> None:
