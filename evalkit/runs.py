@@ -91,9 +91,11 @@ FUSION_GRID: tuple[FusionParams, ...] = (
         FusionParams(method="dbsf", dense_weight=d, sparse_weight=s)
         for d, s in ((1, 1), (1, 2), (1, 3), (2, 1), (3, 1))
     ),
+    FusionParams(method="dbsf", dense_weight=1, sparse_weight=2, rescore=True),
 )
 """The fusions retune (and `ragctl eval --tune-fusion`) try: Qdrant's weighted RRF at two rank
-constants, and DBSF with the dense and sparse branches counted 1-3 times each."""
+constants, DBSF with the dense and sparse branches counted 1-3 times each, and the fused pool
+reranked by the full dense vector."""
 
 
 def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, ...]:

@@ -111,6 +111,21 @@ def test_hybrid_dbsf_weights_count_a_branch_that_many_times(store):
         FusionParams(method="dbsf", sparse_weight=1.5)
 
 
+def test_hybrid_rescore_orders_the_fused_pool_by_the_full_vector(store):
+    query = _vectors(1, seed=6)
+    text = "judicial review milk coffee"
+    fused = store.search(SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text)
+    rescored = store.search(
+        SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text,
+        fusion=FusionParams(rescore=True),
+    )  # fmt: skip
+    dense = store.search(SPEC.physical, query, k=6, shortlist=6, single_stage=True)
+    cosine = {h.doc_id: h.score for h in dense}
+    assert {h.doc_id for h in rescored} == {h.doc_id for h in fused}  # the same pool
+    assert [h.score for h in rescored] == pytest.approx([cosine[h.doc_id] for h in rescored])
+    assert [h.score for h in rescored] == sorted((h.score for h in rescored), reverse=True)
+
+
 def test_hybrid_dbsf_and_filters_apply_to_every_branch(store):
     query = _vectors(1, seed=3)
     for mode in ("sparse", "hybrid"):

@@ -200,6 +200,8 @@ class FusionParams:
         dense_weight: Weight of the dense branch.
         sparse_weight: Weight of the sparse branch.
         candidates: How many candidates each branch brings to the fusion.
+        rescore: Rerank the fused top `candidates` with the full dense vector (dense order
+            over the fused pool) instead of returning the fused order.
 
     The weights mean different things per method, as Qdrant implements them:
       rrf: Qdrant's weighted RRF divides a branch's (1-based) rank by its weight,
@@ -214,6 +216,7 @@ class FusionParams:
     dense_weight: float = 1.0
     sparse_weight: float = 2.0
     candidates: int = 100
+    rescore: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
@@ -249,12 +252,14 @@ class FusionParams:
             dense_weight=float(data.get("dense_weight", defaults.dense_weight)),
             sparse_weight=float(data.get("sparse_weight", defaults.sparse_weight)),
             candidates=int(data.get("candidates", defaults.candidates)),
+            rescore=bool(data.get("rescore", defaults.rescore)),
         )
 
     def describe(self) -> str:
         """`rrf k=60 dense 1 : sparse 2`, or `dbsf dense 1 : sparse 2`."""
         weights = f"dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
-        return f"dbsf {weights}" if self.method == "dbsf" else f"rrf k={self.rrf_k} {weights}"
+        name = f"dbsf {weights}" if self.method == "dbsf" else f"rrf k={self.rrf_k} {weights}"
+        return name + (", rescored by full" if self.rescore else "")
 
 
 @dataclass(frozen=True)
@@ -521,9 +526,17 @@ class VectorStore(ABC):
                     fusion.sparse_weight
                 )
                 weights = None
-            plans.append(
-                QueryStage(fusion.method, k, prefetch=branches, rrf_k=fusion.rrf_k, weights=weights)
+            fused = QueryStage(
+                fusion.method,
+                pool if fusion.rescore else k,
+                prefetch=branches,
+                rrf_k=fusion.rrf_k,
+                weights=weights,
             )
+            if fusion.rescore:  # the dense order over the fused pool
+                full = queries.full[row].tolist()
+                fused = QueryStage("nearest", k, using=FULL_VECTOR, dense=full, prefetch=(fused,))
+            plans.append(fused)
         return plans
 
     def search(
