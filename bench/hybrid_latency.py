@@ -6,9 +6,10 @@ over HTTP, on the embedded Qdrant Edge store with HNSW built.
    vectors are random unit vectors (384 + mrl_64) -- embedding 100k texts takes ~40 min on
    this CPU, and random vectors are a harder case for HNSW than real ones, so dense latency
    here is, if anything, pessimistic. Then HNSW is built (`optimize`).
-2. In-process, per mode, one query at a time over scifact test queries: the store query alone
-   (query vectors encoded beforehand) and the whole search (encode + store query).
-3. Over HTTP: `ragctl serve` on 127.0.0.1, one client, the same queries per mode.
+2. In-process, one query at a time over scifact test queries, the three modes interleaved per
+   query (so machine drift hits them alike): the store query alone (query vectors encoded
+   beforehand) and the whole search (encode + store query).
+3. Over HTTP: `ragctl serve` on 127.0.0.1, one client, the same queries, modes interleaved.
 
     .venv/bin/python bench/hybrid_latency.py --data-dir /tmp/ragctl-bench-100k [--points 100000]
 """
@@ -108,23 +109,28 @@ def in_process(data_dir: Path, queries: list[str]) -> dict[str, Any]:
     encoder = encoder_for(store.spec(physical), settings)
     fusion = settings_fusion(settings)
     vectors = encoder.encode_queries(queries)
-    result: dict[str, Any] = {}
-    for mode in MODES:
-        for i, text in enumerate(queries[:10]):  # warm-up
-            row = vectors.embeddings_slice(slice(i, i + 1))
+    for i, text in enumerate(queries[:10]):  # warm-up
+        row = vectors.embeddings_slice(slice(i, i + 1))
+        for mode in MODES:
             store.search(physical, row, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
-        store_s, total_s = [], []
-        for i, text in enumerate(queries):
-            row = vectors.embeddings_slice(slice(i, i + 1))
+    store_s: dict[str, list[float]] = {mode: [] for mode in MODES}
+    total_s: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for i, text in enumerate(queries):  # modes interleaved per query: drift hits all alike
+        row = vectors.embeddings_slice(slice(i, i + 1))
+        for mode in MODES:
             t0 = time.perf_counter()
             store.search(physical, row, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
-            store_s.append(time.perf_counter() - t0)
+            store_s[mode].append(time.perf_counter() - t0)
+        for mode in MODES:
             t0 = time.perf_counter()
             fresh = None if mode == "sparse" else encoder.encode_queries([text])
             store.search(physical, fresh, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
-            total_s.append(time.perf_counter() - t0)
-        result[mode] = {"store_query_ms": summary_ms(store_s), "search_ms": summary_ms(total_s)}
-        print(mode, json.dumps(result[mode]), flush=True)
+            total_s[mode].append(time.perf_counter() - t0)
+    result = {
+        mode: {"store_query_ms": summary_ms(store_s[mode]), "search_ms": summary_ms(total_s[mode])}
+        for mode in MODES
+    }
+    print(json.dumps(result), flush=True)
     store.close()
     return result
 
@@ -144,17 +150,22 @@ def over_http(data_dir: Path, queries: list[str], log: Path) -> dict[str, Any]:
     try:
         wait_ready(url, proc, 300)
         with httpx.Client(base_url=url, timeout=60) as client:
-            for mode in MODES:
-                for q in queries[:10]:  # warm-up
+            for q in queries[:10]:  # warm-up
+                for mode in MODES:
                     client.post("/v1/search", json={"query": q, "mode": mode})
-                latencies, errors = [], 0
-                for q in queries:
+            latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
+            errors = dict.fromkeys(MODES, 0)
+            for q in queries:  # modes interleaved per query
+                for mode in MODES:
                     t0 = time.perf_counter()
                     response = client.post("/v1/search", json={"query": q, "mode": mode})
-                    latencies.append(time.perf_counter() - t0)
-                    errors += response.status_code != 200 or response.json()["mode"] != mode
-                result[mode] = {"http_ms": summary_ms(latencies), "errors": errors}
-                print(mode, json.dumps(result[mode]), flush=True)
+                    latencies[mode].append(time.perf_counter() - t0)
+                    ok = response.status_code == 200 and response.json()["mode"] == mode
+                    errors[mode] += not ok
+        result = {
+            mode: {"http_ms": summary_ms(latencies[mode]), "errors": errors[mode]} for mode in MODES
+        }
+        print(json.dumps(result), flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
