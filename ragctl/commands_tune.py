@@ -149,9 +149,10 @@ def retune(
     """Fine-tune the serving model on logged feedback, pairs and synthetic questions.
 
     Holds out 10% of the queries (or --eval-set), trains with MultipleNegativesRankingLoss in
-    MatryoshkaLoss, evaluates candidate vs serving at every dim and through two-stage search,
-    and promotes only if the gate passes: re-embeds the collection into NAME__vN and switches
-    the alias. The previous collection is kept for `ragctl rollback`.
+    MatryoshkaLoss, evaluates candidate vs serving at every dim and through the store in
+    dense, sparse and hybrid mode (every fusion of the grid), records each model's best search
+    mode, and promotes only if the gate passes in the serving mode: re-embeds the collection
+    into NAME__vN and switches the alias. The previous collection is kept for `ragctl rollback`.
     """
     from core.store import open_store
     from tuner.loop import RetuneOptions
