@@ -491,7 +491,7 @@ class VectorStore(ABC):
         rows = len(texts) if queries is None and texts is not None else len(queries or [])
         if texts is not None and len(texts) != rows:
             raise StoreError(f"{len(texts)} query texts but {rows} query vectors")
-        dim = self._shortlist_dim(physical, shortlist_dim) if mode != SPARSE else 0
+        dim = _shortlist_dim(spec, shortlist_dim) if mode != SPARSE else 0
         fusion = fusion or FusionParams()
         terms = (
             lexical_encoder(spec.lexical).queries(list(texts))
@@ -574,17 +574,6 @@ class VectorStore(ABC):
             return None
         return lexical_encoder(lexical).documents([c.text for c in chunks])
 
-    def _shortlist_dim(self, physical: str, requested: int | None) -> int:
-        dims = self.spec(physical).shortlist_dims
-        if requested is None:
-            return dims[0]
-        if requested not in dims:
-            raise StoreError(
-                f"collection {physical!r} has no shortlist vector of {requested} dims "
-                f"(it has {list(dims)})"
-            )
-        return requested
-
     def __enter__(self) -> VectorStore:
         return self
 
@@ -606,3 +595,16 @@ def _dense_stage(
         dense=queries.shortlist[dim][row].tolist(),
     )
     return QueryStage("nearest", limit, using=FULL_VECTOR, dense=full, prefetch=(head,))
+
+
+def _shortlist_dim(spec: CollectionSpec, requested: int | None) -> int:
+    """The shortlist dim to prefetch on: `requested`, which `spec` must have, or its first."""
+    dims = spec.shortlist_dims
+    if requested is None:
+        return dims[0]
+    if requested not in dims:
+        raise StoreError(
+            f"collection {spec.physical!r} has no shortlist vector of {requested} dims "
+            f"(it has {list(dims)})"
+        )
+    return requested
