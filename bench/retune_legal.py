@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +36,20 @@ def _pairs(path: Path) -> list[dict]:
 
 
 def bare_trainer_seconds(
-    model_path: str, rows: list[dict], epochs: float, batch: int, lr: float, dims: list[int]
+    model_path: str,
+    rows: list[dict],
+    epochs: float,
+    batch: int,
+    lr: float,
+    dims: list[int],
+    *,
+    extra: dict | None = None,
+    make_args: Any = None,
 ) -> float:
-    """The same recipe with nothing of ragctl around it."""
+    """The same recipe with nothing of ragctl around it: `trainer.train()` seconds.
+
+    `extra` adds Trainer arguments; `make_args(output_dir)` replaces them all.
+    """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import (
@@ -56,21 +68,27 @@ def bare_trainer_seconds(
         {"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]}
     )
     with tempfile.TemporaryDirectory() as out:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=out,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=batch,
-            learning_rate=lr,
-            warmup_ratio=0.1,
-            lr_scheduler_type="cosine",
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
-            save_strategy="no",
-            report_to="none",
-            seed=42,
-            use_cpu=True,
+        args = (
+            make_args(Path(out))
+            if make_args
+            else SentenceTransformerTrainingArguments(
+                output_dir=out,
+                num_train_epochs=epochs,
+                per_device_train_batch_size=batch,
+                learning_rate=lr,
+                warmup_ratio=0.1,
+                lr_scheduler_type="cosine",
+                batch_sampler=BatchSamplers.NO_DUPLICATES,
+                save_strategy="no",
+                report_to="none",
+                seed=42,
+                use_cpu=True,
+                **(extra or {}),
+            )
         )
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
         started = time.perf_counter()
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
+        trainer.train()
         return time.perf_counter() - started
 
 

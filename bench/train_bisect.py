@@ -25,6 +25,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 DATA = ROOT.parent / "shared/data/legal-rag-positives-synthetic"
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -37,50 +38,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def bare_seconds(model_path: str, rows: list[dict], extra: dict[str, Any]) -> float:
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer.losses import (
-        MatryoshkaLoss,
-        MultipleNegativesRankingLoss,
-    )
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from retune_legal import bare_trainer_seconds
 
     from tuner.train import TrainConfig, matryoshka_dims, training_arguments
 
-    model = SentenceTransformer(model_path, device="cpu")
-    loss = MatryoshkaLoss(
-        model, MultipleNegativesRankingLoss(model), matryoshka_dims=matryoshka_dims(384, (64,))
+    def ragctl_args(out: Path) -> Any:
+        return training_arguments(TrainConfig(), out, device="cpu", show_progress=False)
+
+    return bare_trainer_seconds(
+        model_path,
+        rows,
+        1.0,
+        32,
+        2e-5,
+        matryoshka_dims(384, (64,)),
+        extra={"disable_tqdm": True, **extra},
+        make_args=ragctl_args if extra.get("ragctl_args") else None,
     )
-    data = Dataset.from_dict(
-        {"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]}
-    )
-    with tempfile.TemporaryDirectory() as out:
-        if extra.get("ragctl_args"):
-            args = training_arguments(TrainConfig(), Path(out), device="cpu", show_progress=False)
-        else:
-            args = SentenceTransformerTrainingArguments(
-                output_dir=out,
-                num_train_epochs=1,
-                per_device_train_batch_size=32,
-                learning_rate=2e-5,
-                warmup_ratio=0.1,
-                lr_scheduler_type="cosine",
-                batch_sampler=BatchSamplers.NO_DUPLICATES,
-                save_strategy="no",
-                report_to="none",
-                seed=42,
-                use_cpu=True,
-                disable_tqdm=True,
-                **extra,
-            )
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-        started = time.perf_counter()
-        trainer.train()
-        return time.perf_counter() - started
 
 
 def ours_seconds(model_path: str, rows: list[dict]) -> float:
