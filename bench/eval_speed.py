@@ -73,10 +73,10 @@ def main() -> None:
         SequentialEvaluator,
     )
 
-    from core.encoder import Encoder
-    from core.settings import ModelSettings
-    from evalkit.datasets import load_eval_dataset
-    from evalkit.runs import EvalOptions, evaluate
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import ModelSettings
+    from ragctl.evalkit.datasets import load_eval_dataset
+    from ragctl.evalkit.runs import EvalOptions, evaluate
 
     dims = tuple(int(d) for d in args.dims.split(","))
     dataset = load_eval_dataset(args.dataset, args.split)

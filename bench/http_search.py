@@ -78,10 +78,10 @@ def load_queries(path: Path, limit: int) -> list[str]:
 # --- 1. ingest ---------------------------------------------------------------------------
 def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[str, Any]:
     """Ingest the corpus unless the collection already holds it (re-runs are cheap)."""
-    from core.collections import open_or_create
-    from core.settings import load_settings
-    from core.store import open_store
-    from ingest.pipeline import ingest_paths, make_chunker
+    from ragctl.core.collections import open_or_create
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store import open_store
+    from ragctl.ingest.pipeline import ingest_paths, make_chunker
 
     settings = load_settings(data_dir=data_dir, collection=COLLECTION)
     marker = data_dir / f"{COLLECTION}.ingested.json"
@@ -114,8 +114,8 @@ def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[st
 # --- 2. in-process -----------------------------------------------------------------------
 def in_process(data_dir: Path, queries: list[str], n: int) -> dict[str, Any]:
     """Sequential latency of encode + store search, and of the service's full search."""
-    from core.settings import load_settings
-    from retriever.service import RetrieverService
+    from ragctl.core.settings import load_settings
+    from ragctl.retriever.service import RetrieverService
 
     settings = load_settings(data_dir=data_dir, collection=COLLECTION)
     if settings.retriever.torch_threads:  # as `ragctl serve` does

@@ -57,15 +57,15 @@ def windows(limit: int, width: int = 40, stride: int = 10) -> list[str]:
 def build(data_dir: Path, points: int) -> dict[str, Any]:
     import numpy as np
 
-    from core.encoder import Embeddings
-    from core.ids import chunk_id
-    from core.lexical import LexicalSpec
-    from core.matryoshka import truncate
-    from core.records import Chunk
-    from core.registry import ModelRegistry
-    from core.settings import load_settings
-    from core.store.base import CollectionSpec
-    from core.store.edge import EdgeStore
+    from ragctl.core.encoder import Embeddings
+    from ragctl.core.ids import chunk_id
+    from ragctl.core.lexical import LexicalSpec
+    from ragctl.core.matryoshka import truncate
+    from ragctl.core.records import Chunk
+    from ragctl.core.registry import ModelRegistry
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store.base import CollectionSpec
+    from ragctl.core.store.edge import EdgeStore
 
     settings = load_settings(data_dir=data_dir, collection=COLLECTION)
     marker = data_dir / "built.json"
@@ -104,10 +104,10 @@ def build(data_dir: Path, points: int) -> dict[str, Any]:
 def in_process(data_dir: Path, queries: list[str]) -> dict[str, Any]:
     from http_search import summary_ms
 
-    from core.collections import encoder_for
-    from core.profile import settings_fusion
-    from core.settings import load_settings
-    from core.store.edge import EdgeStore
+    from ragctl.core.collections import encoder_for
+    from ragctl.core.profile import settings_fusion
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store.edge import EdgeStore
 
     settings = load_settings(data_dir=data_dir, collection=COLLECTION)
     store = EdgeStore(settings.qdrant_path)

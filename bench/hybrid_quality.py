@@ -40,10 +40,10 @@ def _kv(text: str) -> tuple[str, str]:
 
 def train_scifact(out: Path) -> str:
     """1 epoch of the notebook recipe on scifact's train qrels (query, relevant abstract)."""
-    from core.encoder import resolve_model
-    from evalkit.datasets import load_eval_dataset
-    from tuner.pairs import TrainingPair
-    from tuner.train import TrainConfig, train
+    from ragctl.core.encoder import resolve_model
+    from ragctl.evalkit.datasets import load_eval_dataset
+    from ragctl.tuner.pairs import TrainingPair
+    from ragctl.tuner.train import TrainConfig, train
 
     if (out / "config.json").exists():
         return str(out)
@@ -72,7 +72,7 @@ def cross_validated(
 ) -> tuple[float, list[str]]:
     """ndcg of choosing the best of `labels` on one half of the queries and scoring it on the
     other (both ways); returns the score and the label chosen for each half."""
-    from evalkit.metrics import MetricConfig, evaluate_rankings
+    from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
 
     config = MetricConfig()
     queries = sorted(qrels)
@@ -94,15 +94,15 @@ def cross_validated(
 
 
 def measure(dataset_path: Path, model: str, work: Path) -> dict:
-    from core.encoder import Encoder
-    from core.lexical import LexicalSpec
-    from core.settings import ModelSettings
-    from core.store.base import FusionParams
-    from evalkit.bm25 import BM25Params, bm25_rankings
-    from evalkit.datasets import load_eval_dataset
-    from evalkit.metrics import MetricConfig, evaluate_rankings
-    from evalkit.pipeline import run_pipeline
-    from evalkit.runs import FUSION_GRID
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.lexical import LexicalSpec
+    from ragctl.core.settings import ModelSettings
+    from ragctl.core.store.base import FusionParams
+    from ragctl.evalkit.bm25 import BM25Params, bm25_rankings
+    from ragctl.evalkit.datasets import load_eval_dataset
+    from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
+    from ragctl.evalkit.pipeline import run_pipeline
+    from ragctl.evalkit.runs import FUSION_GRID
 
     data = load_eval_dataset(dataset_path, "test")
     encoder = Encoder.load(ModelSettings(name_or_path=model), (64,))

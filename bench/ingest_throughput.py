@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from core.collections import open_or_create
-    from core.encoder import Encoder
-    from core.settings import load_settings
-    from core.store.edge import EdgeStore
-    from ingest.loaders import Document, iter_documents
-    from ingest.pipeline import ingest_documents, make_chunker
+    from ragctl.core.collections import open_or_create
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store.edge import EdgeStore
+    from ragctl.ingest.loaders import Document, iter_documents
+    from ragctl.ingest.pipeline import ingest_documents, make_chunker
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -93,14 +93,14 @@ def bare_trainer_seconds(
 
 
 def main() -> None:
-    from core.collections import open_or_create
-    from core.encoder import resolve_model
-    from core.settings import load_settings
-    from core.store.edge import EdgeStore
-    from ingest.loaders import iter_documents
-    from ingest.pipeline import ingest_documents, make_chunker
-    from tuner.loop import RetuneOptions, retune
-    from tuner.train import TrainConfig, matryoshka_dims
+    from ragctl.core.collections import open_or_create
+    from ragctl.core.encoder import resolve_model
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store.edge import EdgeStore
+    from ragctl.ingest.loaders import iter_documents
+    from ragctl.ingest.pipeline import ingest_documents, make_chunker
+    from ragctl.tuner.loop import RetuneOptions, retune
+    from ragctl.tuner.train import TrainConfig, matryoshka_dims
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -110,10 +110,10 @@ def _warm_up() -> None:
     """
     import numpy as np
 
-    from core.ids import chunk_id
-    from core.records import Chunk
-    from core.store.base import CollectionSpec
-    from core.store.edge import EdgeStore
+    from ragctl.core.ids import chunk_id
+    from ragctl.core.records import Chunk
+    from ragctl.core.store.base import CollectionSpec
+    from ragctl.core.store.edge import EdgeStore
 
     rng = np.random.default_rng(2)
     with tempfile.TemporaryDirectory() as tmp, EdgeStore(Path(tmp)) as store:
@@ -128,8 +128,8 @@ def _warm_up() -> None:
 def _embeddings(rng: Any, n: int) -> Any:
     import numpy as np
 
-    from core.encoder import Embeddings
-    from core.matryoshka import normalize, truncate
+    from ragctl.core.encoder import Embeddings
+    from ragctl.core.matryoshka import normalize, truncate
 
     full = normalize(rng.standard_normal((n, FULL_DIM), dtype=np.float32))
     return Embeddings(full, {SHORT_DIM: truncate(full, SHORT_DIM)})
@@ -138,10 +138,10 @@ def _embeddings(rng: Any, n: int) -> Any:
 def _phase_build(root: Path, points: int, text_chars: int) -> dict[str, Any]:
     import numpy as np
 
-    from core.ids import chunk_id
-    from core.records import Chunk
-    from core.store.base import CollectionSpec
-    from core.store.edge import EdgeStore
+    from ragctl.core.ids import chunk_id
+    from ragctl.core.records import Chunk
+    from ragctl.core.store.base import CollectionSpec
+    from ragctl.core.store.edge import EdgeStore
 
     rng = np.random.default_rng(0)
     _warm_up()
@@ -180,7 +180,7 @@ def _phase_build(root: Path, points: int, text_chars: int) -> dict[str, Any]:
 def _phase_serve(root: Path, queries: int) -> dict[str, Any]:
     import numpy as np
 
-    from core.store.edge import EdgeStore
+    from ragctl.core.store.edge import EdgeStore
 
     rng = np.random.default_rng(1)
     batch = _embeddings(rng, queries + 1)
@@ -208,7 +208,7 @@ def _phase_serve(root: Path, queries: int) -> dict[str, Any]:
 
 
 def _phase_optimize(root: Path) -> dict[str, Any]:
-    from core.store.edge import EdgeStore
+    from ragctl.core.store.edge import EdgeStore
 
     _warm_up()
     baseline = _proc_status()

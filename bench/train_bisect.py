@@ -40,7 +40,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def bare_seconds(model_path: str, rows: list[dict], extra: dict[str, Any]) -> float:
     from retune_legal import bare_trainer_seconds
 
-    from tuner.train import TrainConfig, matryoshka_dims, training_arguments
+    from ragctl.tuner.train import TrainConfig, matryoshka_dims, training_arguments
 
     def ragctl_args(out: Path) -> Any:
         return training_arguments(TrainConfig(), out, device="cpu", show_progress=False)
@@ -58,8 +58,8 @@ def bare_seconds(model_path: str, rows: list[dict], extra: dict[str, Any]) -> fl
 
 
 def ours_seconds(model_path: str, rows: list[dict]) -> float:
-    from tuner.pairs import TrainingPair
-    from tuner.train import TrainConfig, train
+    from ragctl.tuner.pairs import TrainingPair
+    from ragctl.tuner.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         result = train(
@@ -75,7 +75,7 @@ def ours_seconds(model_path: str, rows: list[dict]) -> float:
 
 
 def main() -> None:
-    from core.encoder import resolve_model
+    from ragctl.core.encoder import resolve_model
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

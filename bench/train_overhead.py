@@ -29,9 +29,9 @@ DATA = ROOT.parent / "shared/data/legal-rag-positives-synthetic"
 def main() -> None:
     from retune_legal import bare_trainer_seconds
 
-    from core.encoder import resolve_model
-    from tuner.pairs import TrainingPair
-    from tuner.train import TrainConfig, TrainResult, matryoshka_dims, train
+    from ragctl.core.encoder import resolve_model
+    from ragctl.tuner.pairs import TrainingPair
+    from ragctl.tuner.train import TrainConfig, TrainResult, matryoshka_dims, train
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from core.encoder import Encoder
-from core.lexical import LexicalSpec
-from core.registry import ModelRegistry, resolve_ref
-from core.settings import Settings
-from core.store.base import CollectionSpec, VectorStore, physical_name
+from ragctl.core.encoder import Encoder
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.registry import ModelRegistry, resolve_ref
+from ragctl.core.settings import Settings
+from ragctl.core.store.base import CollectionSpec, VectorStore, physical_name
 
 logger = logging.getLogger(__name__)
 

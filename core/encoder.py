@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core.errors import ConfigError, ModelLoadError
-from core.matryoshka import normalize, truncate
-from core.settings import DEFAULT_MODEL, ModelSettings
+from ragctl.core.errors import ConfigError, ModelLoadError
+from ragctl.core.matryoshka import normalize, truncate
+from ragctl.core.settings import DEFAULT_MODEL, ModelSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from core.errors import ConfigError
+from ragctl.core.errors import ConfigError
 
 LEXICAL_VECTOR = "lex"
 """Name of the sparse vector in every collection that has one."""

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.settings import Settings
-from core.store.base import DENSE, HYBRID, CollectionSpec, FusionParams
+from ragctl.core.settings import Settings
+from ragctl.core.store.base import DENSE, HYBRID, CollectionSpec, FusionParams
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def resolve_profile(
 
 def tuned_profile(settings: Settings, spec: CollectionSpec) -> Mapping[str, Any] | None:
     """The registry's tuned profile of the model version that embedded `spec`, if any."""
-    from core.registry import ModelRegistry, RegistryError
+    from ragctl.core.registry import ModelRegistry, RegistryError
 
     try:
         return ModelRegistry(settings.data_dir).get(spec.version).search

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.errors import RagctlError
-from core.store.files import read_json, write_json_atomic
+from ragctl.core.errors import RagctlError
+from ragctl.core.store.files import read_json, write_json_atomic
 
 Status = Literal["candidate", "serving", "rejected", "retired"]
 REGISTRY_PREFIX = "models/"

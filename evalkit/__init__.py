@@ -8,6 +8,6 @@ Import-light on purpose: nothing here imports torch, sentence-transformers or ma
 import time; import the submodules you need.
 """
 
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 __all__ = ["EvalError"]

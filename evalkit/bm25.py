@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.search import id_ranks, top_k_rows
+from ragctl.evalkit.search import id_ranks, top_k_rows
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evalkit.errors import EvalError
-from evalkit.report import render_markdown_table, render_table
-from evalkit.results import EvalReport
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.report import render_markdown_table, render_table
+from ragctl.evalkit.results import EvalReport
 
 
 @dataclass(frozen=True)

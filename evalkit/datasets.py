@@ -21,10 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalError
-from evalkit.metrics import evaluable_queries
-from evalkit.sources.pairs import PairColumns
-from evalkit.sources.records import JSON_SUFFIXES, TABLE_SUFFIXES, RawDataset, iter_json_records
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.metrics import evaluable_queries
+from ragctl.evalkit.sources.pairs import PairColumns
+from ragctl.evalkit.sources.records import (
+    JSON_SUFFIXES,
+    TABLE_SUFFIXES,
+    RawDataset,
+    iter_json_records,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +167,7 @@ def build_dataset(raw: RawDataset, *, name: str, split: str, source: str) -> Eva
 
 def load_beir(folder: Path, split: str = "test", *, name: str | None = None) -> EvalDataset:
     """A BEIR folder's corpus, queries and `qrels/<split>.tsv`."""
-    from evalkit.sources.beir import read_beir
+    from ragctl.evalkit.sources.beir import read_beir
 
     folder = Path(folder)
     raw = read_beir(folder, split)
@@ -178,7 +183,7 @@ def load_pairs(
     name: str | None = None,
 ) -> EvalDataset:
     """A pair file (JSON lines / CSV / Parquet); `corpus_paths` add distractor positives."""
-    from evalkit.sources.pairs import read_pairs
+    from ragctl.evalkit.sources.pairs import read_pairs
 
     path = Path(path)
     raw = read_pairs(path, columns=columns or PairColumns(), corpus_paths=corpus_paths or [])
@@ -189,7 +194,7 @@ def load_pairs_folder(
     folder: Path, split: str = "test", *, columns: PairColumns | None = None
 ) -> EvalDataset:
     """The pair file of `split` in a folder; the folder's other pair files extend the corpus."""
-    from evalkit.sources.pairs import find_split_files
+    from ragctl.evalkit.sources.pairs import find_split_files
 
     folder = Path(folder)
     path, others = find_split_files(folder, split)
@@ -198,7 +203,7 @@ def load_pairs_folder(
 
 def load_feedback(path: Path, *, name: str | None = None) -> EvalDataset:
     """The retriever's feedback export (JSON lines); the split is `all`."""
-    from evalkit.sources.feedback import read_feedback
+    from ragctl.evalkit.sources.feedback import read_feedback
 
     path = Path(path)
     raw = read_feedback(path)
@@ -207,7 +212,7 @@ def load_feedback(path: Path, *, name: str | None = None) -> EvalDataset:
 
 def load_hf(repo_id: str, split: str = "test", *, revision: str | None = None) -> EvalDataset:
     """A Hugging Face Hub dataset (MTEB/BEIR layout or pairs); needs network or a cache."""
-    from evalkit.sources.hub import read_hub
+    from ragctl.evalkit.sources.hub import read_hub
 
     raw = read_hub(repo_id, split, revision=revision)
     return build_dataset(raw, name=repo_id, split=split, source=f"hf:{repo_id}")
@@ -229,7 +234,7 @@ def load_eval_dataset(source: str | Path, split: str = "test", **options: Any) -
         return load_hf(text[3:], split, **options)
     path = Path(text).expanduser()
     if path.is_dir():
-        from evalkit.sources.beir import is_beir_folder
+        from ragctl.evalkit.sources.beir import is_beir_folder
 
         if is_beir_folder(path):
             return load_beir(path, split, **options)
@@ -251,7 +256,7 @@ def _load_file(path: Path, **options: Any) -> EvalDataset:
             f"{path}: unsupported file type {suffix!r} (use {', '.join(TABLE_SUFFIXES)})"
         )
     if suffix in JSON_SUFFIXES:
-        from evalkit.sources.feedback import looks_like_feedback
+        from ragctl.evalkit.sources.feedback import looks_like_feedback
 
         first = next(iter_json_records(path), None)
         if first is None:

@@ -15,8 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evalkit.errors import EvalError
-from evalkit.results import EXACT, HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE, EvalReport, RunRow
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.results import (
+    EXACT,
+    HYBRID,
+    SINGLE_STAGE,
+    SPARSE,
+    TWO_STAGE,
+    EvalReport,
+    RunRow,
+)
 
 # Float noise allowance when comparing a difference with a threshold.
 _EPS = 1e-12

@@ -25,7 +25,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 Qrels = Mapping[str, Mapping[str, int]]
 """Query id -> doc id -> relevance score (0 = judged not relevant)."""

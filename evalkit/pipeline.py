@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core.encoder import Embeddings, Encoder
-from core.lexical import LexicalSpec
-from core.records import Document
-from core.store.base import FusionParams, VectorStore
-from evalkit.errors import EvalError
-from evalkit.results import HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE
+from ragctl.core.encoder import Embeddings, Encoder
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.records import Document
+from ragctl.core.store.base import FusionParams, VectorStore
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.results import HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ def run_pipeline(
         lexical: Build lexical vectors with this recipe and rank in sparse mode too.
         fusions: With `lexical`, rank in hybrid mode once per fusion (`hybrid#i`).
     """
-    from core.collections import spec_for_new
-    from core.store.edge import EdgeStore
-    from ingest.pipeline import IngestReport, ingest_documents, make_chunker
+    from ragctl.core.collections import spec_for_new
+    from ragctl.core.store.edge import EdgeStore
+    from ragctl.ingest.pipeline import IngestReport, ingest_documents, make_chunker
 
     if not encoder.shortlist_dims:
         raise EvalError(

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from evalkit.errors import EvalError
-from evalkit.results import BM25, EXACT, TWO_STAGE, EvalReport
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.results import BM25, EXACT, TWO_STAGE, EvalReport
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def plot_metric(
 
 def write_outputs(report: EvalReport, out_dir: Path, *, metric: str = "ndcg@10") -> list[Path]:
     """Write `report.json`, `report.md` and `ndcg.png` into `out_dir`; returns the paths."""
-    from evalkit.results import save_report
+    from ragctl.evalkit.results import save_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

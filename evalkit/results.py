@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 SCHEMA = "ragctl.evalkit.report/1"
 

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core.lexical import LexicalSpec
-from core.matryoshka import truncate
-from core.store.base import FusionParams
-from evalkit.bm25 import BM25Params
-from evalkit.datasets import EvalDataset
-from evalkit.errors import EvalError
-from evalkit.metrics import MetricConfig, evaluate_rankings
-from evalkit.results import BM25, EXACT, HYBRID, TWO_STAGE, EvalReport, RunRow
-from evalkit.search import exact_search, id_ranks
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.matryoshka import truncate
+from ragctl.core.store.base import FusionParams
+from ragctl.evalkit.bm25 import BM25Params
+from ragctl.evalkit.datasets import EvalDataset
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
+from ragctl.evalkit.results import BM25, EXACT, HYBRID, TWO_STAGE, EvalReport, RunRow
+from ragctl.evalkit.search import exact_search, id_ranks
 
 if TYPE_CHECKING:
-    from core.encoder import Encoder
+    from ragctl.core.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def pipeline_rows(
     sizes: dict[str, int],
 ) -> list[RunRow]:
     """Two-stage (and single-stage) rows through a real store; fills `timings` and `sizes`."""
-    from evalkit.pipeline import run_pipeline
+    from ragctl.evalkit.pipeline import run_pipeline
 
     known = None
     if options.reuse_vectors:
@@ -315,7 +315,7 @@ def bm25_row(
     timings: dict[str, float],
 ) -> RunRow:
     """The BM25 baseline row; fills `timings`."""
-    from evalkit.bm25 import bm25_rankings
+    from ragctl.evalkit.bm25 import bm25_rankings
 
     bm = bm25_rankings(
         corpus_ids,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 # Largest score block held at once: query rows x corpus columns (32 Mi floats = 128 MiB).
 _BLOCK_CELLS = 32 * 1024 * 1024

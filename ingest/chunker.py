@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from core.ids import chunk_id
-from core.records import Chunk, Document
-from ingest.errors import IngestError
+from ragctl.core.ids import chunk_id
+from ragctl.core.records import Chunk, Document
+from ragctl.ingest.errors import IngestError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

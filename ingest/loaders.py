@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from core.records import Document
-from ingest.errors import IngestError
+from ragctl.core.records import Document
+from ragctl.ingest.errors import IngestError
 
 logger = logging.getLogger(__name__)
 

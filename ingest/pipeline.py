@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.encoder import Encoder
-from core.records import Chunk, Document
-from core.store.base import VectorStore
-from ingest.chunker import Chunker
-from ingest.loaders import Skipped, iter_documents
+from ragctl.core.encoder import Encoder
+from ragctl.core.records import Chunk, Document
+from ragctl.core.store.base import VectorStore
+from ragctl.ingest.chunker import Chunker
+from ragctl.ingest.loaders import Skipped, iter_documents
 
 logger = logging.getLogger(__name__)
 

@@ -1,3 +1,5 @@
-from ragctl.cli import main
+"""`python -m ragctl` runs the command line."""
+
+from ragctl.cli.main import main
 
 main()

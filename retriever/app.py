@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import RagctlError
-from retriever.error_handlers import install_error_handlers
-from retriever.metrics import Metrics
-from retriever.middleware import BodyLimitMiddleware, MetricsMiddleware
-from retriever.routes import admin, documents, feedback, health, search
-from retriever.service import RetrieverService
+from ragctl.core.errors import RagctlError
+from ragctl.retriever.error_handlers import install_error_handlers
+from ragctl.retriever.metrics import Metrics
+from ragctl.retriever.middleware import BodyLimitMiddleware, MetricsMiddleware
+from ragctl.retriever.routes import admin, documents, feedback, health, search
+from ragctl.retriever.service import RetrieverService
 
 if TYPE_CHECKING:
-    from core.encoder import Encoder
-    from core.settings import Settings
-    from core.store.base import VectorStore
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import Settings
+    from ragctl.core.store.base import VectorStore
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.encoder import Embeddings, Encoder
+    from ragctl.core.encoder import Embeddings, Encoder
 
 logger = logging.getLogger(__name__)
 

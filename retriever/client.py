@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from retriever.errors import RetrieverError
+from ragctl.retriever.errors import RetrieverError
 
 
 class ApiClientError(RetrieverError):

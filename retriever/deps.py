@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from retriever.errors import ForbiddenError, NotReadyError, UnauthorizedError
-from retriever.metrics import Metrics
-from retriever.service import RetrieverService
+from ragctl.retriever.errors import ForbiddenError, NotReadyError, UnauthorizedError
+from ragctl.retriever.metrics import Metrics
+from ragctl.retriever.service import RetrieverService
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import (
+from ragctl.core.errors import (
     CollectionNotFoundError,
     ConfigError,
     ModelLoadError,
@@ -24,9 +24,9 @@ from core.errors import (
     StoreError,
     StoreLockedError,
 )
-from core.registry import RegistryError
-from ingest.errors import IngestError
-from retriever.errors import (
+from ragctl.core.registry import RegistryError
+from ragctl.ingest.errors import IngestError
+from ragctl.retriever.errors import (
     ConflictError,
     FeedbackLogError,
     ForbiddenError,
@@ -36,8 +36,8 @@ from retriever.errors import (
     RequestError,
     UnauthorizedError,
 )
-from retriever.schemas import ErrorResponse
-from tuner.errors import RejectedModelError, TunerError
+from ragctl.retriever.schemas import ErrorResponse
+from ragctl.tuner.errors import RejectedModelError, TunerError
 
 logger = logging.getLogger(__name__)
 

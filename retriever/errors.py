@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import RagctlError
+from ragctl.core.errors import RagctlError
 
 
 class RetrieverError(RagctlError):

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from retriever.errors import FeedbackLogError
+from ragctl.retriever.errors import FeedbackLogError
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from ragctl.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

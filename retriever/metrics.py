@@ -24,8 +24,8 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from retriever.service import SearchOutcome
-    from retriever.serving import Serving
+    from ragctl.retriever.service import SearchOutcome
+    from ragctl.retriever.serving import Serving
 
 _LATENCY_BUCKETS_S = (
     0.001,

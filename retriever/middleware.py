@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
-from retriever.metrics import UNMATCHED_ROUTE
+from ragctl.retriever.metrics import UNMATCHED_ROUTE
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from retriever.metrics import Metrics
+    from ragctl.retriever.metrics import Metrics
 
 
 class MetricsMiddleware:

@@ -18,8 +18,8 @@ from pydantic import (
     field_validator,
 )
 
-from core.errors import StoreError
-from core.store.base import parse_filter
+from ragctl.core.errors import StoreError
+from ragctl.core.store.base import parse_filter
 
 _INT64 = 2**63 - 1
 _MAX_METADATA_DEPTH = 8

@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.errors import CollectionNotFoundError, StoreError
-from core.records import Chunk, Document, Hit
-from core.store.base import DENSE, SEARCH_MODES, SPARSE, PayloadFilter, parse_filter
-from retriever.batching import QueryBatcher
-from retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
-from retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
-from retriever.serving import Serving, ServingHolder, build_serving, load_serving
+from ragctl.core.errors import CollectionNotFoundError, StoreError
+from ragctl.core.records import Chunk, Document, Hit
+from ragctl.core.store.base import DENSE, SEARCH_MODES, SPARSE, PayloadFilter, parse_filter
+from ragctl.retriever.batching import QueryBatcher
+from ragctl.retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
+from ragctl.retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
+from ragctl.retriever.serving import Serving, ServingHolder, build_serving, load_serving
 
 if TYPE_CHECKING:
-    from core.encoder import Encoder
-    from core.settings import Settings
-    from core.store.base import VectorStore
-    from ingest.pipeline import IngestReport
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import Settings
+    from ragctl.core.store.base import VectorStore
+    from ragctl.ingest.pipeline import IngestReport
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class RetrieverService:
         store: VectorStore | None = None,
     ) -> RetrieverService:
         """Open the store (unless given), the serving pair and the feedback log."""
-        from core.store import open_store
+        from ragctl.core.store import open_store
 
         owns_store = store is None
         opened = open_store(settings) if store is None else store
@@ -311,7 +311,7 @@ class RetrieverService:
         Raises:
             InvalidRequestError: Too many documents, or one is too long.
         """
-        from ingest.pipeline import ingest_documents
+        from ragctl.ingest.pipeline import ingest_documents
 
         limits = self.settings.retriever
         if len(documents) > limits.max_documents_per_request:
@@ -405,9 +405,15 @@ class RetrieverService:
             RegistryError: No such version.
             RejectedModelError: The gate rejected it and `force` is not set.
         """
-        from core.registry import ModelRegistry
-        from core.store.base import physical_name
-        from tuner.promote import check_servable, reembed, switch, sync_collection, version_encoder
+        from ragctl.core.registry import ModelRegistry
+        from ragctl.core.store.base import physical_name
+        from ragctl.tuner.promote import (
+            check_servable,
+            reembed,
+            switch,
+            sync_collection,
+            version_encoder,
+        )
 
         registry = ModelRegistry(self.settings.data_dir)
         record = registry.get(version)
@@ -428,9 +434,9 @@ class RetrieverService:
 
     def rollback(self) -> ReloadOutcome:
         """Serve the previous model version again (its collection was kept)."""
-        from core.collections import encoder_for
-        from core.registry import ModelRegistry, RegistryError
-        from tuner.promote import rollback
+        from ragctl.core.collections import encoder_for
+        from ragctl.core.registry import ModelRegistry, RegistryError
+        from ragctl.tuner.promote import rollback
 
         registry = ModelRegistry(self.settings.data_dir)
         try:

@@ -12,15 +12,15 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.collections import encoder_for, open_or_create
-from core.profile import SearchProfile, resolve_profile, tuned_profile
-from ingest.pipeline import make_chunker
+from ragctl.core.collections import encoder_for, open_or_create
+from ragctl.core.profile import SearchProfile, resolve_profile, tuned_profile
+from ragctl.ingest.pipeline import make_chunker
 
 if TYPE_CHECKING:
-    from core.encoder import Encoder
-    from core.settings import Settings
-    from core.store.base import CollectionSpec, VectorStore
-    from ingest.chunker import Chunker
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import Settings
+    from ragctl.core.store.base import CollectionSpec, VectorStore
+    from ragctl.ingest.chunker import Chunker
 
 logger = logging.getLogger(__name__)
 

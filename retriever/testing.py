@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from core.encoder import Embeddings
-from core.matryoshka import normalize, truncate
+from ragctl.core.encoder import Embeddings
+from ragctl.core.matryoshka import normalize, truncate
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -34,8 +34,8 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def real_encoder():
     """The packaged all-MiniLM-L6-v2 (384-d) with a 64-d shortlist, loaded once."""
-    from core.encoder import Encoder
-    from core.settings import ModelSettings
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.settings import ModelSettings
 
     return Encoder.load(ModelSettings(), (64,))
 

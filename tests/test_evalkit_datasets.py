@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evalkit.datasets import (
+from ragctl.evalkit.datasets import (
     EvalDataset,
     load_beir,
     load_eval_dataset,
@@ -16,7 +16,7 @@ from evalkit.datasets import (
     load_hf,
     load_pairs,
 )
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evalkit.errors import EvalError
-from evalkit.gate import GateRule, decide
-from evalkit.results import EvalReport, RunRow
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.gate import GateRule, decide
+from ragctl.evalkit.results import EvalReport, RunRow
 
 
 def _report(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from evalkit.errors import EvalError
-from evalkit.metrics import (
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.metrics import (
     MetricConfig,
     evaluate_rankings,
     ndcg_at_k,

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.encoder import Encoder
-from core.settings import ModelSettings
-from evalkit.datasets import EvalDataset, load_beir
-from evalkit.metrics import MetricConfig
-from evalkit.pipeline import doc_ranking
-from evalkit.report import format_markdown, format_text, write_outputs
-from evalkit.results import EvalReport, load_report
-from evalkit.runs import EvalOptions, evaluate, resolve_dims
-from evalkit.search import exact_search, id_ranks
+from ragctl.core.encoder import Encoder
+from ragctl.core.settings import ModelSettings
+from ragctl.evalkit.datasets import EvalDataset, load_beir
+from ragctl.evalkit.metrics import MetricConfig
+from ragctl.evalkit.pipeline import doc_ranking
+from ragctl.evalkit.report import format_markdown, format_text, write_outputs
+from ragctl.evalkit.results import EvalReport, load_report
+from ragctl.evalkit.runs import EvalOptions, evaluate, resolve_dims
+from ragctl.evalkit.search import exact_search, id_ranks
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +166,7 @@ def test_runs_resolve_dims() -> None:
     assert resolve_dims(None, 384) == (384, 256, 128, 64)
     assert resolve_dims(None, 768) == (768, 512, 256, 128, 64)
     assert resolve_dims((64, 128), 384) == (384, 128, 64)
-    from evalkit.errors import EvalError
+    from ragctl.evalkit.errors import EvalError
 
     with pytest.raises(EvalError, match=r"dims must be in \[1, 384\].*\[512\]"):
         resolve_dims((512,), 384)

@@ -4,26 +4,26 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from core.collections import spec_for_new
-from core.encoder import Embeddings
-from core.errors import StoreError
-from core.ids import chunk_id
-from core.lexical import LexicalSpec
-from core.matryoshka import normalize, truncate
-from core.profile import resolve_profile
-from core.records import Chunk, Document
-from core.registry import ModelRegistry
-from core.settings import load_settings
-from core.store.base import CollectionSpec, FusionParams
-from core.store.edge import EdgeStore
-from core.store.server import ServerStore
-from evalkit.gate import GateRule, decide
-from evalkit.results import EvalReport, RunRow
-from ingest.pipeline import ingest_documents, make_chunker
-from retriever.app import create_app
-from retriever.testing import KeywordEncoder
-from tuner.loop import measured_profile
-from tuner.promote import reembed, rollback, switch
+from ragctl.core.collections import spec_for_new
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import StoreError
+from ragctl.core.ids import chunk_id
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.matryoshka import normalize, truncate
+from ragctl.core.profile import resolve_profile
+from ragctl.core.records import Chunk, Document
+from ragctl.core.registry import ModelRegistry
+from ragctl.core.settings import load_settings
+from ragctl.core.store.base import CollectionSpec, FusionParams
+from ragctl.core.store.edge import EdgeStore
+from ragctl.core.store.server import ServerStore
+from ragctl.evalkit.gate import GateRule, decide
+from ragctl.evalkit.results import EvalReport, RunRow
+from ragctl.ingest.pipeline import ingest_documents, make_chunker
+from ragctl.retriever.app import create_app
+from ragctl.retriever.testing import KeywordEncoder
+from ragctl.tuner.loop import measured_profile
+from ragctl.tuner.promote import reembed, rollback, switch
 
 DIM, SHORT = 32, 8
 TEXTS = [

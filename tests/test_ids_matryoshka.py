@@ -3,8 +3,8 @@ import uuid
 import numpy as np
 import pytest
 
-from core.ids import chunk_id, point_id
-from core.matryoshka import normalize, truncate
+from ragctl.core.ids import chunk_id, point_id
+from ragctl.core.matryoshka import normalize, truncate
 
 
 def test_chunk_id_stable_and_content_sensitive():

@@ -2,12 +2,12 @@
 
 import pytest
 
-from core.collections import open_or_create
-from core.records import Document
-from core.settings import load_settings
-from core.store.edge import EdgeStore
-from ingest.loaders import Skipped
-from ingest.pipeline import ingest_documents, ingest_paths, make_chunker
+from ragctl.core.collections import open_or_create
+from ragctl.core.records import Document
+from ragctl.core.settings import load_settings
+from ragctl.core.store.edge import EdgeStore
+from ragctl.ingest.loaders import Skipped
+from ragctl.ingest.pipeline import ingest_documents, ingest_paths, make_chunker
 
 PARAGRAPH = (
     "Espresso is brewed by forcing hot water through finely ground coffee. The grind size, "

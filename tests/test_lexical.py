@@ -3,10 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from core.errors import ConfigError
-from core.lexical import LexicalEncoder, LexicalSpec
-from core.settings import LexicalSettings
-from core.store.base import CollectionSpec
+from ragctl.core.errors import ConfigError
+from ragctl.core.lexical import LexicalEncoder, LexicalSpec
+from ragctl.core.settings import LexicalSettings
+from ragctl.core.store.base import CollectionSpec
 
 
 def _weights(encoder, text):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from core.records import Document
-from ingest.errors import IngestError
-from ingest.loaders import SUPPORTED_EXTENSIONS, Skipped, iter_documents
+from ragctl.core.records import Document
+from ragctl.ingest.errors import IngestError
+from ragctl.ingest.loaders import SUPPORTED_EXTENSIONS, Skipped, iter_documents
 
 
 def load(*paths: Path, base: Path, **kwargs: object) -> list[Document | Skipped]:

@@ -1,6 +1,6 @@
 import pytest
 
-from core.registry import ModelRecord, ModelRegistry, RegistryError, resolve_ref
+from ragctl.core.registry import ModelRecord, ModelRegistry, RegistryError, resolve_ref
 
 
 def test_registry_base_models_get_versions_in_order(tmp_path):

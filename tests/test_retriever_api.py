@@ -10,12 +10,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from core.collections import spec_for_new
-from core.errors import StoreError
-from core.records import Document
-from core.settings import load_settings
-from retriever.app import create_app
-from retriever.testing import KeywordEncoder
+from ragctl.core.collections import spec_for_new
+from ragctl.core.errors import StoreError
+from ragctl.core.records import Document
+from ragctl.core.settings import load_settings
+from ragctl.retriever.app import create_app
+from ragctl.retriever.testing import KeywordEncoder
 
 ADMIN_KEY = "test-admin-key-0123456789"
 DOCS = [

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from retriever.batching import QueryBatcher
-from retriever.testing import KeywordEncoder
+from ragctl.retriever.batching import QueryBatcher
+from ragctl.retriever.testing import KeywordEncoder
 
 
 def _wait_for(predicate, timeout_s=5.0):

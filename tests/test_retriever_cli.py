@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from core.settings import load_settings
-from ragctl.cli import main
-from retriever.feedback_log import FeedbackEvent, SearchEvent, open_feedback_log
+from ragctl.cli.main import main
+from ragctl.core.settings import load_settings
+from ragctl.retriever.feedback_log import FeedbackEvent, SearchEvent, open_feedback_log
 
 
 def _run(*args, expect=0):
@@ -75,7 +75,7 @@ def test_retriever_cli_feedback_export_jsonl_to_stdout_and_file(filled_log, tmp_
 
 
 def test_retriever_cli_feedback_export_rows_load_in_evalkit(filled_log, tmp_path):
-    from evalkit.sources.feedback import read_feedback
+    from ragctl.evalkit.sources.feedback import read_feedback
 
     out = tmp_path / "feedback.jsonl"
     _run("feedback", "export", "--out", str(out))
@@ -106,7 +106,7 @@ def test_retriever_cli_feedback_without_a_log_says_so():
 
 
 def test_retriever_client_unreachable_and_bad_urls():
-    from retriever.client import ApiClientError, RetrieverClient
+    from ragctl.retriever.client import ApiClientError, RetrieverClient
 
     with pytest.raises(ApiClientError, match="must be an http"):
         RetrieverClient("localhost:8000")

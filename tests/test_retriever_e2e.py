@@ -18,8 +18,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from ragctl.cli import main
-from retriever.client import ApiClientError, RetrieverClient
+from ragctl.cli.main import main
+from ragctl.retriever.client import ApiClientError, RetrieverClient
 
 pytestmark = pytest.mark.slow
 

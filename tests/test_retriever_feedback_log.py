@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core.settings import load_settings
-from retriever.errors import FeedbackLogError
-from retriever.feedback_log import (
+from ragctl.core.settings import load_settings
+from ragctl.retriever.errors import FeedbackLogError
+from ragctl.retriever.feedback_log import (
     EXPORT_FIELDS,
     FeedbackEvent,
     FeedbackLog,

@@ -8,9 +8,9 @@ responses must conform to the documented status codes and schemas, and every 4xx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from core.settings import load_settings
-from retriever.app import create_app
-from retriever.testing import KeywordEncoder
+from ragctl.core.settings import load_settings
+from ragctl.retriever.app import create_app
+from ragctl.retriever.testing import KeywordEncoder
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402

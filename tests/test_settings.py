@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.errors import ConfigError
-from core.settings import Settings, load_settings
+from ragctl.core.errors import ConfigError
+from ragctl.core.settings import Settings, load_settings
 
 
 def test_settings_defaults():

@@ -8,14 +8,14 @@ import uuid
 import numpy as np
 import pytest
 
-from core.encoder import Embeddings
-from core.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from core.ids import chunk_id
-from core.matryoshka import normalize, truncate
-from core.records import Chunk
-from core.store.base import CollectionSpec
-from core.store.edge import EdgeStore
-from core.store.server import ServerStore
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from ragctl.core.ids import chunk_id
+from ragctl.core.matryoshka import normalize, truncate
+from ragctl.core.records import Chunk
+from ragctl.core.store.base import CollectionSpec
+from ragctl.core.store.edge import EdgeStore
+from ragctl.core.store.server import ServerStore
 
 DIM, SHORT = 32, 8
 BACKENDS = ["edge", "local", "server"]

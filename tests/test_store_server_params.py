@@ -17,16 +17,16 @@ from pydantic import ValidationError
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from core.encoder import Embeddings
-from core.errors import StoreError
-from core.ids import chunk_id
-from core.lexical import LexicalSpec
-from core.matryoshka import normalize, truncate
-from core.records import Chunk
-from core.settings import Settings, StoreSettings, load_settings
-from core.store import open_store
-from core.store.base import CollectionSpec
-from core.store.server import ServerParams, ServerStore
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import StoreError
+from ragctl.core.ids import chunk_id
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.matryoshka import normalize, truncate
+from ragctl.core.records import Chunk
+from ragctl.core.settings import Settings, StoreSettings, load_settings
+from ragctl.core.store import open_store
+from ragctl.core.store.base import CollectionSpec
+from ragctl.core.store.server import ServerParams, ServerStore
 
 DIM, SHORT = 32, 8
 COSINE = models.Distance.COSINE
@@ -261,7 +261,7 @@ def fake_remote(monkeypatch):
     FakeRemote.instances = []
     FakeRemote.failures = []
     monkeypatch.setattr(qdrant_client, "QdrantClient", FakeRemote)
-    monkeypatch.setattr("core.store.server.time.sleep", lambda s: None)
+    monkeypatch.setattr("ragctl.core.store.server.time.sleep", lambda s: None)
     return FakeRemote
 
 

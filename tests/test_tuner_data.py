@@ -5,12 +5,12 @@ import json
 import httpx
 import pytest
 
-from core.records import Chunk
-from core.settings import LLMSettings
-from tuner.errors import TunerError
-from tuner.pairs import PairSet, TrainingPair, add_feedback, deduplicate, read_pair_file
-from tuner.split import drop_queries, split_heldout
-from tuner.synth import LLMQuestionGenerator, offline_questions, parse_questions
+from ragctl.core.records import Chunk
+from ragctl.core.settings import LLMSettings
+from ragctl.tuner.errors import TunerError
+from ragctl.tuner.pairs import PairSet, TrainingPair, add_feedback, deduplicate, read_pair_file
+from ragctl.tuner.split import drop_queries, split_heldout
+from ragctl.tuner.synth import LLMQuestionGenerator, offline_questions, parse_questions
 
 
 def test_pairs_from_feedback_split_relevant_and_negatives():

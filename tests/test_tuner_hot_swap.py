@@ -7,9 +7,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from core.registry import ModelRecord, ModelRegistry
-from core.settings import load_settings
-from retriever.app import create_app
+from ragctl.core.registry import ModelRecord, ModelRegistry
+from ragctl.core.settings import load_settings
+from ragctl.retriever.app import create_app
 
 KEY = "test-admin-key"
 QUERY = "how often are the grinder burrs replaced?"

@@ -8,18 +8,18 @@ from dataclasses import replace
 import pytest
 from conftest import REPO_ROOT
 
-from core.collections import encoder_for, open_or_create
-from core.records import Document
-from core.registry import ModelRecord, ModelRegistry
-from core.settings import load_settings
-from core.store.edge import EdgeStore
-from ingest.loaders import iter_documents
-from ingest.pipeline import ingest_documents, make_chunker
-from tuner.loop import RetuneOptions, retune
-from tuner.pairs import pin_to_chunks
-from tuner.promote import reembed, rollback, switch
-from tuner.publish import files_to_upload
-from tuner.train import TrainConfig
+from ragctl.core.collections import encoder_for, open_or_create
+from ragctl.core.records import Document
+from ragctl.core.registry import ModelRecord, ModelRegistry
+from ragctl.core.settings import load_settings
+from ragctl.core.store.edge import EdgeStore
+from ragctl.ingest.loaders import iter_documents
+from ragctl.ingest.pipeline import ingest_documents, make_chunker
+from ragctl.tuner.loop import RetuneOptions, retune
+from ragctl.tuner.pairs import pin_to_chunks
+from ragctl.tuner.promote import reembed, rollback, switch
+from ragctl.tuner.publish import files_to_upload
+from ragctl.tuner.train import TrainConfig
 
 
 @pytest.fixture(scope="session")
@@ -230,9 +230,9 @@ def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
 def test_hard_negatives_from_each_ranker_skip_positives_and_false_negatives(
     demo, real_encoder, source
 ):
-    from core.lexical import LexicalEncoder
-    from tuner.negatives import mine_hard_negatives
-    from tuner.pairs import TrainingPair, normalize_query
+    from ragctl.core.lexical import LexicalEncoder
+    from ragctl.tuner.negatives import mine_hard_negatives
+    from ragctl.tuner.pairs import TrainingPair, normalize_query
 
     settings, store, feedback, _ = demo
     physical = store.resolve("docs")

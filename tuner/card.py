@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tuner.pairs import TrainingPair
+from ragctl.tuner.pairs import TrainingPair
 
 
 def data_fingerprint(pairs: Sequence[TrainingPair]) -> str:

@@ -13,22 +13,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.collections import encoder_for
-from core.encoder import Encoder, resolve_model
-from core.profile import resolve_profile, settings_fusion, tuned_profile
-from core.registry import ModelRecord, ModelRegistry, resolve_ref
-from core.settings import Settings
-from core.store.base import DENSE, HYBRID, SPARSE, CollectionSpec, VectorStore
-from evalkit.datasets import EvalDataset
-from evalkit.gate import GateDecision, GateRule, decide
-from evalkit.results import HYBRID as HYBRID_ROW
-from evalkit.results import SPARSE as SPARSE_ROW
-from evalkit.results import TWO_STAGE, EvalReport
-from evalkit.runs import FUSION_GRID, EvalOptions, evaluate
-from tuner.card import data_fingerprint, write_card
-from tuner.errors import TunerError
-from tuner.negatives import MiningReport, mine_hard_negatives
-from tuner.pairs import (
+from ragctl.core.collections import encoder_for
+from ragctl.core.encoder import Encoder, resolve_model
+from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
+from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
+from ragctl.core.settings import Settings
+from ragctl.core.store.base import DENSE, HYBRID, SPARSE, CollectionSpec, VectorStore
+from ragctl.evalkit.datasets import EvalDataset
+from ragctl.evalkit.gate import GateDecision, GateRule, decide
+from ragctl.evalkit.results import HYBRID as HYBRID_ROW
+from ragctl.evalkit.results import SPARSE as SPARSE_ROW
+from ragctl.evalkit.results import TWO_STAGE, EvalReport
+from ragctl.evalkit.runs import FUSION_GRID, EvalOptions, evaluate
+from ragctl.tuner.card import data_fingerprint, write_card
+from ragctl.tuner.errors import TunerError
+from ragctl.tuner.negatives import MiningReport, mine_hard_negatives
+from ragctl.tuner.pairs import (
     PairSet,
     TrainingPair,
     add_feedback,
@@ -39,9 +39,9 @@ from tuner.pairs import (
     read_pair_file,
     refresh_from_store,
 )
-from tuner.promote import SyncReport, reembed, switch, version_encoder
-from tuner.split import drop_queries, split_heldout
-from tuner.train import TrainConfig, TrainResult, train
+from ragctl.tuner.promote import SyncReport, reembed, switch, version_encoder
+from ragctl.tuner.split import drop_queries, split_heldout
+from ragctl.tuner.train import TrainConfig, TrainResult, train
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def guard_reports(
     path = settings.tuner.gate.guard_dataset
     if path is None:
         return None, None
-    from evalkit.datasets import load_eval_dataset
+    from ragctl.evalkit.datasets import load_eval_dataset
 
     guard = load_eval_dataset(path, "test").subset(max_corpus=limit)
     # Forgetting is a property of the dense model: no lexical rows on the guard set.
@@ -413,6 +413,6 @@ def _config_key(config: TrainConfig) -> str:
 
 
 def _card_table(serving: EvalReport, candidate: EvalReport) -> str:
-    from evalkit.compare import compare_reports, format_comparison_markdown
+    from ragctl.evalkit.compare import compare_reports, format_comparison_markdown
 
     return format_comparison_markdown(compare_reports(serving, candidate))

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.encoder import Encoder
-from core.records import Hit
-from core.store.base import VectorStore
-from tuner.pairs import TrainingPair, normalize_query
+from ragctl.core.encoder import Encoder
+from ragctl.core.records import Hit
+from ragctl.core.store.base import VectorStore
+from ragctl.tuner.pairs import TrainingPair, normalize_query
 
 logger = logging.getLogger(__name__)
 

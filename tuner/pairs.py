@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.encoder import Encoder
-from core.store.base import VectorStore
-from evalkit.sources.records import iter_table_records, text_field
-from tuner.errors import TunerError
+from ragctl.core.encoder import Encoder
+from ragctl.core.store.base import VectorStore
+from ragctl.evalkit.sources.records import iter_table_records, text_field
+from ragctl.tuner.errors import TunerError
 
 logger = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from core.collections import encoder_for, spec_for_new
-from core.encoder import Encoder
-from core.errors import CollectionNotFoundError
-from core.registry import ModelRecord, ModelRegistry
-from core.settings import Settings
-from core.store.base import CollectionSpec, VectorStore, physical_name
-from tuner.errors import RejectedModelError, TunerError
+from ragctl.core.collections import encoder_for, spec_for_new
+from ragctl.core.encoder import Encoder
+from ragctl.core.errors import CollectionNotFoundError
+from ragctl.core.registry import ModelRecord, ModelRegistry
+from ragctl.core.settings import Settings
+from ragctl.core.store.base import CollectionSpec, VectorStore, physical_name
+from ragctl.tuner.errors import RejectedModelError, TunerError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tuner.errors import TunerError
+from ragctl.tuner.errors import TunerError
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 
-from tuner.errors import TunerError
-from tuner.pairs import TrainingPair, normalize_query
+from ragctl.tuner.errors import TunerError
+from ragctl.tuner.pairs import TrainingPair, normalize_query
 
 
 def _bucket(query: str, seed: int) -> float:

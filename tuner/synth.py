@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.encoder import Encoder
-from core.records import Chunk
-from core.settings import LLMSettings
-from core.store.base import VectorStore
-from tuner.errors import TunerError
-from tuner.pairs import TrainingPair
+from ragctl.core.encoder import Encoder
+from ragctl.core.records import Chunk
+from ragctl.core.settings import LLMSettings
+from ragctl.core.store.base import VectorStore
+from ragctl.tuner.errors import TunerError
+from ragctl.tuner.pairs import TrainingPair
 
 if TYPE_CHECKING:
     import httpx

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import TunerError
-from tuner.pairs import TrainingPair
+from ragctl.tuner.errors import TunerError
+from ragctl.tuner.pairs import TrainingPair
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def train(
     )
     from transformers import TrainerCallback
 
-    from core.encoder import pick_device
+    from ragctl.core.encoder import pick_device
 
     if len(pairs) < config.batch_size:
         raise TunerError(

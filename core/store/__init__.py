@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.settings import Settings
-    from core.store.base import VectorStore
+    from ragctl.core.settings import Settings
+    from ragctl.core.store.base import VectorStore
 
 
 def open_store(settings: Settings) -> VectorStore:
     """Open the embedded store (no `store.url`) or connect to the Qdrant server at `store.url`."""
     if settings.store.url is None:
-        from core.store.edge import EdgeStore
+        from ragctl.core.store.edge import EdgeStore
 
         return EdgeStore(settings.qdrant_path)
-    from core.store.server import ServerParams, ServerStore
+    from ragctl.core.store.server import ServerParams, ServerStore
 
     api_key = settings.store.api_key.get_secret_value() if settings.store.api_key else None
     return ServerStore.connect(

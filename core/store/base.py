@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from core.encoder import Embeddings
-from core.errors import CollectionNotFoundError, StoreError
-from core.lexical import LEXICAL_VECTOR, LexicalSpec, SparseVector, lexical_encoder
-from core.records import Chunk, Hit
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import CollectionNotFoundError, StoreError
+from ragctl.core.lexical import LEXICAL_VECTOR, LexicalSpec, SparseVector, lexical_encoder
+from ragctl.core.records import Chunk, Hit
 
 FULL_VECTOR = "full"
 _PHYSICAL_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*?)__v(?P<version>[1-9][0-9]*)$")

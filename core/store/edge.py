@@ -17,12 +17,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.encoder import Embeddings
-from core.errors import CollectionNotFoundError, StoreError
-from core.ids import point_id
-from core.lexical import LEXICAL_VECTOR
-from core.records import Chunk, Hit
-from core.store.base import (
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import CollectionNotFoundError, StoreError
+from ragctl.core.ids import point_id
+from ragctl.core.lexical import LEXICAL_VECTOR
+from ragctl.core.records import Chunk, Hit
+from ragctl.core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
     PayloadFilter,
@@ -36,7 +36,7 @@ from core.store.base import (
     parse_physical,
     shortlist_vector,
 )
-from core.store.files import ProcessLock, read_json, write_json_atomic
+from ragctl.core.store.files import ProcessLock, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from core.errors import StoreLockedError
+from ragctl.core.errors import StoreLockedError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -20,12 +20,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.encoder import Embeddings
-from core.errors import CollectionNotFoundError, StoreError
-from core.ids import point_id
-from core.lexical import LEXICAL_VECTOR
-from core.records import Chunk, Hit
-from core.store.base import (
+from ragctl.core.encoder import Embeddings
+from ragctl.core.errors import CollectionNotFoundError, StoreError
+from ragctl.core.ids import point_id
+from ragctl.core.lexical import LEXICAL_VECTOR
+from ragctl.core.records import Chunk, Hit
+from ragctl.core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
     PayloadFilter,
@@ -43,7 +43,7 @@ from core.store.base import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-    from core.settings import StoreSettings
+    from ragctl.core.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 

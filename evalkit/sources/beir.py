@@ -5,8 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from evalkit.errors import EvalError
-from evalkit.sources.records import RawDataset, id_field, iter_json_records, text_field, where
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.sources.records import (
+    RawDataset,
+    id_field,
+    iter_json_records,
+    text_field,
+    where,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalError
-from evalkit.sources.records import RawDataset, id_field, iter_json_records, nonempty_text
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.sources.records import RawDataset, id_field, iter_json_records, nonempty_text
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from evalkit.errors import EvalError
-from evalkit.sources.beir import join_title
-from evalkit.sources.pairs import PairColumns, read_pair_records
-from evalkit.sources.records import RawDataset, id_field, text_field
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.sources.beir import join_title
+from ragctl.evalkit.sources.pairs import PairColumns, read_pair_records
+from ragctl.evalkit.sources.records import RawDataset, id_field, text_field
 
 logger = logging.getLogger(__name__)
 

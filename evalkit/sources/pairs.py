@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalError
-from evalkit.sources.records import (
+from ragctl.evalkit.errors import EvalError
+from ragctl.evalkit.sources.records import (
     TABLE_SUFFIXES,
     RawDataset,
     id_field,

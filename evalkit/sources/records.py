@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalError
+from ragctl.evalkit.errors import EvalError
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TABLE_SUFFIXES = (*JSON_SUFFIXES, ".csv", ".parquet")

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from retriever.deps import AdminDep, MetricsDep, ServiceDep
-from retriever.error_handlers import ADMIN_RESPONSES
-from retriever.schemas import CollectionOut, CollectionsResponse, ReloadResponse
-from retriever.service import ReloadOutcome
+from ragctl.retriever.deps import AdminDep, MetricsDep, ServiceDep
+from ragctl.retriever.error_handlers import ADMIN_RESPONSES
+from ragctl.retriever.schemas import CollectionOut, CollectionsResponse, ReloadResponse
+from ragctl.retriever.service import ReloadOutcome
 
 router = APIRouter(
     prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES

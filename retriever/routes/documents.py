@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
-from core.records import Document
-from retriever.deps import MetricsDep, ServiceDep
-from retriever.error_handlers import ERROR_RESPONSES
-from retriever.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
+from ragctl.core.records import Document
+from ragctl.retriever.deps import MetricsDep, ServiceDep
+from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 

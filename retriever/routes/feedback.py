@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from retriever.deps import MetricsDep, ServiceDep
-from retriever.error_handlers import ERROR_RESPONSES
-from retriever.schemas import FeedbackRequest, FeedbackResponse
+from ragctl.retriever.deps import MetricsDep, ServiceDep
+from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

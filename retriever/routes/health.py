@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from retriever.deps import MetricsDep
-from retriever.errors import NotReadyError
-from retriever.schemas import ErrorResponse, HealthResponse, ReadyResponse
-from retriever.service import RetrieverService
+from ragctl.retriever.deps import MetricsDep
+from ragctl.retriever.errors import NotReadyError
+from ragctl.retriever.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from ragctl.retriever.service import RetrieverService
 
 router = APIRouter(tags=["operations"])
 

@@ -7,9 +7,9 @@ import time
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from retriever.deps import MetricsDep, ServiceDep
-from retriever.error_handlers import ERROR_RESPONSES
-from retriever.schemas import SearchRequest, SearchResponse, SearchResult
+from ragctl.retriever.deps import MetricsDep, ServiceDep
+from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.schemas import SearchRequest, SearchResponse, SearchResult
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ragctl.context import state, translate_errors
-from ragctl.output import table
+from ragctl.cli.context import state, translate_errors
+from ragctl.cli.output import table
 
 if TYPE_CHECKING:
-    from core.settings import Settings
-    from core.store.base import VectorStore
-    from tuner.synth import SyntheticQuestion
+    from ragctl.core.settings import Settings
+    from ragctl.core.store.base import VectorStore
+    from ragctl.tuner.synth import SyntheticQuestion
 
 _COLLECTION = click.option("--collection", "-c", help="Collection (alias) name; default `docs`.")
 
@@ -43,8 +43,8 @@ def _synthesize(
     per_chunk: int,
 ) -> list[SyntheticQuestion]:
     """About `count` questions for random chunks, round-trip filtered with the serving model."""
-    from core.collections import encoder_for
-    from tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
+    from ragctl.core.collections import encoder_for
+    from ragctl.tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
 
     chunks = [c for batch in store.scroll_chunks(physical, batch_size=1024) for c in batch]
     rng = random.Random(settings.tuner.seed)
@@ -154,10 +154,10 @@ def retune(
     mode, and promotes only if the gate passes in the serving mode: re-embeds the collection
     into NAME__vN and switches the alias. The previous collection is kept for `ragctl rollback`.
     """
-    from core.store import open_store
-    from tuner.loop import RetuneOptions
-    from tuner.loop import retune as run_retune
-    from tuner.train import TrainConfig
+    from ragctl.core.store import open_store
+    from ragctl.tuner.loop import RetuneOptions
+    from ragctl.tuner.loop import retune as run_retune
+    from ragctl.tuner.train import TrainConfig
 
     settings = state(ctx).settings(
         collection=collection,
@@ -176,7 +176,7 @@ def retune(
     if feedback_file:
         feedback = list(_read_jsonl(feedback_file))
     elif from_log:
-        from retriever.feedback_log import open_feedback_log
+        from ragctl.retriever.feedback_log import open_feedback_log
 
         with open_feedback_log(settings, create=False) as log:
             feedback = list(log.iter_feedback())
@@ -340,7 +340,7 @@ def synth(
     vLLM, Ollama and OpenAI work) with retries and an on-disk cache, or --offline. Only
     questions whose chunk the serving model ranks in its top k (tuner.round_trip_k) are kept.
     """
-    from core.store import open_store
+    from ragctl.core.store import open_store
 
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:
@@ -378,7 +378,7 @@ def models() -> None:
 @translate_errors
 def models_list(ctx: click.Context) -> None:
     """Every model version with status, parent, gate decision and best search mode measured."""
-    from core.registry import ModelRegistry
+    from ragctl.core.registry import ModelRegistry
 
     settings = state(ctx).settings()
     records = ModelRegistry(settings.data_dir).records()
@@ -407,7 +407,7 @@ def models_list(ctx: click.Context) -> None:
 @translate_errors
 def models_show(ctx: click.Context, version: str) -> None:
     """Everything recorded about one version (JSON)."""
-    from core.registry import ModelRegistry
+    from ragctl.core.registry import ModelRegistry
 
     settings = state(ctx).settings()
     record = ModelRegistry(settings.data_dir).get(_version(version))
@@ -426,10 +426,10 @@ def models_activate(ctx: click.Context, version: str, collection: str | None, fo
     With a retriever running on the embedded store, use its admin API instead
     (POST /v1/admin/models/{version}/activate): it holds the store.
     """
-    from core.registry import ModelRegistry
-    from core.store import open_store
-    from core.store.base import physical_name
-    from tuner.promote import check_servable, reembed, switch, version_encoder
+    from ragctl.core.registry import ModelRegistry
+    from ragctl.core.store import open_store
+    from ragctl.core.store.base import physical_name
+    from ragctl.tuner.promote import check_servable, reembed, switch, version_encoder
 
     settings = state(ctx).settings(collection=collection)
     number = _version(version)
@@ -458,10 +458,10 @@ def rollback(ctx: click.Context, collection: str | None) -> None:
     Chunks written since are caught up first. With a retriever running on the embedded store,
     use POST /v1/admin/rollback instead.
     """
-    from core.collections import encoder_for
-    from core.registry import ModelRegistry
-    from core.store import open_store
-    from tuner.promote import rollback as run_rollback
+    from ragctl.core.collections import encoder_for
+    from ragctl.core.registry import ModelRegistry
+    from ragctl.core.store import open_store
+    from ragctl.tuner.promote import rollback as run_rollback
 
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:
@@ -490,8 +490,8 @@ def push(ctx: click.Context, version: str, repo_id: str, private: bool, dry_run:
 
     The token comes from `huggingface-cli login` or HF_TOKEN.
     """
-    from core.registry import ModelRegistry
-    from tuner.publish import files_to_upload, push_model
+    from ragctl.core.registry import ModelRegistry
+    from ragctl.tuner.publish import files_to_upload, push_model
 
     settings = state(ctx).settings()
     registry = ModelRegistry(settings.data_dir)

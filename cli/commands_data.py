@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ragctl.commands_serve import API_OPTION_HELP
-from ragctl.context import state, translate_errors
-from ragctl.output import shorten, table
+from ragctl.cli.commands_serve import API_OPTION_HELP
+from ragctl.cli.context import state, translate_errors
+from ragctl.cli.output import shorten, table
 
 _COLLECTION = click.option(
     "--collection",
@@ -54,14 +54,14 @@ def ingest(
     oversized inputs are skipped with one line each.
     """
     if api:
-        from ragctl.commands_serve import ingest_via_api
+        from ragctl.cli.commands_serve import ingest_via_api
 
         _refuse_with_api(collection=collection, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         ingest_via_api(ctx, api, paths, include, exclude)
         return
-    from core.collections import open_or_create
-    from core.store import open_store
-    from ingest.pipeline import IngestReport, ingest_paths, make_chunker
+    from ragctl.core.collections import open_or_create
+    from ragctl.core.store import open_store
+    from ragctl.ingest.pipeline import IngestReport, ingest_paths, make_chunker
 
     settings = state(ctx).settings(
         collection=collection,
@@ -147,16 +147,16 @@ def search(
 ) -> None:
     """Search a collection: dense (shortlist on the Matryoshka vector, rerank on the full one),
     sparse (BM25) or hybrid (both, fused in one query)."""
-    from core.collections import encoder_for
-    from core.profile import resolve_profile, tuned_profile
-    from core.store import open_store
-    from core.store.base import SPARSE
+    from ragctl.core.collections import encoder_for
+    from ragctl.core.profile import resolve_profile, tuned_profile
+    from ragctl.core.store import open_store
+    from ragctl.core.store.base import SPARSE
 
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
     payload_filter = _parse_filters(filters)
     if api:
-        from ragctl.commands_serve import search_via_api
+        from ragctl.cli.commands_serve import search_via_api
 
         _refuse_with_api(collection=collection)
         answer = search_via_api(
@@ -241,7 +241,7 @@ def collections(ctx: click.Context, as_json: bool) -> None:
     Each model version of a collection is its own physical collection NAME__vN; the alias
     NAME points at the one being served. Older versions stay until dropped, for rollback.
     """
-    from core.store import open_store
+    from ragctl.core.store import open_store
 
     with open_store(state(ctx).settings()) as store:
         infos = store.collections()
@@ -290,10 +290,10 @@ def delete(
     ctx: click.Context, doc_ids: tuple[str, ...], collection: str | None, api: str | None
 ) -> None:
     """Delete documents (all their chunks) by doc id from the serving collection."""
-    from core.store import open_store
+    from ragctl.core.store import open_store
 
     if api:
-        from ragctl.commands_serve import delete_via_api
+        from ragctl.cli.commands_serve import delete_via_api
 
         _refuse_with_api(collection=collection)
         deleted, where = delete_via_api(api, doc_ids)

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from ragctl import commands_data, commands_eval, commands_serve, commands_tune
-from ragctl.context import State
+from ragctl.cli import commands_data, commands_eval, commands_serve, commands_tune
+from ragctl.cli.context import State
 
 
 def _setup_logging(verbose: int) -> None:

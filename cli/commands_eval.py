@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ragctl.context import state, translate_errors
+from ragctl.cli.context import state, translate_errors
 
 
 def _parse_dims(value: str | None) -> tuple[int, ...] | None:
@@ -114,11 +114,11 @@ def eval_command(
     Example:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
     """
-    from core.encoder import Encoder
-    from core.profile import settings_fusion
-    from evalkit.datasets import load_eval_dataset
-    from evalkit.report import format_text, write_outputs
-    from evalkit.runs import FUSION_GRID, EvalOptions, evaluate
+    from ragctl.core.encoder import Encoder
+    from ragctl.core.profile import settings_fusion
+    from ragctl.evalkit.datasets import load_eval_dataset
+    from ragctl.evalkit.report import format_text, write_outputs
+    from ragctl.evalkit.runs import FUSION_GRID, EvalOptions, evaluate
 
     parsed_dims = _parse_dims(dims)
     settings = state(ctx).settings(
@@ -174,8 +174,12 @@ def compare(base: Path, tuned: Path, out_file: Path | None) -> None:
     Example:
       ragctl compare eval/base/report.json eval/tuned/report.json --out compare.md
     """
-    from evalkit.compare import compare_reports, format_comparison, format_comparison_markdown
-    from evalkit.results import load_report
+    from ragctl.evalkit.compare import (
+        compare_reports,
+        format_comparison,
+        format_comparison_markdown,
+    )
+    from ragctl.evalkit.results import load_report
 
     comparison = compare_reports(load_report(base), load_report(tuned))
     click.echo(format_comparison(comparison))

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from core.errors import RagctlError
-from core.settings import Settings, load_settings
+from ragctl.core.errors import RagctlError
+from ragctl.core.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

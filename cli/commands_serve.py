@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ragctl.context import state, translate_errors
-from ragctl.output import table
+from ragctl.cli.context import state, translate_errors
+from ragctl.cli.output import table
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from core.settings import Settings
+    from ragctl.core.settings import Settings
 
 # Settings handed to uvicorn's worker processes (they re-import the app by name).
 _WORKER_SETTINGS_ENV = "_RAGCTL_SERVE_SETTINGS_JSON"
@@ -73,7 +73,7 @@ def serve(
         return
     os.environ[_WORKER_SETTINGS_ENV] = json.dumps(_reveal(settings.model_dump(mode="python")))
     uvicorn.run(
-        "ragctl.commands_serve:worker_app",
+        "ragctl.cli.commands_serve:worker_app",
         factory=True,
         host=server.host,
         port=server.port,
@@ -84,7 +84,7 @@ def serve(
 
 def worker_app() -> FastAPI:
     """The app of one uvicorn worker process, from the settings `serve` handed down."""
-    from core.settings import Settings
+    from ragctl.core.settings import Settings
 
     raw = os.environ.get(_WORKER_SETTINGS_ENV)
     if raw is None:
@@ -104,7 +104,7 @@ def _configure_torch(settings: Settings) -> None:
 
 
 def _app(settings: Settings) -> FastAPI:
-    from retriever.app import create_app
+    from ragctl.retriever.app import create_app
 
     return create_app(settings)
 
@@ -155,7 +155,7 @@ def export(ctx: click.Context, since: str | None, out: Path | None) -> None:
     rank (1-based position in the search's results, null if not returned) and created_at
     (ISO 8601, UTC).
     """
-    from retriever.feedback_log import open_feedback_log, parse_since
+    from ragctl.retriever.feedback_log import open_feedback_log, parse_since
 
     settings = state(ctx).settings()
     try:
@@ -190,7 +190,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    from retriever.feedback_log import open_feedback_log
+    from ragctl.retriever.feedback_log import open_feedback_log
 
     with open_feedback_log(state(ctx).settings(), create=False) as log:
         result = log.stats()
@@ -237,7 +237,7 @@ def search_via_api(
     mode: str | None = None,
 ) -> dict[str, Any]:
     """`POST /v1/search` on a running retriever."""
-    from retriever.client import RetrieverClient
+    from ragctl.retriever.client import RetrieverClient
 
     return RetrieverClient(url).search(
         query,
@@ -251,7 +251,7 @@ def search_via_api(
 
 def delete_via_api(url: str, doc_ids: tuple[str, ...]) -> tuple[int, str]:
     """Delete documents through a running retriever; returns (chunks deleted, collection)."""
-    from retriever.client import ApiClientError, RetrieverClient
+    from ragctl.retriever.client import ApiClientError, RetrieverClient
 
     client = RetrieverClient(url)
     deleted, collection = 0, "the served collection"
@@ -275,8 +275,8 @@ def ingest_via_api(
     exclude: tuple[str, ...],
 ) -> None:
     """Load files here, send them to a running retriever in batches, print the summary."""
-    from ingest.loaders import Skipped, iter_documents
-    from retriever.client import RetrieverClient
+    from ragctl.ingest.loaders import Skipped, iter_documents
+    from ragctl.retriever.client import RetrieverClient
 
     settings = state(ctx).settings()
     client = RetrieverClient(url)
