@@ -10,16 +10,22 @@ TORCH_INDEX ?=
 DEMO_DIR ?= .ragctl-demo
 RAGCTL = $(BIN)/ragctl --data-dir $(DEMO_DIR)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install constraints demo test lint bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+# The exact versions of everything installed, after a dependency change (torch stays apart).
+constraints: install
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -v '^torch==' | grep -vi '^ragctl' | sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 # The whole loop on the embedded store, offline: ingest the demo corpus, search, replay the
 # demo's logged feedback into a retune (a few CPU minutes) and see the gate's verdict, serve

@@ -25,3 +25,21 @@ class StoreLockedError(StoreError):
 
 class CollectionNotFoundError(StoreError):
     """No collection or alias of that name exists."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional feature's package is not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> None:
+    """Raise `MissingExtraError` naming the pip extra when `module` cannot be imported.
+
+    The core service installs without the optional packages (plots, Parquet, the bm25s
+    baseline); the features that need them call this first.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{feature} needs the optional package {module!r}: pip install 'ragctl[{extra}]'"
+        )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ragctl.core.errors import require_extra
 from ragctl.evalkit.search import id_ranks, top_k_rows
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def bm25_rankings(
         k: Docs per query at most.
         params: BM25 settings.
     """
+    require_extra("bm25s", "bm25", "the bm25s baseline")
+    require_extra("Stemmer", "bm25", "the bm25s baseline")
     import bm25s
     import Stemmer
 

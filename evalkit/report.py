@@ -5,10 +5,12 @@ JSON lives with the data classes (`evalkit.results.save_report` / `load_report`)
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ragctl.core.errors import require_extra
 from ragctl.evalkit.errors import EvalError
 from ragctl.evalkit.results import BM25, EXACT, TWO_STAGE, EvalReport
 
@@ -134,6 +136,7 @@ def plot_metric(
     Raises:
         EvalError: No report has exact rows with `metric`.
     """
+    require_extra("matplotlib", "plots", "plotting eval reports")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,6 +212,9 @@ def write_outputs(report: EvalReport, out_dir: Path, *, metric: str = "ndcg@10")
     md_path = out_dir / "report.md"
     md_path.write_text(format_markdown(report), encoding="utf-8")
     paths = [json_path, md_path]
-    if any(metric in r.metrics for r in report.rows if r.kind == EXACT):
+    plottable = any(metric in r.metrics for r in report.rows if r.kind == EXACT)
+    if plottable and importlib.util.find_spec("matplotlib") is None:
+        logger.warning("no plot written: pip install 'ragctl[plots]' for %s", out_dir / "ndcg.png")
+    elif plottable:
         paths.append(plot_metric([report], out_dir / "ndcg.png", metric=metric))
     return paths

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragctl.core.errors import require_extra
 from ragctl.evalkit.errors import EvalError
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -124,6 +125,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    require_extra("pyarrow", "parquet", f"reading the Parquet file {path}")
     import pyarrow.parquet as pq
 
     try:
