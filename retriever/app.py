@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.errors import RagctlError
+from ragctl.retriever.docs_ui import install_docs
 from ragctl.retriever.error_handlers import install_error_handlers
 from ragctl.retriever.metrics import Metrics
 from ragctl.retriever.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -61,7 +62,7 @@ def create_app(
         summary="Two-stage Matryoshka search over Qdrant, with feedback logging for tuning.",
         version=_version(),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from local files by install_docs
         redoc_url=None,
     )
     app.state.settings = settings
@@ -74,6 +75,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
     for module in (search, feedback, documents, health, admin):
         app.include_router(module.router)
+    install_docs(app)
     return app
 
 
