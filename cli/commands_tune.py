@@ -450,13 +450,15 @@ def models_activate(ctx: click.Context, version: str, collection: str | None, fo
 
 @click.command()
 @_COLLECTION
+@click.option("--force", is_flag=True, help="Roll back onto a version the gate rejected.")
 @click.pass_context
 @translate_errors
-def rollback(ctx: click.Context, collection: str | None) -> None:
-    """Serve the previous model version again (its collection was kept; no re-embedding).
+def rollback(ctx: click.Context, collection: str | None, force: bool) -> None:
+    """Serve the version that served before the current one (no re-embedding).
 
-    Chunks written since are caught up first. With a retriever running on the embedded store,
-    use POST /v1/admin/rollback instead.
+    Rollback walks back through what served: a second rollback goes further back, never
+    forward, and fails when nothing served earlier. Chunks written since are caught up first.
+    With a retriever running on the embedded store, use POST /v1/admin/rollback instead.
     """
     from ragctl.core.collections import encoder_for
     from ragctl.core.registry import ModelRegistry
@@ -470,6 +472,7 @@ def rollback(ctx: click.Context, collection: str | None) -> None:
             ModelRegistry(settings.data_dir),
             settings.collection,
             load_encoder=lambda spec: encoder_for(spec, settings),
+            force=force,
         )
     caught = f", caught up {report.caught_up.embedded} chunks" if report.caught_up else ""
     click.echo(

@@ -63,6 +63,7 @@ def open_or_create(
     target = store.aliases().get(name)
     if target is not None:
         spec = store.spec(target)
+        ModelRegistry(settings.data_dir).reconcile(name, spec.version)  # the alias is the truth
         if settings.model.name_or_path != spec.model:
             logger.warning(
                 "collection %s is embedded with model %r (v%d); ignoring model setting %r",

@@ -100,6 +100,9 @@ class RetrieverService:
         # One writer at a time per collection (ingest plans then writes; two concurrent upserts
         # of one document would race). Promotion/re-embedding can take the same lock.
         self.write_lock = threading.Lock()
+        # One admin operation (activate, rollback, reload) at a time in this process; the
+        # registry's admin lock serializes them across processes.
+        self.admin_lock = threading.Lock()
         batch = settings.retriever.query_batch_size
         self.batcher = (
             QueryBatcher(batch, workers=settings.retriever.query_encoder_threads)
@@ -382,6 +385,10 @@ class RetrieverService:
 
         Loads the new model first (seconds) while the old pair keeps serving, then swaps.
         """
+        with self.admin_lock:
+            return self._reload()
+
+    def _reload(self) -> ReloadOutcome:
         current = self.holder.current()
         try:
             target = self.store.resolve(self.settings.collection)
@@ -405,6 +412,10 @@ class RetrieverService:
             RegistryError: No such version.
             RejectedModelError: The gate rejected it and `force` is not set.
         """
+        with self.admin_lock:
+            return self._activate(version, force=force)
+
+    def _activate(self, version: int, *, force: bool) -> ReloadOutcome:
         from ragctl.core.registry import ModelRegistry
         from ragctl.core.store.base import physical_name
         from ragctl.tuner.promote import (
@@ -432,8 +443,17 @@ class RetrieverService:
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 
-    def rollback(self) -> ReloadOutcome:
-        """Serve the previous model version again (its collection was kept)."""
+    def rollback(self, *, force: bool = False) -> ReloadOutcome:
+        """Serve the version that served before the current one (history only goes back).
+
+        Raises:
+            ConflictError: Nothing served before the current version.
+            RejectedModelError: The earlier version was gate-rejected and `force` is unset.
+        """
+        with self.admin_lock:
+            return self._rollback(force=force)
+
+    def _rollback(self, *, force: bool) -> ReloadOutcome:
         from ragctl.core.collections import encoder_for
         from ragctl.core.registry import ModelRegistry, RegistryError
         from ragctl.tuner.promote import rollback
@@ -449,6 +469,7 @@ class RetrieverService:
                 registry,
                 self.settings.collection,
                 load_encoder=lambda spec: encoder_for(spec, self.settings),
+                force=force,
             )
             fresh = build_serving(self.store.spec(report.to_physical), self.settings)
             previous = self.holder.swap(fresh)

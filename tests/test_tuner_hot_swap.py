@@ -121,7 +121,7 @@ def test_promotion_and_rollback_under_search_load_fail_no_request(app_with_two_v
 def test_admin_activate_refuses_rejected_and_unknown_versions(app_with_two_versions):
     client, registry = app_with_two_versions
     admin = {"Authorization": f"Bearer {KEY}"}
-    registry.update(2, status="rejected", gate={"promote": False, "reason": "no gain"})
+    registry.update(2, gate={"promote": False, "reason": "no gain"})
     refused = client.post("/v1/admin/models/2/activate", headers=admin)
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_rejected"
     unknown = client.post("/v1/admin/models/9/activate", headers=admin)
@@ -129,7 +129,24 @@ def test_admin_activate_refuses_rejected_and_unknown_versions(app_with_two_versi
     assert client.post("/v1/admin/models/2/activate").status_code == 401
     forced = client.post("/v1/admin/models/2/activate?force=true", headers=admin)
     assert forced.status_code == 200 and forced.json()["model_version"] == 2
-    nothing = client.post("/v1/admin/rollback", headers=admin)
-    assert nothing.json()["current"] == "docs__v1"
+    back = client.post("/v1/admin/rollback", headers=admin)
+    assert back.status_code == 200 and back.json()["current"] == "docs__v1"
+    # Rollback only goes back: nothing served before v1, so the second one is refused.
     again = client.post("/v1/admin/rollback", headers=admin)
-    assert again.status_code == 200 and again.json()["current"] == "docs__v2"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "nothing_to_roll_back"
+    assert registry.serving("docs") == 1 and registry.history("docs") == [1]
+
+
+def test_admin_rollback_onto_a_rejected_version_needs_force(app_with_two_versions):
+    client, registry = app_with_two_versions
+    admin = {"Authorization": f"Bearer {KEY}"}
+    registry.update(2, gate={"promote": False, "reason": "no gain"})
+    assert client.post("/v1/admin/models/2/activate?force=true", headers=admin).status_code == 200
+    assert client.post("/v1/admin/models/1/activate", headers=admin).status_code == 200
+    assert registry.history("docs") == [1, 2, 1]
+    refused = client.post("/v1/admin/rollback", headers=admin)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_rejected"
+    assert registry.serving("docs") == 1
+    forced = client.post("/v1/admin/rollback?force=true", headers=admin)
+    assert forced.status_code == 200 and forced.json()["current"] == "docs__v2"
+    assert (registry.get(2).status, registry.history("docs")) == ("serving", [1, 2])

@@ -119,7 +119,7 @@ def version_encoder(serving: CollectionSpec, record: ModelRecord, settings: Sett
 
 def check_servable(record: ModelRecord, *, force: bool) -> None:
     """Refuse a version the gate rejected unless `force` is set."""
-    if record.status == "rejected" and not force:
+    if record.gate_rejected and not force:
         reason = (record.gate or {}).get("reason", "")
         raise RejectedModelError(
             f"v{record.version} was rejected by the gate ({reason[:200]}); "
@@ -131,8 +131,9 @@ def switch(store: VectorStore, registry: ModelRegistry, collection: str, version
     """Point the alias at `NAME__v{version}` (atomic) and record it in the registry."""
     target = physical_name(collection, version)
     store.spec(target)  # must exist
-    store.set_alias(collection, target)
-    registry.mark_serving(collection, version)
+    with registry.admin_lock():
+        store.set_alias(collection, target)
+        registry.mark_serving(collection, version)
     return target
 
 
@@ -156,14 +157,34 @@ def rollback(
     collection: str,
     *,
     load_encoder: Callable[[CollectionSpec], Encoder],
+    force: bool = False,
 ) -> RollbackReport:
-    """Serve the version that served before the current one again.
+    """Serve the version that served before the current one again (history only goes back).
 
     Its collection was kept, so nothing is re-embedded; only chunks added, changed or deleted
     since then are caught up (embedded with that version's own model) before the switch.
+    Rolling back onto a version the gate rejected (it served because it was forced) needs
+    `force` again.
+
+    Raises:
+        RegistryError: Nothing served before the current version.
+        RejectedModelError: The earlier version was rejected by the gate and `force` is unset.
     """
+    with registry.admin_lock():
+        return _rollback(store, registry, collection, load_encoder=load_encoder, force=force)
+
+
+def _rollback(
+    store: VectorStore,
+    registry: ModelRegistry,
+    collection: str,
+    *,
+    load_encoder: Callable[[CollectionSpec], Encoder],
+    force: bool,
+) -> RollbackReport:
     current = store.resolve(collection)
     version = registry.rollback_target(collection)
+    check_servable(registry.get(version), force=force)
     target = physical_name(collection, version)
     try:
         spec = store.spec(target)
@@ -176,5 +197,6 @@ def rollback(
         caught_up = sync_collection(
             store, source=current, target=target, encoder=load_encoder(spec)
         )
-    switch(store, registry, collection, version)
+    store.set_alias(collection, target)
+    registry.mark_rolled_back(collection, from_version=store.spec(current).version)
     return RollbackReport(collection, current, target, version, caught_up)

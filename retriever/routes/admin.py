@@ -75,9 +75,19 @@ async def activate(
 
 
 @router.post("/rollback", response_model=ReloadResponse)
-async def rollback(service: ServiceDep, metrics: MetricsDep) -> ReloadResponse:
-    """Serve the version that served before the current one (kept; nothing is re-embedded)."""
-    outcome = await run_in_threadpool(service.rollback)
+async def rollback(
+    service: ServiceDep,
+    metrics: MetricsDep,
+    force: Annotated[
+        bool, Query(description="Roll back onto a version the gate rejected (it was forced)")
+    ] = False,
+) -> ReloadResponse:
+    """Serve the version that served before the current one (kept; nothing is re-embedded).
+
+    Rollback only goes back through what served: a second rollback goes further back, and
+    with nothing earlier it is a 409 `nothing_to_roll_back`.
+    """
+    outcome = await run_in_threadpool(service.rollback, force=force)
     metrics.set_serving(outcome.current)
     return _reload_response(outcome)
 
