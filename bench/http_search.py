@@ -114,7 +114,9 @@ def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[st
 # --- 2. in-process -----------------------------------------------------------------------
 def in_process(data_dir: Path, queries: list[str], n: int) -> dict[str, Any]:
     """Sequential latency of encode + store search, and of the service's full search."""
+    from ragctl.core.search import SearchParams
     from ragctl.core.settings import load_settings
+    from ragctl.retriever.schemas import SearchRequest
     from ragctl.retriever.service import RetrieverService
 
     settings = load_settings(data_dir=data_dir, collection=COLLECTION)
@@ -126,17 +128,17 @@ def in_process(data_dir: Path, queries: list[str], n: int) -> dict[str, Any]:
     try:
         serving = service.current()
         for q in queries[:20]:  # warm-up
-            service.search(q)
+            service.search(SearchRequest(query=q))
         results: dict[str, Any] = {}
         for mode in MODES:
             single = mode == "single_stage"
+            params = SearchParams(k=10, shortlist=100, single_stage=single)
             encode, store, total = [], [], []
             for q in queries[:n]:
                 t0 = time.perf_counter()
                 vectors = serving.encoder.encode_queries([q])
                 t1 = time.perf_counter()
-                service.store.search(serving.physical, vectors, k=10, shortlist=100,
-                                     single_stage=single)  # fmt: skip
+                service.store.search(serving.physical, vectors, params)
                 t2 = time.perf_counter()
                 encode.append(t1 - t0)
                 store.append(t2 - t1)
@@ -144,7 +146,7 @@ def in_process(data_dir: Path, queries: list[str], n: int) -> dict[str, Any]:
             with_log = []
             for q in queries[:n]:
                 t0 = time.perf_counter()
-                service.search(q, single_stage=single)
+                service.search(SearchRequest(query=q, single_stage=single))
                 with_log.append(time.perf_counter() - t0)
             results[mode] = {
                 "encode_plus_store": summary_ms(total),

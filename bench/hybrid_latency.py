@@ -106,6 +106,7 @@ def in_process(data_dir: Path, queries: list[str]) -> dict[str, Any]:
 
     from ragctl.core.collections import encoder_for
     from ragctl.core.profile import settings_fusion
+    from ragctl.core.search import SearchParams
     from ragctl.core.settings import load_settings
     from ragctl.core.store.edge import EdgeStore
 
@@ -114,23 +115,24 @@ def in_process(data_dir: Path, queries: list[str]) -> dict[str, Any]:
     physical = store.resolve(COLLECTION)
     encoder = encoder_for(store.spec(physical), settings)
     fusion = settings_fusion(settings)
+    params = {m: SearchParams(k=10, shortlist=100, mode=m, fusion=fusion) for m in MODES}
     vectors = encoder.encode_queries(queries)
     for i, text in enumerate(queries[:10]):  # warm-up
         row = vectors.embeddings_slice(slice(i, i + 1))
         for mode in MODES:
-            store.search(physical, row, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
+            store.search(physical, row, params[mode], text=text)
     store_s: dict[str, list[float]] = {mode: [] for mode in MODES}
     total_s: dict[str, list[float]] = {mode: [] for mode in MODES}
     for i, text in enumerate(queries):  # modes interleaved per query: drift hits all alike
         row = vectors.embeddings_slice(slice(i, i + 1))
         for mode in rotated(i):
             t0 = time.perf_counter()
-            store.search(physical, row, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
+            store.search(physical, row, params[mode], text=text)
             store_s[mode].append(time.perf_counter() - t0)
         for mode in rotated(i):
             t0 = time.perf_counter()
             fresh = None if mode == "sparse" else encoder.encode_queries([text])
-            store.search(physical, fresh, k=10, shortlist=100, mode=mode, text=text, fusion=fusion)
+            store.search(physical, fresh, params[mode], text=text)
             total_s[mode].append(time.perf_counter() - t0)
     result = {
         mode: {"store_query_ms": summary_ms(store_s[mode]), "search_ms": summary_ms(total_s[mode])}

@@ -96,8 +96,8 @@ def cross_validated(
 def measure(dataset_path: Path, model: str, work: Path) -> dict:
     from ragctl.core.encoder import Encoder
     from ragctl.core.lexical import LexicalSpec
+    from ragctl.core.search import FusionMethod, FusionParams
     from ragctl.core.settings import ModelSettings
-    from ragctl.core.store.base import FusionParams
     from ragctl.evalkit.bm25 import BM25Params, bm25_rankings
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
@@ -106,7 +106,7 @@ def measure(dataset_path: Path, model: str, work: Path) -> dict:
 
     data = load_eval_dataset(dataset_path, "test")
     encoder = Encoder.load(ModelSettings(name_or_path=model), (64,))
-    naive = FusionParams(method="rrf", sparse_weight=1.0)  # rrf k=60, 1:1
+    naive = FusionParams(method=FusionMethod.RRF, sparse_weight=1.0)  # rrf k=60, 1:1
     fusions = (*FUSION_GRID, naive) if naive not in FUSION_GRID else FUSION_GRID
     started = time.perf_counter()
     run = run_pipeline(

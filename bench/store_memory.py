@@ -112,6 +112,7 @@ def _warm_up() -> None:
 
     from ragctl.core.ids import chunk_id
     from ragctl.core.records import Chunk
+    from ragctl.core.search import SearchParams
     from ragctl.core.store.base import CollectionSpec
     from ragctl.core.store.edge import EdgeStore
 
@@ -122,7 +123,9 @@ def _warm_up() -> None:
         chunks = [Chunk(chunk_id("w", i, "w"), "w", i, "w", 0, 1, "w", {}) for i in range(100)]
         vectors = _embeddings(rng, 100)
         store.upsert(spec.physical, chunks, vectors)
-        store.search(spec.physical, vectors.embeddings_slice(slice(0, 1)), k=10, shortlist=50)
+        store.search(
+            spec.physical, vectors.embeddings_slice(slice(0, 1)), SearchParams(shortlist=50)
+        )
 
 
 def _embeddings(rng: Any, n: int) -> Any:
@@ -180,6 +183,7 @@ def _phase_build(root: Path, points: int, text_chars: int) -> dict[str, Any]:
 def _phase_serve(root: Path, queries: int) -> dict[str, Any]:
     import numpy as np
 
+    from ragctl.core.search import SearchParams
     from ragctl.core.store.edge import EdgeStore
 
     rng = np.random.default_rng(1)
@@ -189,11 +193,12 @@ def _phase_serve(root: Path, queries: int) -> dict[str, Any]:
     started = time.perf_counter()
     store = EdgeStore(root)
     physical = store.resolve(NAME)
-    store.search(physical, batch.embeddings_slice(slice(0, 1)), k=10, shortlist=100)
+    params = SearchParams(k=10, shortlist=100)
+    store.search(physical, batch.embeddings_slice(slice(0, 1)), params)
     open_s = time.perf_counter() - started  # open + load the shard + first query
     started = time.perf_counter()
     for row in range(1, queries + 1):
-        store.search(physical, batch.embeddings_slice(slice(row, row + 1)), k=10, shortlist=100)
+        store.search(physical, batch.embeddings_slice(slice(row, row + 1)), params)
     query_ms = (time.perf_counter() - started) * 1000 / queries
     after = _proc_status()
     mapped = _rss_by_component(root.resolve())

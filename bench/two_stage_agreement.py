@@ -43,6 +43,7 @@ def _queries(dataset: Path, split: str) -> list[str]:
 
 def main() -> None:
     from ragctl.core.collections import open_or_create
+    from ragctl.core.search import SearchParams
     from ragctl.core.settings import load_settings
     from ragctl.core.store.edge import EdgeStore
     from ragctl.ingest.loaders import iter_documents
@@ -82,20 +83,20 @@ def main() -> None:
     queries = _queries(args.dataset, args.split)
     vectors = encoder.encode_queries(queries)
 
-    def run(**kw: object) -> tuple[list[list[str]], float]:
+    def run(params: SearchParams) -> tuple[list[list[str]], float]:
         ids, times = [], []
         for row in range(len(queries)):
             one = vectors.embeddings_slice(slice(row, row + 1))
             t0 = time.perf_counter()
-            hits = store.search(spec.physical, one, k=10, **kw)  # type: ignore[arg-type]
+            hits = store.search(spec.physical, one, params)
             times.append((time.perf_counter() - t0) * 1000)
             ids.append([h.chunk_id for h in hits])
         return ids, statistics.median(times)
 
-    single, single_ms = run(shortlist=100, single_stage=True)
+    single, single_ms = run(SearchParams(k=10, shortlist=100, single_stage=True))
     rows = []
     for shortlist in [int(s) for s in args.shortlists.split(",")]:
-        two, two_ms = run(shortlist=shortlist)
+        two, two_ms = run(SearchParams(k=10, shortlist=shortlist))
         overlap = [len(set(a) & set(b)) / 10 for a, b in zip(two, single, strict=True)]
         rows.append(
             {

@@ -149,46 +149,39 @@ def search(
     sparse (BM25) or hybrid (both, fused in one query)."""
     from ragctl.core.collections import encoder_for
     from ragctl.core.profile import resolve_profile, tuned_profile
+    from ragctl.core.search import SearchMode
     from ragctl.core.store import open_store
-    from ragctl.core.store.base import SPARSE
+    from ragctl.retriever.schemas import SearchRequest
 
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
-    payload_filter = _parse_filters(filters)
+    request = SearchRequest(
+        query=query,
+        k=k,
+        shortlist=shortlist,
+        single_stage=single_stage,
+        filter=_parse_filters(filters),
+        mode=None if mode is None else SearchMode(mode),
+    )
     if api:
-        from ragctl.cli.commands_serve import search_via_api
+        from ragctl.retriever.client import RetrieverClient
 
         _refuse_with_api(collection=collection)
-        answer = search_via_api(
-            api,
-            query,
-            k=k,
-            shortlist=shortlist,
-            single_stage=single_stage,
-            payload_filter=payload_filter,
-            mode=mode,
-        )
+        answer = RetrieverClient(api).search(request)
         shown = f"v{answer['model_version']} ({answer.get('mode', '?')})"
         _print_hits(answer["collection"], shown, answer["results"], as_json)
         return
-    settings = state(ctx).settings(collection=collection, search={"k": k, "shortlist": shortlist})
+    settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         spec = store.spec(physical)
-        profile = resolve_profile(settings, spec, tuned_profile(settings, spec))
-        mode = mode or profile.mode
-        vectors = None if mode == SPARSE else encoder_for(spec, settings).encode_queries([query])
-        hits = store.search(
-            physical,
-            vectors,
-            k=settings.search.k,
-            shortlist=settings.search.shortlist,
-            single_stage=single_stage,
-            payload_filter=payload_filter,
-            mode=mode,
-            text=query,
-            fusion=profile.fusion,
+        params = request.params(
+            settings.search, resolve_profile(settings, spec, tuned_profile(settings, spec))
         )
+        vectors = None
+        if params.mode is not SearchMode.SPARSE:
+            vectors = encoder_for(spec, settings).encode_queries([query])
+        hits = store.search(physical, vectors, params, text=query)
     results = [
         {
             "chunk_id": h.chunk_id,
@@ -200,7 +193,7 @@ def search(
         }
         for h in hits
     ]
-    _print_hits(physical, f"{spec.model} ({mode})", results, as_json)
+    _print_hits(physical, f"{spec.model} ({params.mode})", results, as_json)
 
 
 def _print_hits(collection: str, model: str, results: list[dict[str, Any]], as_json: bool) -> None:
@@ -254,7 +247,6 @@ def collections(ctx: click.Context, as_json: bool) -> None:
                         "physical": i.spec.physical,
                         "points": i.points,
                         "aliases": list(i.aliases),
-                        "lexical": i.spec.lexical.to_dict() if i.spec.lexical else None,
                     }
                     for i in infos
                 ],

@@ -226,29 +226,6 @@ _API_BATCH_DOCS = 64
 _API_BATCH_CHARS = 4_000_000
 
 
-def search_via_api(
-    url: str,
-    query: str,
-    *,
-    k: int | None,
-    shortlist: int | None,
-    single_stage: bool,
-    payload_filter: dict[str, Any] | None,
-    mode: str | None = None,
-) -> dict[str, Any]:
-    """`POST /v1/search` on a running retriever."""
-    from ragctl.retriever.client import RetrieverClient
-
-    return RetrieverClient(url).search(
-        query,
-        k=k,
-        shortlist=shortlist,
-        single_stage=single_stage,
-        payload_filter=payload_filter,
-        mode=mode,
-    )
-
-
 def delete_via_api(url: str, doc_ids: tuple[str, ...]) -> tuple[int, str]:
     """Delete documents through a running retriever; returns (chunks deleted, collection)."""
     from ragctl.retriever.client import ApiClientError, RetrieverClient

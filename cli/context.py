@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from ragctl.core.errors import RagctlError
 from ragctl.core.settings import Settings, load_settings
@@ -26,12 +27,10 @@ class State:
     def settings(self, **more: Any) -> Settings:
         """Settings with this command's own flags (`more`, nested dicts) on top."""
         if self._settings is None or more:
-            from pydantic import ValidationError
-
             try:
                 self._settings = load_settings(self.config, **_deep_merge(self.overrides, more))
             except ValidationError as exc:
-                raise click.ClickException(_one_line(exc)) from exc
+                raise click.ClickException(_one_line(exc, "invalid setting ")) from exc
         return self._settings
 
 
@@ -45,17 +44,19 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _one_line(exc: Any) -> str:
-    """`invalid setting a.b: message; ...` from a pydantic ValidationError."""
+def _one_line(exc: ValidationError, prefix: str) -> str:
+    """`PREFIXa.b: message (got ...); ...` from a pydantic ValidationError."""
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "settings"
-        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
-    return "invalid setting " + "; ".join(parts)
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message} (got {error.get('input')!r})")
+    return prefix + "; ".join(parts)
 
 
 def translate_errors(fn: F) -> F:
-    """Turn ragctl's own errors into `click.ClickException` (one line, exit code 1)."""
+    """Turn ragctl's own errors, and values that break a rule of the object they build (a
+    search's parameters), into `click.ClickException` (one line, exit code 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -63,6 +64,8 @@ def translate_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except RagctlError as exc:
             raise click.ClickException(str(exc)) from exc
+        except ValidationError as exc:
+            raise click.ClickException(_one_line(exc, "invalid ")) from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -17,11 +17,11 @@ after a re-embedding) is made with that same spec.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
-from ragctl.core.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LEXICAL_VECTOR = "lex"
 """Name of the sparse vector in every collection that has one."""
@@ -49,8 +49,7 @@ LANGUAGES = (
 """Languages with both a stop-word list and a Snowball stemmer in Qdrant's tokenizer."""
 
 
-@dataclass(frozen=True)
-class LexicalSpec:
+class LexicalSpec(BaseModel):
     """How a collection's sparse vectors are made (recorded in its spec).
 
     Attributes:
@@ -61,47 +60,29 @@ class LexicalSpec:
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization (0 = none, 1 = full).
         avg_len: The chunk length (in terms) that `b` normalizes against.
+        version: Of this recipe; bump if the weighting ever changes.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     language: str = "english"
     stemming: bool = True
     stopwords: bool = True
     extra_stopwords: tuple[str, ...] = ()
-    k1: float = 1.2
-    b: float = 0.75
-    avg_len: float = 100.0
-    version: int = field(default=1)  # of this recipe; bump if the weighting ever changes
+    k1: float = Field(default=1.2, ge=0, le=10)
+    b: float = Field(default=0.75, ge=0, le=1)
+    avg_len: float = Field(default=100.0, gt=0)
+    version: Literal[1] = 1
 
-    def __post_init__(self) -> None:
-        if self.language not in LANGUAGES:
-            raise ConfigError(
-                f"lexical language {self.language!r} is not supported; "
+    @field_validator("language")
+    @classmethod
+    def _language_known(cls, language: str) -> str:
+        if language.lower() not in LANGUAGES:
+            raise ValueError(
+                f"lexical language {language!r} is not supported; "
                 f"choose one of: {', '.join(LANGUAGES)}"
             )
-        if self.k1 < 0:
-            raise ConfigError(f"lexical k1 must be >= 0, got {self.k1}")
-        if not 0 <= self.b <= 1:
-            raise ConfigError(f"lexical b must be in [0, 1], got {self.b}")
-        if self.avg_len <= 0:
-            raise ConfigError(f"lexical avg_len must be > 0, got {self.avg_len}")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["extra_stopwords"] = list(self.extra_stopwords)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LexicalSpec:
-        return cls(
-            language=str(data.get("language", "english")),
-            stemming=bool(data.get("stemming", True)),
-            stopwords=bool(data.get("stopwords", True)),
-            extra_stopwords=tuple(str(w) for w in data.get("extra_stopwords", ())),
-            k1=float(data.get("k1", 1.2)),
-            b=float(data.get("b", 0.75)),
-            avg_len=float(data.get("avg_len", 100.0)),
-            version=int(data.get("version", 1)),
-        )
+        return language.lower()
 
 
 @dataclass(frozen=True)

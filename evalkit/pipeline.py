@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 from ragctl.core.encoder import Embeddings, Encoder
 from ragctl.core.lexical import LexicalSpec
 from ragctl.core.records import Document
-from ragctl.core.store.base import FusionParams, VectorStore
+from ragctl.core.search import FusionParams, SearchMode, SearchParams
+from ragctl.core.store.base import VectorStore
 from ragctl.evalkit.errors import EvalError
 from ragctl.evalkit.results import HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE
 
@@ -34,12 +35,12 @@ COLLECTION = "eval"
 
 @dataclass
 class PipelineRun:
-    """Doc rankings per mode (`two-stage`, `single-stage`, `sparse`, `hybrid#i` for fusion i)
-    and what the run did."""
+    """Doc rankings per label (`two-stage`, `single-stage`, `sparse`, `hybrid#i` for fusion i),
+    the search each label ran, and what the run did."""
 
     rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    hits_per_query: dict[str, int] = field(default_factory=dict)
+    searches: dict[str, SearchParams] = field(default_factory=dict)
     chunks: int = 0
     max_chunks_per_doc: int = 0
     shortlist_dim: int = 0
@@ -185,28 +186,29 @@ def run_pipeline(
             query_embeddings = encoder.embeddings_from_full(query_vectors)
             wanted = max(1, min(k * run.max_chunks_per_doc, run.chunks))
             texts = list(queries.values())
-            plans: dict[str, dict[str, Any]] = {
-                TWO_STAGE: {"k": min(wanted, shortlist), "shortlist": shortlist},
-            }
+            run.searches[TWO_STAGE] = SearchParams(k=min(wanted, shortlist), shortlist=shortlist)
             if single_stage:
-                plans[SINGLE_STAGE] = {"k": wanted, "shortlist": wanted, "single_stage": True}
+                run.searches[SINGLE_STAGE] = SearchParams(
+                    k=wanted, shortlist=wanted, single_stage=True
+                )
             if lexical is not None:
-                plans[SPARSE] = {"k": wanted, "shortlist": wanted, "mode": SPARSE}
+                run.searches[SPARSE] = SearchParams(
+                    k=wanted, shortlist=wanted, mode=SearchMode.SPARSE
+                )
                 for i, fusion in enumerate(fusions):
                     hits_k = min(wanted, max(shortlist, fusion.candidates))
-                    plans[f"{HYBRID}#{i}"] = {
-                        "k": hits_k,
-                        "shortlist": max(shortlist, hits_k),
-                        "mode": HYBRID,
-                        "fusion": fusion,
-                    }
-            for label, plan in plans.items():
+                    run.searches[f"{HYBRID}#{i}"] = SearchParams(
+                        k=hits_k,
+                        shortlist=max(shortlist, hits_k),
+                        mode=SearchMode.HYBRID,
+                        fusion=fusion,
+                    )
+            for label, params in run.searches.items():
                 started = time.perf_counter()
                 run.rankings[label] = _search_all(
-                    store, spec.physical, list(queries), query_embeddings, texts, k=k, plan=plan
+                    store, spec.physical, list(queries), query_embeddings, texts, k, params
                 )
                 run.seconds[label] = time.perf_counter() - started
-                run.hits_per_query[label] = plan["k"]
         finally:
             store.close()
     logger.info(
@@ -231,15 +233,14 @@ def _search_all(
     query_ids: list[str],
     embeddings: Embeddings,
     texts: list[str],
-    *,
     k: int,
-    plan: dict[str, Any],
+    params: SearchParams,
 ) -> dict[str, list[str]]:
     rankings: dict[str, list[str]] = {}
     for start in range(0, len(query_ids), _QUERY_BATCH):
         rows = slice(start, start + _QUERY_BATCH)
         results = store.search_batch(
-            physical, embeddings.embeddings_slice(rows), texts=texts[rows], **plan
+            physical, embeddings.embeddings_slice(rows), params, texts[rows]
         )
         for qid, hits in zip(query_ids[rows], results, strict=True):
             rankings[qid] = doc_ranking([(h.doc_id, h.score) for h in hits], k)

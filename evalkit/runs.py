@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from ragctl.core.lexical import LexicalSpec
 from ragctl.core.matryoshka import truncate
-from ragctl.core.store.base import FusionParams
+from ragctl.core.search import FusionMethod, FusionParams, SearchMode
 from ragctl.evalkit.bm25 import BM25Params
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.errors import EvalError
@@ -84,14 +84,15 @@ class EvalOptions:
             raise EvalError("fusions needs at least one fusion")
 
 
+_RRF, _DBSF = FusionMethod.RRF, FusionMethod.DBSF
 FUSION_GRID: tuple[FusionParams, ...] = (
-    *(FusionParams(method="rrf", rrf_k=60, sparse_weight=w) for w in (0.25, 0.5, 1.0, 2.0)),
-    *(FusionParams(method="rrf", rrf_k=20, sparse_weight=w) for w in (0.25, 1.0)),
+    *(FusionParams(method=_RRF, rrf_k=60, sparse_weight=w) for w in (0.25, 0.5, 1.0, 2.0)),
+    *(FusionParams(method=_RRF, rrf_k=20, sparse_weight=w) for w in (0.25, 1.0)),
     *(
-        FusionParams(method="dbsf", dense_weight=d, sparse_weight=s)
+        FusionParams(method=_DBSF, dense_weight=d, sparse_weight=s)
         for d, s in ((1, 1), (1, 2), (1, 3), (2, 1), (3, 1))
     ),
-    FusionParams(method="dbsf", dense_weight=1, sparse_weight=2, rescore=True),
+    FusionParams(method=_DBSF, dense_weight=1, sparse_weight=2, rescore=True),
 )
 """The fusions retune (and `ragctl eval --tune-fusion`) try: Qdrant's weighted RRF at two rank
 constants, DBSF with the dense and sparse branches counted 1-3 times each, and the fused pool
@@ -276,20 +277,21 @@ def pipeline_rows(
     sizes["max_chunks_per_doc"] = run.max_chunks_per_doc
     rows = []
     hybrids: list[RunRow] = []
-    for mode, rankings in run.rankings.items():
+    for label, rankings in run.rankings.items():
         started = time.perf_counter()
         values = evaluate_rankings(rankings, dataset.qrels, options.metrics)
-        params: dict[str, Any] = {"hits_per_query": run.hits_per_query[mode]}
-        if mode == TWO_STAGE:
+        search = run.searches[label]
+        params: dict[str, Any] = {"hits_per_query": search.k}
+        if label == TWO_STAGE:
             params |= {"shortlist": options.shortlist, "shortlist_dim": run.shortlist_dim}
-        seconds = run.seconds[mode] + time.perf_counter() - started
-        timings[f"{mode}_search"] = run.seconds[mode]
-        if mode.startswith(HYBRID):
-            fusion = options.fusions[int(mode.split("#")[1])]
-            params |= {"fusion": fusion.to_dict(), "shortlist": options.shortlist}
+        seconds = run.seconds[label] + time.perf_counter() - started
+        timings[f"{label}_search"] = run.seconds[label]
+        if search.mode is SearchMode.HYBRID:
+            fusion = search.fusion.model_dump(mode="json")
+            params |= {"fusion": fusion, "shortlist": options.shortlist}
             hybrids.append(RunRow(HYBRID, HYBRID, encoder.dim, values, seconds, params))
         else:
-            rows.append(RunRow(mode, mode, encoder.dim, values, seconds, params))
+            rows.append(RunRow(label, label, encoder.dim, values, seconds, params))
     if hybrids:
         metric = "ndcg@10" if "ndcg@10" in hybrids[0].metrics else next(iter(hybrids[0].metrics))
         rows.append(best_hybrid(hybrids, metric))
@@ -350,8 +352,8 @@ def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict
             "chunk_size_tokens": options.chunk_size_tokens,
             "chunk_overlap_tokens": options.chunk_overlap_tokens,
             "optimized": options.optimize_store,
-            "lexical": None if options.lexical is None else options.lexical.to_dict(),
-            "fusions": [f.to_dict() for f in options.fusions],
+            "lexical": None if options.lexical is None else options.lexical.model_dump(mode="json"),
+            "fusions": [f.model_dump(mode="json") for f in options.fusions],
             "reuse_vectors": options.reuse_vectors,
         }
     if options.bm25:

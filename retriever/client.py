@@ -1,4 +1,4 @@
-"""A small blocking client of the retriever's HTTP API (standard library only).
+"""A small blocking client of the retriever's HTTP API (the standard library's HTTP).
 
 Lets the CLI send work to a running `ragctl serve` instead of opening the embedded store,
 which that server holds: `ragctl search --api http://127.0.0.1:8000 "..."`.
@@ -11,9 +11,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragctl.retriever.errors import RetrieverError
+
+if TYPE_CHECKING:
+    from ragctl.retriever.schemas import SearchRequest
 
 
 class ApiClientError(RetrieverError):
@@ -48,27 +51,11 @@ class RetrieverClient:
         self.api_key = api_key
         self.timeout_s = timeout_s
 
-    def search(
-        self,
-        query: str,
-        *,
-        k: int | None = None,
-        shortlist: int | None = None,
-        single_stage: bool = False,
-        payload_filter: Mapping[str, Any] | None = None,
-        mode: str | None = None,
-    ) -> dict[str, Any]:
+    def search(self, request: SearchRequest) -> dict[str, Any]:
         """`POST /v1/search`."""
-        body: dict[str, Any] = {"query": query, "single_stage": single_stage}
-        if mode is not None:
-            body["mode"] = mode
-        if k is not None:
-            body["k"] = k
-        if shortlist is not None:
-            body["shortlist"] = shortlist
-        if payload_filter:
-            body["filter"] = dict(payload_filter)
-        return self._request("POST", "/v1/search", body)
+        return self._request(
+            "POST", "/v1/search", request.model_dump(mode="json", exclude_none=True)
+        )
 
     def upsert_documents(self, documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """`POST /v1/documents` with `[{id, text, metadata?, source?}, ...]`."""

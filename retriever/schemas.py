@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic), with their limits.
 
 Limits that come from settings (query length, documents per request, document size) are
-checked by the service and answered with the same 422 `validation_error` body.
+checked by the service and answered with the same 422 `validation_error` body, as are the
+rules on a search's parameters, checked once when the service builds its `SearchParams`.
 """
 
 from __future__ import annotations
@@ -9,34 +10,20 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
+
+from ragctl.core.profile import SearchProfile
+from ragctl.core.search import (
+    INT64_MAX,
+    MAX_K,
+    MAX_SHORTLIST,
+    SearchMode,
+    SearchParams,
+    valid_text,
 )
+from ragctl.core.settings import SearchSettings
 
-from ragctl.core.errors import StoreError
-from ragctl.core.store.base import parse_filter
-
-_INT64 = 2**63 - 1
 _MAX_METADATA_DEPTH = 8
-
-
-def _valid_text(text: str) -> str:
-    """Refuse strings that cannot be stored or tokenized (lone UTF-16 surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not valid Unicode text (position {exc.start})") from None
-    return text
-
-
-def _short(value: Any, width: int = 60) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= width else shown[: width - 3] + "..."
 
 
 def _not_blank(text: str) -> str:
@@ -52,7 +39,7 @@ def _json_value(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        if abs(value) > _INT64:
+        if abs(value) > INT64_MAX:
             raise ValueError(f"integer {value} is outside the 64-bit range")
         return value
     if isinstance(value, float):
@@ -60,19 +47,18 @@ def _json_value(value: Any, depth: int = 0) -> Any:
             raise ValueError(f"number {value} is not finite")
         return value
     if isinstance(value, str):
-        return _valid_text(value)
+        return valid_text(value)
     if isinstance(value, list):
         return [_json_value(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {_valid_text(str(k)): _json_value(v, depth + 1) for k, v in value.items()}
+        return {valid_text(str(k)): _json_value(v, depth + 1) for k, v in value.items()}
     raise ValueError(f"unsupported value type {type(value).__name__}")
 
 
-Text = Annotated[str, AfterValidator(_valid_text)]
+Text = Annotated[str, AfterValidator(valid_text)]
 NonBlankText = Annotated[
-    str, Field(min_length=1), AfterValidator(_not_blank), AfterValidator(_valid_text)
+    str, Field(min_length=1), AfterValidator(_not_blank), AfterValidator(valid_text)
 ]
-_MAX_FILTER_VALUES = 100
 
 
 class _Request(BaseModel):
@@ -80,19 +66,23 @@ class _Request(BaseModel):
 
 
 class SearchRequest(_Request):
-    """`POST /v1/search`."""
+    """`POST /v1/search`: a query and what the caller sets of its `SearchParams`.
+
+    What is left out comes from settings (`search.k`, `search.shortlist`) and the serving
+    collection's profile (mode, fusion); `params` fills it in, and checks the whole.
+    """
 
     query: NonBlankText = Field(
         description="What to search for; non-empty, at most `retriever.max_query_chars` "
         "characters (default 2,000)."
     )
     k: int | None = Field(
-        default=None, ge=1, le=100, description="Results to return, 1-100 (default 10)."
+        default=None, ge=1, le=MAX_K, description="Results to return, 1-100 (default 10)."
     )
     shortlist: int | None = Field(
         default=None,
         ge=1,
-        le=1000,
+        le=MAX_SHORTLIST,
         description="Candidates taken on the Matryoshka shortlist vector, k-1000 "
         "(default 100, raised to k).",
     )
@@ -106,47 +96,29 @@ class SearchRequest(_Request):
     single_stage: bool = Field(
         default=False, description="Search the full vector only (no shortlist), for comparison."
     )
-    mode: Literal["dense", "sparse", "hybrid"] | None = Field(
+    mode: Annotated[SearchMode | None, Strict(False)] = Field(
         default=None,
         description="dense (Matryoshka two-stage), sparse (BM25 on the lexical vectors) or "
         "hybrid (both, fused in one query); default: the collection's profile "
         "(`search.mode`, or what retune measured best).",
     )
 
-    @field_validator("shortlist")
-    @classmethod
-    def _shortlist_covers_k(cls, shortlist: int | None, info: ValidationInfo) -> int | None:
-        k = info.data.get("k")
-        if shortlist is not None and k is not None and shortlist < k:
-            raise ValueError(f"shortlist ({shortlist}) must be >= k ({k})")
-        return shortlist
+    def params(self, defaults: SearchSettings, profile: SearchProfile) -> SearchParams:
+        """The search asked for, the rest from `defaults` and `profile`; an omitted shortlist
+        is raised to k.
 
-    @field_validator("filter")
-    @classmethod
-    def _filter_is_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not value:
-            return value
-        for key, item in value.items():
-            _valid_text(key)
-            scalars = item if isinstance(item, list) else [item]
-            if len(scalars) > _MAX_FILTER_VALUES:
-                raise ValueError(f"filter {key!r} has over {_MAX_FILTER_VALUES} values")
-            for scalar in scalars:
-                if isinstance(scalar, str):
-                    _valid_text(scalar)
-                elif isinstance(scalar, int) and not isinstance(scalar, bool):
-                    if abs(scalar) > _INT64:
-                        raise ValueError(f"filter {key!r}: {scalar} is outside the 64-bit range")
-                elif not isinstance(scalar, bool):
-                    raise ValueError(
-                        f"filter {key!r}: values must be strings, integers or booleans, "
-                        f"got {_short(scalar)}"
-                    )
-        try:
-            parse_filter(value)
-        except StoreError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        Raises:
+            pydantic.ValidationError: The parameters break a rule (shortlist < k, a filter).
+        """
+        k = defaults.k if self.k is None else self.k
+        return SearchParams(
+            k=k,
+            shortlist=max(defaults.shortlist, k) if self.shortlist is None else self.shortlist,
+            single_stage=self.single_stage,
+            filter=self.filter,
+            mode=profile.mode if self.mode is None else self.mode,
+            fusion=profile.fusion,
+        )
 
 
 class SearchResult(BaseModel):
@@ -168,7 +140,7 @@ class SearchResponse(BaseModel):
     search_id: str = Field(description="Give it back with `POST /v1/feedback`.")
     model_version: int = Field(description="Version N of the collection NAME__vN searched.")
     collection: str = Field(description="The physical collection searched (NAME__vN).")
-    mode: str = Field(description="The search mode used: dense, sparse or hybrid.")
+    mode: SearchMode = Field(description="The search mode used: dense, sparse or hybrid.")
     took_ms: float
     results: list[SearchResult]
 

@@ -15,12 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.records import Chunk, Document, Hit
-from ragctl.core.store.base import DENSE, SEARCH_MODES, SPARSE, PayloadFilter, parse_filter
+from ragctl.core.search import SearchMode
 from ragctl.retriever.batching import QueryBatcher
 from ragctl.retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
 from ragctl.retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
+from ragctl.retriever.schemas import SearchRequest
 from ragctl.retriever.serving import Serving, ServingHolder, build_serving, load_serving
 
 if TYPE_CHECKING:
@@ -31,9 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_K = 100
-MAX_SHORTLIST = 1000
-
 
 @dataclass(frozen=True)
 class SearchOutcome:
@@ -42,7 +42,7 @@ class SearchOutcome:
     search_id: str
     serving: Serving
     hits: list[Hit]
-    mode: str
+    mode: SearchMode
     encode_s: float
     store_s: float
     log_s: float
@@ -143,75 +143,55 @@ class RetrieverService:
         return self.holder.current()
 
     # --- search ---
-    def search(
-        self,
-        query: str,
-        *,
-        k: int | None = None,
-        shortlist: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
-        mode: str | None = None,
-    ) -> SearchOutcome:
-        """Encode `query` and search the serving collection with one snapshot; log the search.
+    def search(self, request: SearchRequest) -> SearchOutcome:
+        """Encode the query and search the serving collection with one snapshot; log the search.
 
-        `k` and `shortlist` default to `settings.search`; an omitted shortlist is raised to `k`.
-        `mode` (dense, sparse, hybrid) defaults to the serving collection's profile.
+        What `request` leaves out comes from `settings.search` and the serving collection's
+        profile (see `SearchRequest.params`).
 
         Raises:
-            InvalidRequestError: A limit is broken (code `validation_error`, naming the field).
+            InvalidRequestError: A limit or rule is broken (code `validation_error`, naming
+                the field), or the mode needs lexical vectors the collection lacks.
         """
-        query = self._check_query(query, "query")
-        k = self.settings.search.k if k is None else k
-        if not 1 <= k <= MAX_K:
+        query = self._check_query(request.query, "query")
+        serving = self.holder.current()
+        try:
+            params = request.params(self.settings.search, serving.profile)
+        except ValidationError as exc:  # answered like the request's own validation errors
+            error = exc.errors()[0]
+            field = ".".join(str(p) for p in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
             raise InvalidRequestError(
-                "validation_error", f"k must be in [1, {MAX_K}], got {k}", field="k"
-            )
-        if shortlist is None:
-            shortlist = max(self.settings.search.shortlist, k)
-        if not k <= shortlist <= MAX_SHORTLIST:
+                "validation_error", f"{field}: {message}", field=field
+            ) from exc
+        if params.mode is not SearchMode.DENSE and serving.spec.lexical is None:
             raise InvalidRequestError(
                 "validation_error",
-                f"shortlist must be in [k={k}, {MAX_SHORTLIST}], got {shortlist}",
-                field="shortlist",
+                f"{serving.physical} has no lexical vectors, so mode '{params.mode}' is not "
+                "available (it was created with lexical.enabled = false or before hybrid "
+                "search); use dense",
+                field="mode",
             )
-        try:
-            parse_filter(payload_filter)
-        except StoreError as exc:
-            raise InvalidRequestError("validation_error", str(exc), field="filter") from exc
-
-        serving = self.holder.current()
-        mode = self._check_mode(mode, serving)
         started = time.perf_counter()
         vectors = None
-        if mode != SPARSE:  # sparse search needs no model call
+        if params.mode is not SearchMode.SPARSE:  # sparse search needs no model call
             if self.batcher is not None:
                 vectors = self.batcher.encode(serving.encoder, query)
             else:
                 vectors = serving.encoder.encode_queries([query])
         encoded = time.perf_counter()
-        hits = self.store.search(
-            serving.physical,
-            vectors,
-            k=k,
-            shortlist=shortlist,
-            single_stage=single_stage,
-            payload_filter=payload_filter,
-            mode=mode,
-            text=query,
-            fusion=serving.profile.fusion,
-        )
+        hits = self.store.search(serving.physical, vectors, params, text=query)
         searched = time.perf_counter()
         search_id = uuid.uuid4().hex
         self.feedback_log.log_search(
             SearchEvent(
                 search_id=search_id,
                 query=query,
-                k=k,
+                k=params.k,
                 model_version=serving.model_version,
                 collection=serving.physical,
                 chunk_ids=tuple(h.chunk_id for h in hits),
-                single_stage=single_stage,
+                single_stage=params.single_stage,
             )
         )
         logged = time.perf_counter()
@@ -219,7 +199,7 @@ class RetrieverService:
             search_id=search_id,
             serving=serving,
             hits=hits,
-            mode=mode,
+            mode=params.mode,
             encode_s=encoded - started,
             store_s=searched - encoded,
             log_s=logged - searched,
@@ -484,25 +464,6 @@ class RetrieverService:
         finally:
             if self._owns_store:
                 self.store.close()
-
-    @staticmethod
-    def _check_mode(mode: str | None, serving: Serving) -> str:
-        if mode is None:
-            return serving.profile.mode
-        if mode not in SEARCH_MODES:
-            raise InvalidRequestError(
-                "validation_error",
-                f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}",
-                field="mode",
-            )
-        if mode != DENSE and serving.spec.lexical is None:
-            raise InvalidRequestError(
-                "validation_error",
-                f"{serving.physical} has no lexical vectors, so mode {mode!r} is not available "
-                "(it was created with lexical.enabled = false or before hybrid search); use dense",
-                field="mode",
-            )
-        return mode
 
     def _check_query(self, query: str, field: str) -> str:
         if not query.strip():

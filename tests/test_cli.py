@@ -95,7 +95,9 @@ def test_cli_errors_are_one_line(corpus):
     assert "Error: no collection or alias named 'docs'" in output
     _run("ingest", str(corpus / "bar"))
     assert "shortlist (5) must be >= k (10)" in _run("search", "milk", "--shortlist", "5", expect=1)
-    assert "invalid setting search.k" in _run("search", "milk", "-k", "0", expect=1)
+    assert "invalid k: Input should be greater than or equal to 1" in _run(
+        "search", "milk", "-k", "0", expect=1
+    )
     assert "cannot filter on 'text'" in _run("search", "milk", "--filter", "text=x", expect=1)
     assert "is not KEY=VALUE" in _run("search", "milk", "--filter", "nokey", expect=2)
     assert "does not exist" in _run("ingest", str(corpus / "missing"), expect=2)

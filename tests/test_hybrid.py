@@ -13,8 +13,9 @@ from ragctl.core.matryoshka import normalize, truncate
 from ragctl.core.profile import resolve_profile
 from ragctl.core.records import Chunk, Document
 from ragctl.core.registry import ModelRegistry
-from ragctl.core.settings import load_settings
-from ragctl.core.store.base import CollectionSpec, FusionParams
+from ragctl.core.search import FusionParams, SearchParams
+from ragctl.core.settings import StoreSettings, load_settings
+from ragctl.core.store.base import CollectionSpec
 from ragctl.core.store.edge import EdgeStore
 from ragctl.core.store.server import ServerStore
 from ragctl.evalkit.gate import GateRule, decide
@@ -52,7 +53,7 @@ def _chunks(texts=TEXTS):
 @pytest.fixture(params=["edge", "local"])
 def store(request, tmp_path):
     opened = EdgeStore(tmp_path / "qdrant") if request.param == "edge" else None
-    opened = opened or ServerStore.connect(":memory:")
+    opened = opened or ServerStore.connect(StoreSettings(url=":memory:"))
     opened.create_collection(SPEC)
     opened.upsert(SPEC.physical, _chunks(), _vectors(len(TEXTS)))
     yield opened
@@ -63,25 +64,31 @@ def _ids(hits):
     return [h.doc_id for h in hits]
 
 
+SIX = SearchParams(k=6, shortlist=6)
+SIX_SPARSE = SearchParams(k=6, shortlist=6, mode="sparse")
+
+
+def _hybrid(fusion: FusionParams) -> SearchParams:
+    return SearchParams(k=6, shortlist=6, mode="hybrid", fusion=fusion)
+
+
 def test_hybrid_sparse_mode_finds_the_keyword_chunk_without_dense_vectors(store):
-    hits = store.search(SPEC.physical, None, k=3, shortlist=3, mode="sparse", text="Marbury")
+    hits = store.search(SPEC.physical, None, SearchParams(k=3, mode="sparse"), text="Marbury")
     assert _ids(hits) == ["d0"]
-    hits = store.search(
-        SPEC.physical, None, k=6, shortlist=6, mode="sparse", text="judicial reviews"
-    )
+    hits = store.search(SPEC.physical, None, SearchParams(k=6, mode="sparse"), "judicial reviews")
     assert set(_ids(hits)) == {"d0", "d4"}  # stemmed: reviews -> review
 
 
 def test_hybrid_fuses_both_branches_as_weighted_rrf(store):
     query = _vectors(1, seed=9)
     text = "judicial review of statutes"
-    dense = store.search(SPEC.physical, query, k=6, shortlist=6)
-    sparse = store.search(SPEC.physical, None, k=6, shortlist=6, mode="sparse", text=text)
+    dense = store.search(SPEC.physical, query, SIX)
+    sparse = store.search(SPEC.physical, None, SIX_SPARSE, text)
     for weights in ((1.0, 1.0), (1.0, 4.0), (3.0, 0.5)):
-        fusion = FusionParams("rrf", rrf_k=10, dense_weight=weights[0], sparse_weight=weights[1])
-        hybrid = store.search(
-            SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text, fusion=fusion
+        fusion = FusionParams(
+            method="rrf", rrf_k=10, dense_weight=weights[0], sparse_weight=weights[1]
         )
+        hybrid = store.search(SPEC.physical, query, _hybrid(fusion), text)
         # Qdrant's weighted RRF divides a branch's rank (1-based) by its weight:
         # score = sum over branches of 1 / (k - 1 + rank / weight).
         expected: dict[str, float] = {}
@@ -98,28 +105,21 @@ def test_hybrid_dbsf_weights_count_a_branch_that_many_times(store):
     scores = {}
     for weights in ((1, 1), (1, 3), (0, 1)):
         fusion = FusionParams(method="dbsf", dense_weight=weights[0], sparse_weight=weights[1])
-        hits = store.search(
-            SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text, fusion=fusion
-        )
+        hits = store.search(SPEC.physical, query, _hybrid(fusion), text)
         scores[weights] = {h.doc_id: h.score for h in hits}
-    sparse = store.search(SPEC.physical, None, k=6, shortlist=6, mode="sparse", text=text)
+    sparse = store.search(SPEC.physical, None, SIX_SPARSE, text)
     assert list(scores[(0, 1)]) == [h.doc_id for h in sparse]  # dense counted 0 times
     only_dense = set(scores[(1, 1)]) - {h.doc_id for h in sparse}
     for doc in only_dense:  # a dense-only hit keeps its dense part, whatever sparse counts
         assert scores[(1, 3)][doc] == pytest.approx(scores[(1, 1)][doc], rel=1e-5)
-    with pytest.raises(StoreError, match="whole numbers 0-8"):
-        FusionParams(method="dbsf", sparse_weight=1.5)
 
 
 def test_hybrid_rescore_orders_the_fused_pool_by_the_full_vector(store):
     query = _vectors(1, seed=6)
     text = "judicial review milk coffee"
-    fused = store.search(SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text)
-    rescored = store.search(
-        SPEC.physical, query, k=6, shortlist=6, mode="hybrid", text=text,
-        fusion=FusionParams(rescore=True),
-    )  # fmt: skip
-    dense = store.search(SPEC.physical, query, k=6, shortlist=6, single_stage=True)
+    fused = store.search(SPEC.physical, query, _hybrid(FusionParams()), text)
+    rescored = store.search(SPEC.physical, query, _hybrid(FusionParams(rescore=True)), text)
+    dense = store.search(SPEC.physical, query, SearchParams(k=6, shortlist=6, single_stage=True))
     cosine = {h.doc_id: h.score for h in dense}
     assert {h.doc_id for h in rescored} == {h.doc_id for h in fused}  # the same pool
     assert [h.score for h in rescored] == pytest.approx([cosine[h.doc_id] for h in rescored])
@@ -129,37 +129,33 @@ def test_hybrid_rescore_orders_the_fused_pool_by_the_full_vector(store):
 def test_hybrid_dbsf_and_filters_apply_to_every_branch(store):
     query = _vectors(1, seed=3)
     for mode in ("sparse", "hybrid"):
-        hits = store.search(
-            SPEC.physical,
-            query,
-            k=6,
-            shortlist=6,
-            mode=mode,
-            text="judicial review milk",
-            fusion=FusionParams(method="dbsf"),
-            payload_filter={"metadata.n": 0},
-        )
+        params = SearchParams(k=6, shortlist=6, mode=mode, filter={"metadata.n": 0})
+        hits = store.search(SPEC.physical, query, params, text="judicial review milk")
         assert hits and all(h.metadata["n"] == 0 for h in hits), mode
 
 
 def test_hybrid_query_of_only_stop_words_falls_back_to_dense(store):
     query = _vectors(1, seed=4)
-    dense = store.search(SPEC.physical, query, k=3, shortlist=6)
-    assert store.search(SPEC.physical, query, k=3, shortlist=6, mode="sparse", text="the of") == []
-    hybrid = store.search(SPEC.physical, query, k=3, shortlist=6, mode="hybrid", text="the of")
+    dense = store.search(SPEC.physical, query, SearchParams(k=3, shortlist=6))
+    sparse = SearchParams(k=3, shortlist=6, mode="sparse")
+    assert store.search(SPEC.physical, query, sparse, text="the of") == []
+    hybrid_params = SearchParams(k=3, shortlist=6, mode="hybrid")
+    hybrid = store.search(SPEC.physical, query, hybrid_params, text="the of")
     assert _ids(hybrid) == _ids(dense)
 
 
-def test_hybrid_bad_modes_and_collections_without_lexical_vectors_are_refused(store):
+def test_hybrid_missing_texts_and_collections_without_lexical_vectors_are_refused(store):
     query = _vectors(1)
-    with pytest.raises(StoreError, match="unknown; choose one of dense, sparse, hybrid"):
-        store.search(SPEC.physical, query, k=1, shortlist=1, mode="bm25", text="x")
-    with pytest.raises(StoreError, match="needs the query texts"):
-        store.search(SPEC.physical, query, k=1, shortlist=1, mode="hybrid")
+    with pytest.raises(StoreError, match="hybrid search needs the query texts"):
+        store.search(SPEC.physical, query, SearchParams(k=1, mode="hybrid"))
+    with pytest.raises(StoreError, match="sparse search needs the query texts"):
+        store.search(SPEC.physical, None, SearchParams(k=1, mode="sparse"))
+    with pytest.raises(StoreError, match="dense search needs the query embeddings"):
+        store.search(SPEC.physical, None, SearchParams(k=1), text="x")
     dense_only = CollectionSpec("plain", 1, "fake-model", DIM, (SHORT,))
     store.create_collection(dense_only)
-    with pytest.raises(StoreError, match="has no lexical .* use mode dense"):
-        store.search(dense_only.physical, query, k=1, shortlist=1, mode="sparse", text="x")
+    with pytest.raises(StoreError, match="searched in sparse mode; use mode dense"):
+        store.search(dense_only.physical, query, SearchParams(k=1, mode="sparse"), text="x")
     assert store.stored_vectors(dense_only.physical) == {}
 
 
@@ -189,7 +185,7 @@ def test_hybrid_vectors_stay_in_step_through_ingest_delete_reingest_promotion_ro
         assert set(stored.values()) == {frozenset({"full", "mrl_64", "lex"})}
         assert {c.split("#")[0] for c in stored} == set(doc_ids)
         assert len(stored) == store.count(physical)
-        sparse = store.search(physical, None, k=50, shortlist=50, mode="sparse", text="judicial")
+        sparse = store.search(physical, None, SearchParams(k=50, mode="sparse"), text="judicial")
         assert {h.doc_id for h in sparse} == {"d0", "d4", "d6"} & set(doc_ids)
         return stored
 
@@ -264,7 +260,7 @@ def _report(two_stage, hybrid, sparse=0.7, full=None):
         row("384", two_stage if full is None else full, "exact", 384),
         row("two-stage", two_stage),
         row("sparse", sparse),
-        row("hybrid", hybrid, params={"fusion": FusionParams(sparse_weight=2).to_dict()}),
+        row("hybrid", hybrid, params={"fusion": FusionParams(sparse_weight=2).model_dump()}),
     ]
     return EvalReport("m", "held", "heldout", 384, {"queries": 10, "corpus": 50}, rows)
 

@@ -3,7 +3,6 @@
 import pytest
 from pydantic import ValidationError
 
-from ragctl.core.errors import ConfigError
 from ragctl.core.lexical import LexicalEncoder, LexicalSpec
 from ragctl.core.settings import LexicalSettings
 from ragctl.core.store.base import CollectionSpec
@@ -63,12 +62,14 @@ def test_lexical_weights_are_bm25_term_frequencies():
 
 
 def test_lexical_spec_rejects_bad_values_naming_what_is_allowed():
-    with pytest.raises(ConfigError, match="klingon.*choose one of: arabic"):
+    with pytest.raises(ValidationError, match="klingon.*choose one of: arabic"):
         LexicalSpec(language="klingon")
-    with pytest.raises(ConfigError, match=r"b must be in \[0, 1\]"):
+    with pytest.raises(ValidationError, match=r"b\n.*less than or equal to 1"):
         LexicalSpec(b=1.5)
-    with pytest.raises(ValidationError, match="unsupported language"):
+    with pytest.raises(ValidationError, match="'klingon' is not supported"):
         LexicalSettings(language="klingon")
+    with pytest.raises(ValidationError, match="version"):  # a recipe this code cannot make
+        LexicalSpec.model_validate({"version": 2})
     assert LexicalSettings(enabled=False).spec() is None
     assert LexicalSettings(language="German").spec() == LexicalSpec(language="german")
 
@@ -79,3 +80,14 @@ def test_lexical_recipe_travels_with_the_collection_spec():
     old = spec.to_dict()
     del old["lexical"]  # a collection made before lexical vectors existed
     assert CollectionSpec.from_dict(old).lexical is None
+    # The recipe as stored on disk: the same keys and values as ever.
+    assert spec.to_dict()["lexical"] == {
+        "language": "english",
+        "stemming": True,
+        "stopwords": True,
+        "extra_stopwords": [],
+        "k1": 1.2,
+        "b": 0.5,
+        "avg_len": 50.0,
+        "version": 1,
+    }

@@ -107,12 +107,13 @@ def test_retriever_cli_feedback_without_a_log_says_so():
 
 def test_retriever_client_unreachable_and_bad_urls():
     from ragctl.retriever.client import ApiClientError, RetrieverClient
+    from ragctl.retriever.schemas import SearchRequest
 
     with pytest.raises(ApiClientError, match="must be an http"):
         RetrieverClient("localhost:8000")
     port = _closed_port()
     with pytest.raises(ApiClientError, match="cannot reach the retriever") as error:
-        RetrieverClient(f"http://127.0.0.1:{port}", timeout_s=5).search("x")
+        RetrieverClient(f"http://127.0.0.1:{port}", timeout_s=5).search(SearchRequest(query="x"))
     assert error.value.code == "unreachable"
 
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from ragctl.cli.main import main
 from ragctl.retriever.client import ApiClientError, RetrieverClient
+from ragctl.retriever.schemas import SearchRequest
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,8 @@ def test_retriever_e2e_feedback_survives_sigkill_and_restart(tmp_path):
         assert late.status_code == 201, late.text
         # The stdlib client the CLI uses against a running server.
         client = RetrieverClient(restarted.url)
-        assert client.search("refund PIN", k=1)["results"][0]["doc_id"] == "front/refunds.md"
+        found = client.search(SearchRequest(query="refund PIN", k=1))
+        assert found["results"][0]["doc_id"] == "front/refunds.md"
         assert client.delete_document("front/refunds.md")["chunks_deleted"] == 1
         with pytest.raises(ApiClientError, match="no document 'front/refunds.md'") as missing:
             client.delete_document("front/refunds.md")

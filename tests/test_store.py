@@ -13,6 +13,8 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError, StoreLockedE
 from ragctl.core.ids import chunk_id
 from ragctl.core.matryoshka import normalize, truncate
 from ragctl.core.records import Chunk
+from ragctl.core.search import SearchParams
+from ragctl.core.settings import StoreSettings
 from ragctl.core.store.base import CollectionSpec
 from ragctl.core.store.edge import EdgeStore
 from ragctl.core.store.server import ServerStore
@@ -26,12 +28,13 @@ def store(request, tmp_path):
     if request.param == "edge":
         opened = EdgeStore(tmp_path / "qdrant")
     elif request.param == "local":
-        opened = ServerStore.connect(":memory:")
+        opened = ServerStore.connect(StoreSettings(url=":memory:"))
     else:
         url = os.environ.get("RAGCTL_TEST_QDRANT_URL")
         if not url:
             pytest.skip("set RAGCTL_TEST_QDRANT_URL to run the store suite against a live server")
-        opened = ServerStore.connect(url, api_key=os.environ.get("RAGCTL_TEST_QDRANT_API_KEY"))
+        key = os.environ.get("RAGCTL_TEST_QDRANT_API_KEY")
+        opened = ServerStore.connect(StoreSettings(url=url, api_key=key))
     yield opened
     if request.param == "server":  # leave the shared server as we found it
         from qdrant_client import models
@@ -118,8 +121,8 @@ def test_store_alias_switch_and_drop(store):
 def test_store_two_stage_finds_exact_match_and_agrees_with_single_stage(store):
     physical, chunks, vectors = _filled(store)
     queries = vectors.embeddings_slice(slice(0, 5))
-    two = store.search_batch(physical, queries, k=5, shortlist=30)
-    one = store.search_batch(physical, queries, k=5, shortlist=30, single_stage=True)
+    two = store.search_batch(physical, queries, SearchParams(k=5, shortlist=30))
+    one = store.search_batch(physical, queries, SearchParams(k=5, shortlist=30, single_stage=True))
     for row in range(5):
         assert two[row][0].chunk_id == chunks[row].chunk_id
         assert two[row][0].score == pytest.approx(1.0, abs=1e-4)
@@ -132,7 +135,7 @@ def test_store_two_stage_finds_exact_match_and_agrees_with_single_stage(store):
 def test_store_shortlist_limits_the_candidates(store):
     physical, chunks, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))
-    hits = store.search(physical, query, k=3, shortlist=3)
+    hits = store.search(physical, query, SearchParams(k=3, shortlist=3))
     short_scores = truncate(vectors.full, SHORT) @ query.shortlist[SHORT][0]
     candidates = {chunks[i].chunk_id for i in np.argsort(-short_scores)[:3]}
     assert {h.chunk_id for h in hits} == candidates
@@ -141,25 +144,19 @@ def test_store_shortlist_limits_the_candidates(store):
 def test_store_filter(store):
     physical, _, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))
-    hits = store.search(physical, query, k=10, shortlist=30, payload_filter={"metadata.lang": "en"})
+    hits = store.search(physical, query, SearchParams(shortlist=30, filter={"metadata.lang": "en"}))
     assert len(hits) == 10 and all(h.metadata["lang"] == "en" for h in hits)
     hits = store.search(
-        physical, query, k=10, shortlist=30, payload_filter={"doc_id": ["d1", "d2"]}
+        physical, query, SearchParams(shortlist=30, filter={"doc_id": ["d1", "d2"]})
     )
     assert sorted({h.doc_id for h in hits}) == ["d1", "d2"] and len(hits) == 6
-    with pytest.raises(StoreError, match="cannot filter on 'text'"):
-        store.search(physical, query, k=1, shortlist=1, payload_filter={"text": "x"})
-    with pytest.raises(StoreError, match="must be strings, integers or booleans"):
-        store.search(physical, query, k=1, shortlist=1, payload_filter={"doc_id": 1.5})
 
 
-def test_store_search_limits(store):
+def test_store_search_needs_the_shortlist_dim_it_asks_for(store):
     physical, _, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))
-    with pytest.raises(StoreError, match=r"shortlist \(5\) must be >= k \(10\)"):
-        store.search(physical, query, k=10, shortlist=5)
     with pytest.raises(StoreError, match="no shortlist vector of 16 dims"):
-        store.search(physical, query, k=1, shortlist=5, shortlist_dim=16)
+        store.search(physical, query, SearchParams(k=1, shortlist=5, shortlist_dim=16))
 
 
 def test_store_doc_lookup_and_delete(store):
@@ -209,7 +206,9 @@ def test_edge_store_survives_reopen_and_ignores_half_created_collection(tmp_path
         assert store.resolve(_NAME) == physical
         assert [s.version for s in store.list_specs()] == [1]
         assert store.count(physical) == 30
-        hits = store.search(physical, vectors.embeddings_slice(slice(3, 4)), k=1, shortlist=10)
+        hits = store.search(
+            physical, vectors.embeddings_slice(slice(3, 4)), SearchParams(k=1, shortlist=10)
+        )
         assert hits[0].chunk_id == chunks[3].chunk_id
         store.create_collection(_spec(version=2))  # the leftover is replaced, not an error
         assert store.count(f"{_NAME}__v2") == 0
@@ -218,9 +217,10 @@ def test_edge_store_survives_reopen_and_ignores_half_created_collection(tmp_path
 def test_store_optimize_keeps_results(store):
     physical, chunks, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(2, 3))
-    before = [h.chunk_id for h in store.search(physical, query, k=5, shortlist=30)]
+    params = SearchParams(k=5, shortlist=30)
+    before = [h.chunk_id for h in store.search(physical, query, params)]
     store.optimize(physical)
-    assert [h.chunk_id for h in store.search(physical, query, k=5, shortlist=30)] == before
+    assert [h.chunk_id for h in store.search(physical, query, params)] == before
     assert store.count(physical) == 30
 
 

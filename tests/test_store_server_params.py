@@ -23,14 +23,17 @@ from ragctl.core.ids import chunk_id
 from ragctl.core.lexical import LexicalSpec
 from ragctl.core.matryoshka import normalize, truncate
 from ragctl.core.records import Chunk
+from ragctl.core.search import SearchParams
 from ragctl.core.settings import Settings, StoreSettings, load_settings
 from ragctl.core.store import open_store
 from ragctl.core.store.base import CollectionSpec
-from ragctl.core.store.server import ServerParams, ServerStore
+from ragctl.core.store.server import ServerStore
 
 DIM, SHORT = 32, 8
 COSINE = models.Distance.COSINE
 SPEC = CollectionSpec("docs", 1, "fake-model", DIM, (SHORT,))
+TWO_STAGE = SearchParams(k=3, shortlist=10)
+SINGLE_STAGE = SearchParams(k=3, shortlist=10, single_stage=True)
 # Local mode takes search params and ignores them (exact search), saying so.
 pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
 
@@ -69,10 +72,10 @@ class RecordingClient(QdrantClient):
         return super().query_batch_points(**kwargs)
 
 
-def _store(params: ServerParams | None = None) -> tuple[ServerStore, RecordingClient]:
+def _store(settings: StoreSettings | None = None) -> tuple[ServerStore, RecordingClient]:
     client = RecordingClient()
     # local_mode=False: take the real server's code path (payload index included).
-    return ServerStore(client, params=params), client
+    return ServerStore(client, settings=settings), client
 
 
 def _filled(store: ServerStore, n: int = 20) -> Embeddings:
@@ -118,8 +121,7 @@ def test_store_server_params_default_create_sends_plain_collection():
 def test_store_server_params_scale_settings_reach_create_collection(monkeypatch):
     for key, value in SCALE.items():
         monkeypatch.setenv(f"RAGCTL_STORE__{key.upper()}", str(value).lower())
-    params = ServerParams.from_settings(load_settings().store)
-    store, client = _store(params)
+    store, client = _store(load_settings().store)
     store.create_collection(SPEC)
     [sent] = client.calls["create_collection"]
     int8 = models.ScalarQuantization(
@@ -152,7 +154,7 @@ def test_store_server_params_scale_settings_reach_create_collection(monkeypatch)
 
 
 def test_store_server_params_never_quantize_the_full_vector():
-    store, client = _store(ServerParams(shortlist_quantization="int8", full_on_disk=False))
+    store, client = _store(StoreSettings(shortlist_quantization="int8", full_on_disk=False))
     store.create_collection(SPEC)
     [sent] = client.calls["create_collection"]
     assert sent["vectors_config"]["full"].quantization_config is None
@@ -162,11 +164,11 @@ def test_store_server_params_never_quantize_the_full_vector():
 
 
 def test_store_server_params_quantized_shortlist_is_not_rescored():
-    store, client = _store(ServerParams(shortlist_quantization="int8"))
+    store, client = _store(StoreSettings(shortlist_quantization="int8"))
     vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))
-    store.search_batch(SPEC.physical, query, k=3, shortlist=10)
-    store.search_batch(SPEC.physical, query, k=3, shortlist=10, single_stage=True)
+    store.search_batch(SPEC.physical, query, TWO_STAGE)
+    store.search_batch(SPEC.physical, query, SINGLE_STAGE)
     [two_stage] = client.calls["query_batch_points"][0]["requests"]
     [single] = client.calls["query_batch_points"][1]["requests"]
     assert two_stage.prefetch[0].params == models.SearchParams(
@@ -176,11 +178,11 @@ def test_store_server_params_quantized_shortlist_is_not_rescored():
 
 
 def test_store_server_params_hnsw_ef_goes_to_the_one_hnsw_search():
-    store, client = _store(ServerParams(hnsw_ef=123))
+    store, client = _store(StoreSettings(hnsw_ef=123))
     vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))
-    two = store.search_batch(SPEC.physical, query, k=3, shortlist=10)
-    one = store.search_batch(SPEC.physical, query, k=3, shortlist=10, single_stage=True)
+    two = store.search_batch(SPEC.physical, query, TWO_STAGE)
+    one = store.search_batch(SPEC.physical, query, SINGLE_STAGE)
     assert two[0][0].chunk_id == one[0][0].chunk_id
     [two_stage] = client.calls["query_batch_points"][0]["requests"]
     [single] = client.calls["query_batch_points"][1]["requests"]
@@ -194,22 +196,17 @@ def test_store_server_params_hnsw_ef_goes_to_the_one_hnsw_search():
 def test_store_server_params_no_search_params_by_default():
     store, client = _store()
     vectors = _filled(store)
-    store.search_batch(SPEC.physical, vectors.embeddings_slice(slice(0, 1)), k=3, shortlist=10)
+    store.search_batch(SPEC.physical, vectors.embeddings_slice(slice(0, 1)), TWO_STAGE)
     [request] = client.calls["query_batch_points"][0]["requests"]
     assert request.params is None and request.prefetch[0].params is None
 
 
 def test_store_server_params_local_mode_accepts_every_setting():
-    store = ServerStore.connect(":memory:", params=ServerParams(**SCALE))
+    store = ServerStore.connect(StoreSettings(url=":memory:", **SCALE))
     vectors = _filled(store)
-    hits = store.search(SPEC.physical, vectors.embeddings_slice(slice(4, 5)), k=3, shortlist=10)
+    hits = store.search(SPEC.physical, vectors.embeddings_slice(slice(4, 5)), TWO_STAGE)
     assert hits[0].doc_id == "d4" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     store.close()
-
-
-def test_store_server_params_defaults_match_settings_defaults():
-    assert ServerParams.from_settings(StoreSettings()) == ServerParams()
-    assert ServerParams.from_settings(StoreSettings(**SCALE)) == ServerParams(**SCALE)
 
 
 def test_store_server_params_settings_validation():
@@ -221,8 +218,8 @@ def test_store_server_params_settings_validation():
         StoreSettings(shortlist_quantization="int4")
     with pytest.raises(ValidationError, match="shard_number"):
         StoreSettings(shard_number=0)
-    with pytest.raises(StoreError, match="must be 'none' or 'int8', got 'binary'"):
-        ServerParams(shortlist_quantization="binary")
+    with pytest.raises(ValidationError, match="timeout_s"):
+        StoreSettings(timeout_s=0)
 
 
 class FakeRemote:
@@ -265,6 +262,10 @@ def fake_remote(monkeypatch):
     return FakeRemote
 
 
+def _remote(**settings) -> StoreSettings:
+    return StoreSettings(url="http://qdrant:6333", **settings)
+
+
 def _refused() -> ResponseHandlingException:
     return ResponseHandlingException(httpx.ConnectError("connection refused"))
 
@@ -280,13 +281,12 @@ def test_store_server_params_open_store_passes_url_key_timeout_and_params(fake_r
         "api_key": "s3cret",
         "timeout": 3,
     }
-    assert store.params == ServerParams.from_settings(settings.store)
-    assert store.params.shard_number == 6
+    assert store.settings is settings.store and store.settings.shard_number == 6
 
 
 def test_store_server_params_connect_retries_transient_failures(fake_remote):
     fake_remote.failures = [_refused(), _refused()]
-    store = ServerStore.connect("http://qdrant:6333", params=ServerParams(max_retries=2))
+    store = ServerStore.connect(_remote(max_retries=2))
     assert fake_remote.instances[0].get_collections_calls == 3
     assert store.client is fake_remote.instances[0]
 
@@ -294,35 +294,33 @@ def test_store_server_params_connect_retries_transient_failures(fake_remote):
 def test_store_server_params_connect_gives_up_after_max_retries(fake_remote):
     fake_remote.failures = [_refused(), _refused()]
     with pytest.raises(StoreError, match="Qdrant server: .*connection refused"):
-        ServerStore.connect("http://qdrant:6333", params=ServerParams(max_retries=1))
+        ServerStore.connect(_remote(max_retries=1))
     assert fake_remote.instances[0].get_collections_calls == 2
 
 
 def test_store_server_params_no_retry_on_a_real_answer(fake_remote):
     fake_remote.failures = [UnexpectedResponse(403, "Forbidden", b"bad api key", httpx.Headers())]
     with pytest.raises(StoreError, match="403"):
-        ServerStore.connect("http://qdrant:6333", params=ServerParams(max_retries=5))
+        ServerStore.connect(_remote(max_retries=5))
     assert fake_remote.instances[0].get_collections_calls == 1
 
 
 def test_store_server_params_overloaded_server_is_retried(fake_remote):
     fake_remote.failures = [UnexpectedResponse(503, "Unavailable", b"", httpx.Headers())]
-    ServerStore.connect("http://qdrant:6333", params=ServerParams(max_retries=1))
+    ServerStore.connect(_remote(max_retries=1))
     assert fake_remote.instances[0].get_collections_calls == 2
 
 
 def test_store_server_params_create_collection_is_never_retried(fake_remote):
-    store = ServerStore.connect("http://qdrant:6333", params=ServerParams(max_retries=5))
+    store = ServerStore.connect(_remote(max_retries=5))
     with pytest.raises(StoreError, match="timed out"):
         store.create_collection(SPEC)
     assert fake_remote.instances[0].create_calls == 1
 
 
 def test_store_server_params_timeout_is_rounded_up(fake_remote):
-    ServerStore.connect("http://qdrant:6333", timeout_s=0.2)
+    ServerStore.connect(_remote(timeout_s=0.2))
     assert fake_remote.instances[0].kwargs["timeout"] == math.ceil(0.2) == 1
-    with pytest.raises(StoreError, match="timeout_s must be positive"):
-        ServerStore.connect("http://qdrant:6333", timeout_s=0)
 
 
 def test_store_server_params_lexical_spec_creates_an_idf_sparse_vector():

@@ -17,8 +17,9 @@ from ragctl.core.collections import encoder_for
 from ragctl.core.encoder import Encoder, resolve_model
 from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
+from ragctl.core.search import SearchMode
 from ragctl.core.settings import Settings
-from ragctl.core.store.base import DENSE, HYBRID, SPARSE, CollectionSpec, VectorStore
+from ragctl.core.store.base import CollectionSpec, VectorStore
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.gate import GateDecision, GateRule, decide
 from ragctl.evalkit.results import HYBRID as HYBRID_ROW
@@ -89,14 +90,14 @@ class RetuneResult:
     serving_profile: dict[str, Any] | None = None
 
 
-def gate_rule(settings: Settings, serving_mode: str = DENSE) -> GateRule:
+def gate_rule(settings: Settings, serving_mode: SearchMode = SearchMode.DENSE) -> GateRule:
     """The gate of `settings`, requiring the gain in `serving_mode` (dense or hybrid)."""
     gate = settings.tuner.gate
     return GateRule(
         min_gain=gate.min_gain,
         max_regression=gate.max_regression,
         guard_tolerance=gate.guard_tolerance,
-        serving_row=HYBRID_ROW if serving_mode == HYBRID else TWO_STAGE,
+        serving_row=HYBRID_ROW if serving_mode is SearchMode.HYBRID else TWO_STAGE,
     )
 
 
@@ -106,7 +107,11 @@ def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
     Ties go to dense, then hybrid, then sparse. None when the report has no pipeline rows.
     """
     scores: dict[str, float] = {}
-    for mode, row_name in ((DENSE, TWO_STAGE), (HYBRID, HYBRID_ROW), (SPARSE, SPARSE_ROW)):
+    for mode, row_name in (
+        (SearchMode.DENSE, TWO_STAGE),
+        (SearchMode.HYBRID, HYBRID_ROW),
+        (SearchMode.SPARSE, SPARSE_ROW),
+    ):
         row = report.row(row_name)
         if row is not None and "ndcg@10" in row.metrics:
             scores[mode] = row.metrics["ndcg@10"]
@@ -267,7 +272,7 @@ def retune(
             relevant=pair_set.relevant,
             not_relevant=pair_set.not_relevant,
             margin=options.negative_margin,
-            source=options.negatives_from,
+            source=SearchMode(options.negatives_from),
         )
 
     version = registry.next_version()

@@ -22,6 +22,7 @@ import numpy as np
 
 from ragctl.core.encoder import Encoder
 from ragctl.core.records import Hit
+from ragctl.core.search import SearchMode, SearchParams
 from ragctl.core.store.base import VectorStore
 from ragctl.tuner.pairs import TrainingPair, normalize_query
 
@@ -48,7 +49,7 @@ def mine_hard_negatives(
     candidates: int = 20,
     margin: float = 0.05,
     batch_size: int = 256,
-    source: str = "dense",
+    source: SearchMode = SearchMode.DENSE,
     guard_depth: int = 3,
 ) -> tuple[list[TrainingPair], MiningReport]:
     """Give every pair a negative.
@@ -57,6 +58,7 @@ def mine_hard_negatives(
     another query (an easy negative): the trainer needs a negative on every row or none.
     """
     not_relevant = not_relevant or {}
+    params = SearchParams(k=candidates, shortlist=max(100, candidates), mode=source)
     out: list[TrainingPair] = []
     pool: list[Hit] = []  # low-ranked candidates, the easy negatives of last resort
     counts = {"feedback": 0, "mined": 0, "false_negative": 0, "none": 0}
@@ -65,15 +67,8 @@ def mine_hard_negatives(
         queries = encoder.encode_queries([p.query for p in batch])
         positives = encoder.encode_documents([p.positive for p in batch])
         positive_scores = np.einsum("ij,ij->i", queries.full, positives.full)
-        hits = store.search_batch(
-            physical,
-            queries,
-            k=candidates,
-            shortlist=max(100, candidates),
-            mode=source,
-            texts=[p.query for p in batch],
-        )
-        if source != "dense":  # the guard compares cosines: score the first few candidates
+        hits = store.search_batch(physical, queries, params, [p.query for p in batch])
+        if params.mode is not SearchMode.DENSE:  # the guard compares cosines: score the top few
             hits = _with_cosines(hits, queries.full, encoder, guard_depth)
         for pair, pos_score, found in zip(batch, positive_scores, hits, strict=True):
             key = normalize_query(pair.query)

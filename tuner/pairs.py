@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ragctl.core.encoder import Encoder
+from ragctl.core.search import SearchParams
 from ragctl.core.store.base import VectorStore
 from ragctl.evalkit.sources.records import iter_table_records, text_field
 from ragctl.tuner.errors import TunerError
@@ -137,13 +138,8 @@ def pin_to_chunks(
     out: list[dict[str, Any]] = []
     vectors = encoder.encode_queries([str(r["query"]) for r in records])
     for row, record in enumerate(records):
-        hits = store.search(
-            physical,
-            vectors.embeddings_slice(slice(row, row + 1)),
-            k=1,
-            shortlist=100,
-            payload_filter={"doc_id": str(record["doc_id"])},
-        )
+        params = SearchParams(k=1, filter={"doc_id": str(record["doc_id"])})
+        hits = store.search(physical, vectors.embeddings_slice(slice(row, row + 1)), params)
         if not hits:
             logger.warning("no stored chunk of document %r; feedback dropped", record["doc_id"])
             continue

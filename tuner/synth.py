@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragctl.core.encoder import Encoder
 from ragctl.core.records import Chunk
+from ragctl.core.search import SearchParams
 from ragctl.core.settings import LLMSettings
 from ragctl.core.store.base import VectorStore
 from ragctl.tuner.errors import TunerError
@@ -249,10 +250,11 @@ def round_trip_filter(
 ) -> list[SyntheticQuestion]:
     """Questions whose own chunk the serving model ranks in its top `k`."""
     kept = []
+    params = SearchParams(k=k, shortlist=max(100, k))
     for start in range(0, len(questions), batch_size):
         batch = questions[start : start + batch_size]
         vectors = encoder.encode_queries([q.question for q in batch])
-        hits = store.search_batch(physical, vectors, k=k, shortlist=max(100, k))
+        hits = store.search_batch(physical, vectors, params)
         for question, found in zip(batch, hits, strict=True):
             if any(h.chunk_id == question.chunk_id for h in found):
                 kept.append(question)

@@ -21,12 +21,6 @@ def open_store(settings: Settings) -> VectorStore:
         from ragctl.core.store.edge import EdgeStore
 
         return EdgeStore(settings.qdrant_path)
-    from ragctl.core.store.server import ServerParams, ServerStore
+    from ragctl.core.store.server import ServerStore
 
-    api_key = settings.store.api_key.get_secret_value() if settings.store.api_key else None
-    return ServerStore.connect(
-        settings.store.url,
-        api_key=api_key,
-        timeout_s=settings.store.timeout_s,
-        params=ServerParams.from_settings(settings.store),
-    )
+    return ServerStore.connect(settings.store)

@@ -1,4 +1,4 @@
-"""The store interface, collection specs, payload layout and the filter language.
+"""The store interface, collection specs, payload layout and query plans.
 
 Layout: one physical collection `NAME__vN` per (collection name, model version), with named
 vectors `full` and `mrl_D` per shortlist dim, and an alias `NAME` for the serving one.
@@ -17,16 +17,10 @@ from ragctl.core.encoder import Embeddings
 from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.lexical import LEXICAL_VECTOR, LexicalSpec, SparseVector, lexical_encoder
 from ragctl.core.records import Chunk, Hit
+from ragctl.core.search import FusionMethod, PayloadFilter, SearchMode, SearchParams, StrEnum
 
 FULL_VECTOR = "full"
 _PHYSICAL_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*?)__v(?P<version>[1-9][0-9]*)$")
-
-Scalar = str | int | bool
-PayloadFilter = Mapping[str, Scalar | Sequence[Scalar]]
-"""`{"doc_id": "a.md"}` or `{"metadata.lang": ["en", "de"]}`: every key must match (AND);
-a list matches any of its values (OR)."""
-
-_FILTER_FIELDS = ("doc_id", "source", "chunk_id")
 
 
 def shortlist_vector(dim: int) -> str:
@@ -68,7 +62,7 @@ class CollectionSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shortlist_dims"] = list(self.shortlist_dims)
-        data["lexical"] = None if self.lexical is None else self.lexical.to_dict()
+        data["lexical"] = None if self.lexical is None else self.lexical.model_dump(mode="json")
         return data
 
     @classmethod
@@ -82,7 +76,7 @@ class CollectionSpec:
             query_prompt=str(data.get("query_prompt", "")),
             document_prompt=str(data.get("document_prompt", "")),
             created_at=str(data.get("created_at", "")),
-            lexical=LexicalSpec.from_dict(data["lexical"]) if data.get("lexical") else None,
+            lexical=LexicalSpec.model_validate(data["lexical"]) if data.get("lexical") else None,
         )
 
 
@@ -93,37 +87,6 @@ class CollectionInfo:
     spec: CollectionSpec
     points: int
     aliases: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class FilterCondition:
-    """One validated condition: `key` equals `values[0]`, or any of `values`."""
-
-    key: str
-    values: tuple[Scalar, ...]
-
-
-def parse_filter(payload_filter: PayloadFilter | None) -> list[FilterCondition]:
-    """Validate a filter and turn it into conditions, naming what is wrong if anything is."""
-    if not payload_filter:
-        return []
-    conditions = []
-    for key, value in payload_filter.items():
-        if key not in _FILTER_FIELDS and not re.fullmatch(r"metadata\.[A-Za-z0-9_.-]+", key):
-            raise StoreError(
-                f"cannot filter on {key!r}: allowed keys are {', '.join(_FILTER_FIELDS)} "
-                "or metadata.<field>"
-            )
-        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if not values:
-            raise StoreError(f"filter {key!r} has an empty list of values")
-        for item in values:
-            if isinstance(item, float) or not isinstance(item, (str, int, bool)):
-                raise StoreError(
-                    f"filter {key!r}: values must be strings, integers or booleans, got {item!r}"
-                )
-        conditions.append(FilterCondition(key, values))
-    return conditions
 
 
 def named_vectors(embeddings: Embeddings, row: int) -> dict[str, Any]:
@@ -176,102 +139,24 @@ def hit_from_payload(score: float, payload: Mapping[str, Any]) -> Hit:
     )
 
 
-def check_search_limits(k: int, shortlist: int) -> None:
-    """1 <= k <= shortlist, with an error naming the bad value."""
-    if k < 1:
-        raise StoreError(f"k must be >= 1, got {k}")
-    if shortlist < k:
-        raise StoreError(f"shortlist ({shortlist}) must be >= k ({k})")
+class StageKind(StrEnum):
+    """What one stage of a query does."""
 
-
-DENSE, SPARSE, HYBRID = "dense", "sparse", "hybrid"
-SEARCH_MODES = (DENSE, SPARSE, HYBRID)
-FUSION_METHODS = ("rrf", "dbsf")
-
-
-@dataclass(frozen=True)
-class FusionParams:
-    """How a hybrid search fuses its dense and sparse candidates.
-
-    Attributes:
-        method: `rrf` (reciprocal rank fusion) or `dbsf` (distribution-based score fusion:
-            each branch's scores normalized by their mean and spread, then summed).
-        rrf_k: The RRF rank constant (larger = flatter).
-        dense_weight: Weight of the dense branch.
-        sparse_weight: Weight of the sparse branch.
-        candidates: How many candidates each branch brings to the fusion.
-        rescore: Rerank the fused top `candidates` with the full dense vector (dense order
-            over the fused pool) instead of returning the fused order.
-
-    The weights mean different things per method, as Qdrant implements them:
-      rrf: Qdrant's weighted RRF divides a branch's (1-based) rank by its weight,
-        score = sum of 1 / (rrf_k - 1 + rank / weight): a larger weight lifts that branch's
-        hits but flattens the differences between them (its order counts for less);
-      dbsf: a weight is how many times the branch's normalized score is counted (the branch
-        is prefetched that many times in the one query), so it must be a whole number 0-8.
-    """
-
-    method: str = "dbsf"
-    rrf_k: int = 60
-    dense_weight: float = 1.0
-    sparse_weight: float = 2.0
-    candidates: int = 100
-    rescore: bool = False
-
-    def __post_init__(self) -> None:
-        if self.method not in FUSION_METHODS:
-            raise StoreError(
-                f"fusion method {self.method!r} is unknown; "
-                f"choose one of {', '.join(FUSION_METHODS)}"
-            )
-        if self.rrf_k < 1:
-            raise StoreError(f"rrf_k must be >= 1, got {self.rrf_k}")
-        if self.dense_weight < 0 or self.sparse_weight < 0:
-            raise StoreError("fusion weights must be >= 0")
-        if self.dense_weight + self.sparse_weight <= 0:
-            raise StoreError("at least one fusion weight must be > 0")
-        if self.candidates < 1:
-            raise StoreError(f"fusion candidates must be >= 1, got {self.candidates}")
-        if self.method == "dbsf":
-            for weight in (self.dense_weight, self.sparse_weight):
-                if weight != int(weight) or weight > 8:
-                    raise StoreError(
-                        f"dbsf weights count how often a branch is summed: whole numbers "
-                        f"0-8, got {weight:g}"
-                    )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FusionParams:
-        defaults = cls()
-        return cls(
-            method=str(data.get("method", defaults.method)),
-            rrf_k=int(data.get("rrf_k", defaults.rrf_k)),
-            dense_weight=float(data.get("dense_weight", defaults.dense_weight)),
-            sparse_weight=float(data.get("sparse_weight", defaults.sparse_weight)),
-            candidates=int(data.get("candidates", defaults.candidates)),
-            rescore=bool(data.get("rescore", defaults.rescore)),
-        )
-
-    def describe(self) -> str:
-        """`rrf k=60 dense 1 : sparse 2`, or `dbsf dense 1 : sparse 2`."""
-        weights = f"dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
-        name = f"dbsf {weights}" if self.method == "dbsf" else f"rrf k={self.rrf_k} {weights}"
-        return name + (", rescored by full" if self.rescore else "")
+    NEAREST = "nearest"  # dense vector `dense` on vector `using`
+    SPARSE = "sparse"  # sparse vector `sparse` on vector `using`
+    RRF = FusionMethod.RRF.value  # fusion of the `prefetch` stages
+    DBSF = FusionMethod.DBSF.value
 
 
 @dataclass(frozen=True)
 class QueryStage:
     """One stage of a Qdrant query, independent of the client library.
 
-    `nearest`: dense vector `dense` on vector `using`; `sparse`: sparse vector `sparse` on
-    `using`; `rrf` / `dbsf`: fusion of the `prefetch` stages. Every stage returns `limit`
-    points, scored among what its `prefetch` stages returned (or the whole collection).
+    Every stage returns `limit` points, scored among what its `prefetch` stages returned (or
+    the whole collection).
     """
 
-    kind: str
+    kind: StageKind
     limit: int
     using: str | None = None
     dense: list[float] | None = None
@@ -422,112 +307,80 @@ class VectorStore(ABC):
         self,
         physical: str,
         queries: Embeddings | None,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
-        mode: str = DENSE,
+        params: SearchParams,
         texts: Sequence[str] | None = None,
-        fusion: FusionParams | None = None,
     ) -> list[list[Hit]]:
         """Top-k chunks per query, each query one Qdrant query, all in one call.
 
-        Modes:
+        Modes (`params.mode`):
           dense: prefetch `shortlist` candidates on the `mrl_D` vector, rescore them with
-            `full` (`single_stage=True` searches `full` directly, for comparison);
+            `full` (`single_stage` searches `full` directly, for comparison);
           sparse: BM25 on the `lex` vector (needs `texts`; no dense vectors needed);
           hybrid: the dense two-stage branch and the sparse branch each bring
             `fusion.candidates` chunks, fused by `fusion` (needs both).
         A query with no lexical term left (only stop words) has no sparse branch: sparse
         returns nothing for it and hybrid returns its dense results.
         """
-        plans = self.plan_queries(
-            physical,
-            queries,
-            k=k,
-            shortlist=shortlist,
-            shortlist_dim=shortlist_dim,
-            single_stage=single_stage,
-            mode=mode,
-            texts=texts,
-            fusion=fusion,
-        )
+        plans = self.plan_queries(physical, queries, params, texts)
         runnable = [p for p in plans if p is not None]
-        results = iter(self._query_batch(physical, runnable, payload_filter) if runnable else [])
+        results = iter(self._query_batch(physical, runnable, params.filter) if runnable else [])
         return [[] if plan is None else next(results) for plan in plans]
 
     def plan_queries(
         self,
         physical: str,
         queries: Embeddings | None,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        mode: str = DENSE,
+        params: SearchParams,
         texts: Sequence[str] | None = None,
-        fusion: FusionParams | None = None,
     ) -> list[QueryStage | None]:
         """The query of each row (None: nothing to search), checked against the collection."""
-        check_search_limits(k, shortlist)
-        if mode not in SEARCH_MODES:
-            raise StoreError(
-                f"search mode {mode!r} is unknown; choose one of {', '.join(SEARCH_MODES)}"
-            )
+        mode = params.mode
         spec = self.spec(physical)
-        if mode != DENSE and spec.lexical is None:
+        if mode is not SearchMode.DENSE and spec.lexical is None:
             raise StoreError(
                 f"collection {physical!r} has no lexical (sparse) vectors, so it cannot be "
                 f"searched in {mode} mode; use mode dense, or ingest into a collection created "
                 "with lexical.enabled = true"
             )
-        if mode != SPARSE and queries is None:
+        if mode is not SearchMode.SPARSE and queries is None:
             raise StoreError(f"{mode} search needs the query embeddings")
-        if mode != DENSE and texts is None:
+        if mode is not SearchMode.DENSE and texts is None:
             raise StoreError(f"{mode} search needs the query texts")
         rows = len(texts) if queries is None and texts is not None else len(queries or [])
         if texts is not None and len(texts) != rows:
             raise StoreError(f"{len(texts)} query texts but {rows} query vectors")
-        dim = _shortlist_dim(spec, shortlist_dim) if mode != SPARSE else 0
-        fusion = fusion or FusionParams()
+        dim = _shortlist_dim(spec, params.shortlist_dim) if mode is not SearchMode.SPARSE else 0
         terms = (
             lexical_encoder(spec.lexical).queries(list(texts))
-            if mode != DENSE and spec.lexical is not None and texts is not None
+            if mode is not SearchMode.DENSE and spec.lexical is not None and texts is not None
             else []
         )
+        k, shortlist, fusion = params.k, params.shortlist, params.fusion
         plans: list[QueryStage | None] = []
         for row in range(rows):
-            if mode == DENSE:
-                assert queries is not None
-                plans.append(_dense_stage(queries, row, k, shortlist, dim, single_stage))
-                continue
             lexical = (
-                QueryStage("sparse", k, using=LEXICAL_VECTOR, sparse=terms[row])
-                if len(terms[row])
+                QueryStage(StageKind.SPARSE, k, using=LEXICAL_VECTOR, sparse=terms[row])
+                if terms and len(terms[row])
                 else None
             )
-            if mode == SPARSE:
+            if mode is SearchMode.SPARSE:
                 plans.append(lexical)
                 continue
             assert queries is not None
-            if lexical is None:
-                plans.append(_dense_stage(queries, row, k, shortlist, dim, single_stage))
+            if lexical is None:  # dense, or hybrid with no lexical term left
+                plans.append(_dense_stage(queries, row, k, shortlist, dim, params.single_stage))
                 continue
             pool = max(fusion.candidates, k)
-            dense = _dense_stage(queries, row, pool, max(shortlist, pool), dim, single_stage)
-            sparse = QueryStage("sparse", pool, using=LEXICAL_VECTOR, sparse=terms[row])
-            if fusion.method == "rrf":
-                branches, weights = (dense, sparse), (fusion.dense_weight, fusion.sparse_weight)
+            dense = _dense_stage(queries, row, pool, max(shortlist, pool), dim, params.single_stage)
+            sparse = QueryStage(StageKind.SPARSE, pool, using=LEXICAL_VECTOR, sparse=terms[row])
+            if fusion.method is FusionMethod.RRF:
+                branches: tuple[QueryStage, ...] = (dense, sparse)
+                weights: tuple[float, ...] | None = (fusion.dense_weight, fusion.sparse_weight)
             else:  # dbsf: a branch counted n times is prefetched n times
-                branches = (dense,) * int(fusion.dense_weight) + (sparse,) * int(
-                    fusion.sparse_weight
-                )
-                weights = None
+                n_dense, n_sparse = int(fusion.dense_weight), int(fusion.sparse_weight)
+                branches, weights = (dense,) * n_dense + (sparse,) * n_sparse, None
             fused = QueryStage(
-                fusion.method,
+                StageKind(fusion.method),
                 pool if fusion.rescore else k,
                 prefetch=branches,
                 rrf_k=fusion.rrf_k,
@@ -535,7 +388,9 @@ class VectorStore(ABC):
             )
             if fusion.rescore:  # the dense order over the fused pool
                 full = queries.full[row].tolist()
-                fused = QueryStage("nearest", k, using=FULL_VECTOR, dense=full, prefetch=(fused,))
+                fused = QueryStage(
+                    StageKind.NEAREST, k, using=FULL_VECTOR, dense=full, prefetch=(fused,)
+                )
             plans.append(fused)
         return plans
 
@@ -543,29 +398,11 @@ class VectorStore(ABC):
         self,
         physical: str,
         query: Embeddings | None,
-        *,
-        k: int,
-        shortlist: int,
-        shortlist_dim: int | None = None,
-        single_stage: bool = False,
-        payload_filter: PayloadFilter | None = None,
-        mode: str = DENSE,
+        params: SearchParams,
         text: str | None = None,
-        fusion: FusionParams | None = None,
     ) -> list[Hit]:
         """Search with one query (row 0 of `query`, and/or `text`)."""
-        return self.search_batch(
-            physical,
-            query,
-            k=k,
-            shortlist=shortlist,
-            shortlist_dim=shortlist_dim,
-            single_stage=single_stage,
-            payload_filter=payload_filter,
-            mode=mode,
-            texts=None if text is None else [text],
-            fusion=fusion,
-        )[0]
+        return self.search_batch(physical, query, params, None if text is None else [text])[0]
 
     def sparse_documents(self, physical: str, chunks: Sequence[Chunk]) -> list[SparseVector] | None:
         """The lexical vectors of `chunks` for this collection (None if it has none)."""
@@ -587,14 +424,14 @@ def _dense_stage(
     """`full` rescoring of a `mrl_D` shortlist (or `full` alone when single-stage)."""
     full = queries.full[row].tolist()
     if single_stage:
-        return QueryStage("nearest", limit, using=FULL_VECTOR, dense=full)
+        return QueryStage(StageKind.NEAREST, limit, using=FULL_VECTOR, dense=full)
     head = QueryStage(
-        "nearest",
+        StageKind.NEAREST,
         shortlist,
         using=shortlist_vector(dim),
         dense=queries.shortlist[dim][row].tolist(),
     )
-    return QueryStage("nearest", limit, using=FULL_VECTOR, dense=full, prefetch=(head,))
+    return QueryStage(StageKind.NEAREST, limit, using=FULL_VECTOR, dense=full, prefetch=(head,))
 
 
 def _shortlist_dim(spec: CollectionSpec, requested: int | None) -> int:

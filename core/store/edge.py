@@ -22,17 +22,17 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.ids import point_id
 from ragctl.core.lexical import LEXICAL_VECTOR
 from ragctl.core.records import Chunk, Hit
+from ragctl.core.search import PayloadFilter, parse_filter
 from ragctl.core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
-    PayloadFilter,
     QueryStage,
+    StageKind,
     VectorStore,
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
     named_vectors,
-    parse_filter,
     parse_physical,
     shortlist_vector,
 )
@@ -307,17 +307,15 @@ class EdgeStore(VectorStore):
 
 def _edge_query(stage: QueryStage) -> Any:
     qe = _edge()
-    if stage.kind == "nearest":
+    if stage.kind is StageKind.NEAREST:
         return qe.Query.Nearest(stage.dense, using=stage.using)
-    if stage.kind == "sparse":
+    if stage.kind is StageKind.SPARSE:
         assert stage.sparse is not None
         vector = qe.SparseVector(stage.sparse.indices, stage.sparse.values)
         return qe.Query.Nearest(vector, using=stage.using)
-    if stage.kind == "rrf":
+    if stage.kind is StageKind.RRF:
         return qe.Fusion.Rrf(k=stage.rrf_k, weights=list(stage.weights or ()) or None)
-    if stage.kind == "dbsf":
-        return qe.Fusion.Dbsf()
-    raise StoreError(f"unknown query stage {stage.kind!r}")
+    return qe.Fusion.Dbsf()
 
 
 def _edge_prefetch(stage: QueryStage, flt: Any) -> Any:

@@ -4,9 +4,10 @@ Specs live in each collection's metadata (`{"ragctl": {...}}`); aliases are Qdra
 are switched with one atomic `update_collection_aliases` call. The same class runs against
 qdrant-client's local mode (`":memory:"` or a path), a testing tool that speaks the same API.
 
-At scale, `ServerParams` lays out new collections (shards, replication, write consistency,
-`full` vectors on disk with the shortlist in RAM, HNSW, int8 shortlist quantization) and
-sets the search-time `hnsw_ef`; transient failures of idempotent calls are retried.
+At scale, the store settings (`StoreSettings`) lay out new collections (shards, replication,
+write consistency, `full` vectors on disk with the shortlist in RAM, HNSW, int8 shortlist
+quantization) and set the search-time `hnsw_ef`; transient failures of idempotent calls are
+retried.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragctl.core.encoder import Embeddings
@@ -25,17 +25,18 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.ids import point_id
 from ragctl.core.lexical import LEXICAL_VECTOR
 from ragctl.core.records import Chunk, Hit
+from ragctl.core.search import PayloadFilter, parse_filter
+from ragctl.core.settings import StoreSettings
 from ragctl.core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
-    PayloadFilter,
     QueryStage,
+    StageKind,
     VectorStore,
     chunk_from_payload,
     chunk_payload,
     hit_from_payload,
     named_vectors,
-    parse_filter,
     parse_physical,
     shortlist_vector,
 )
@@ -43,150 +44,110 @@ from ragctl.core.store.base import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-    from ragctl.core.settings import StoreSettings
-
 logger = logging.getLogger(__name__)
 
 _META_KEY = "ragctl"
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class ServerParams:
-    """How new collections are laid out on the server, searched, and how calls are retried.
+def _vectors_config(settings: StoreSettings, spec: CollectionSpec) -> dict[str, Any]:
+    """Named vectors: `full` (on disk if asked, never quantized) and the shortlists.
 
-    None means "the server's default"; the defaults give the layout of a plain `create_collection`.
-    qdrant-client's local mode accepts and ignores the layout (no shards, HNSW or disk).
+    A plain shortlist vector lives in RAM. An int8-quantized one keeps its quantized copy
+    in RAM (`quantization_always_ram`) and its float originals on disk: the shortlist is
+    searched on the quantized copy and never rescored (the exact `full` rerank follows),
+    so RAM holds 1 byte per shortlist dimension instead of 4.
     """
+    from qdrant_client import models
 
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    full_on_disk: bool = False
-    hnsw_m: int | None = None
-    hnsw_ef_construct: int | None = None
-    hnsw_ef: int | None = None
-    shortlist_quantization: str = "none"  # or "int8"
-    quantization_always_ram: bool = True
-    max_retries: int = 2
-    retry_backoff_s: float = 0.5
-
-    @classmethod
-    def from_settings(cls, store: StoreSettings) -> ServerParams:
-        """The server-side parameters of `store` settings."""
-        return cls(
-            shard_number=store.shard_number,
-            replication_factor=store.replication_factor,
-            write_consistency_factor=store.write_consistency_factor,
-            full_on_disk=store.full_on_disk,
-            hnsw_m=store.hnsw_m,
-            hnsw_ef_construct=store.hnsw_ef_construct,
-            hnsw_ef=store.hnsw_ef,
-            shortlist_quantization=store.shortlist_quantization,
-            quantization_always_ram=store.quantization_always_ram,
-            max_retries=store.max_retries,
-            retry_backoff_s=store.retry_backoff_s,
+    full_hnsw = models.HnswConfigDiff(on_disk=True) if settings.full_on_disk else None
+    vectors = {
+        FULL_VECTOR: models.VectorParams(
+            size=spec.dim,
+            distance=models.Distance.COSINE,
+            on_disk=settings.full_on_disk,
+            hnsw_config=full_hnsw,
         )
-
-    def __post_init__(self) -> None:
-        if self.shortlist_quantization not in ("none", "int8"):
-            raise StoreError(
-                "shortlist_quantization must be 'none' or 'int8', "
-                f"got {self.shortlist_quantization!r}"
+    }
+    quantized = _quantized(settings)
+    quantization = None
+    if quantized:
+        quantization = models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, always_ram=settings.quantization_always_ram
             )
-        if self.max_retries < 0:
-            raise StoreError(f"max_retries must be >= 0, got {self.max_retries}")
+        )
+    for dim in spec.shortlist_dims:
+        vectors[shortlist_vector(dim)] = models.VectorParams(
+            size=dim,
+            distance=models.Distance.COSINE,
+            on_disk=quantized,
+            quantization_config=quantization,
+        )
+    return vectors
 
-    def vectors_config(self, spec: CollectionSpec) -> dict[str, Any]:
-        """Named vectors: `full` (on disk if asked, never quantized) and the shortlists.
 
-        A plain shortlist vector lives in RAM. An int8-quantized one keeps its quantized copy
-        in RAM (`quantization_always_ram`) and its float originals on disk: the shortlist is
-        searched on the quantized copy and never rescored (the exact `full` rerank follows),
-        so RAM holds 1 byte per shortlist dimension instead of 4.
-        """
-        from qdrant_client import models
+def _sparse_config(spec: CollectionSpec) -> dict[str, Any] | None:
+    """The lexical vector with the IDF modifier (the server keeps document frequencies)."""
+    from qdrant_client import models
 
-        full_hnsw = models.HnswConfigDiff(on_disk=True) if self.full_on_disk else None
-        vectors = {
-            FULL_VECTOR: models.VectorParams(
-                size=spec.dim,
-                distance=models.Distance.COSINE,
-                on_disk=self.full_on_disk,
-                hnsw_config=full_hnsw,
-            )
-        }
-        quantization = None
-        if self.quantized:
-            quantization = models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(
-                    type=models.ScalarType.INT8, always_ram=self.quantization_always_ram
-                )
-            )
-        for dim in spec.shortlist_dims:
-            vectors[shortlist_vector(dim)] = models.VectorParams(
-                size=dim,
-                distance=models.Distance.COSINE,
-                on_disk=self.quantized,
-                quantization_config=quantization,
-            )
-        return vectors
+    if spec.lexical is None:
+        return None
+    return {LEXICAL_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}
 
-    @staticmethod
-    def sparse_config(spec: CollectionSpec) -> dict[str, Any] | None:
-        """The lexical vector with the IDF modifier (the server keeps document frequencies)."""
-        from qdrant_client import models
 
-        if spec.lexical is None:
-            return None
-        return {LEXICAL_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+def _quantized(settings: StoreSettings) -> bool:
+    """Whether shortlist vectors are int8-quantized."""
+    return settings.shortlist_quantization == "int8"
 
-    @property
-    def quantized(self) -> bool:
-        """Whether shortlist vectors are int8-quantized."""
-        return self.shortlist_quantization == "int8"
 
-    def hnsw_config(self) -> Any:
-        """Collection-wide HNSW parameters, or None for the server's (m=16, ef_construct=100)."""
-        from qdrant_client import models
+def _hnsw_config(settings: StoreSettings) -> Any:
+    """Collection-wide HNSW parameters, or None for the server's (m=16, ef_construct=100)."""
+    from qdrant_client import models
 
-        if self.hnsw_m is None and self.hnsw_ef_construct is None:
-            return None
-        return models.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.hnsw_ef_construct)
+    if settings.hnsw_m is None and settings.hnsw_ef_construct is None:
+        return None
+    return models.HnswConfigDiff(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct)
 
-    def shortlist_search_params(self) -> Any:
-        """Parameters of the shortlist (prefetch) search, or None for the server's defaults.
 
-        `hnsw_ef` if set; a quantized shortlist is not rescored: rescoring only reorders the
-        candidates, which the exact `full` rerank scores again anyway.
-        """
-        from qdrant_client import models
+def _shortlist_search_params(settings: StoreSettings) -> Any:
+    """Parameters of the shortlist (prefetch) search, or None for the server's defaults.
 
-        quantization = models.QuantizationSearchParams(rescore=False) if self.quantized else None
-        if self.hnsw_ef is None and quantization is None:
-            return None
-        return models.SearchParams(hnsw_ef=self.hnsw_ef, quantization=quantization)
+    `hnsw_ef` if set; a quantized shortlist is not rescored: rescoring only reorders the
+    candidates, which the exact `full` rerank scores again anyway.
+    """
+    from qdrant_client import models
 
-    def full_search_params(self) -> Any:
-        """Parameters of a single-stage search on `full`, or None for the server's."""
-        from qdrant_client import models
+    quantization = models.QuantizationSearchParams(rescore=False) if _quantized(settings) else None
+    if settings.hnsw_ef is None and quantization is None:
+        return None
+    return models.SearchParams(hnsw_ef=settings.hnsw_ef, quantization=quantization)
 
-        return None if self.hnsw_ef is None else models.SearchParams(hnsw_ef=self.hnsw_ef)
+
+def _full_search_params(settings: StoreSettings) -> Any:
+    """Parameters of a single-stage search on `full`, or None for the server's."""
+    from qdrant_client import models
+
+    return None if settings.hnsw_ef is None else models.SearchParams(hnsw_ef=settings.hnsw_ef)
 
 
 class ServerStore(VectorStore):
-    """Collections and aliases on a Qdrant server, shared by any number of processes."""
+    """Collections and aliases on a Qdrant server, shared by any number of processes.
+
+    `settings` gives the collection layout, search parameters and retries (its `url`,
+    `api_key` and `timeout_s` are `client`'s, see `connect`).
+    """
 
     def __init__(
         self,
         client: QdrantClient,
         *,
         local_mode: bool = False,
-        params: ServerParams | None = None,
+        settings: StoreSettings | None = None,
     ) -> None:
         self.client = client
         self.local_mode = local_mode
-        self.params = params or ServerParams()
+        self.settings = settings or StoreSettings()
         # qdrant-client's local mode is not thread-safe; a real server is.
         self._guard: AbstractContextManager[Any] = (
             threading.RLock() if local_mode else nullcontext()
@@ -194,34 +155,24 @@ class ServerStore(VectorStore):
         self._specs: dict[str, CollectionSpec] = {}
 
     @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        api_key: str | None = None,
-        timeout_s: float = 30.0,
-        params: ServerParams | None = None,
-    ) -> ServerStore:
-        """Connect to `url` (`http(s)://host:port`), or open local mode for `:memory:`.
+    def connect(cls, settings: StoreSettings) -> ServerStore:
+        """Connect to `settings.url` (`http(s)://host:port`), or open local mode for `:memory:`.
 
-        Args:
-            url: The server's REST address, or `:memory:` for qdrant-client's local mode.
-            api_key: The server's API key (`service.api_key`), if it has one.
-            timeout_s: Per-request timeout (whole seconds are sent; rounded up).
-            params: Collection layout, search parameters and retries (default: none).
+        `settings.api_key` is the server's API key (`service.api_key`), if it has one;
+        `settings.timeout_s` the per-request timeout (whole seconds are sent; rounded up).
         """
         from qdrant_client import QdrantClient
 
+        url = settings.url
         if url == ":memory:":
-            return cls(QdrantClient(location=":memory:"), local_mode=True, params=params)
-        if not url.startswith(("http://", "https://")):
+            return cls(QdrantClient(location=":memory:"), local_mode=True, settings=settings)
+        if url is None or not url.startswith(("http://", "https://")):
             raise StoreError(
                 f"store.url must start with http:// or https:// (or be :memory:), got {url!r}"
             )
-        if timeout_s <= 0:
-            raise StoreError(f"timeout_s must be positive, got {timeout_s}")
-        client = QdrantClient(url=url, api_key=api_key, timeout=math.ceil(timeout_s))
-        store = cls(client, params=params)
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        client = QdrantClient(url=url, api_key=api_key, timeout=math.ceil(settings.timeout_s))
+        store = cls(client, settings=settings)
         store._call(client.get_collections)  # fail now, with a clear message, if unreachable
         return store
 
@@ -233,16 +184,16 @@ class ServerStore(VectorStore):
         parse_physical(physical)
         if self._call(self.client.collection_exists, physical):
             raise StoreError(f"collection {physical!r} already exists")
-        params = self.params
+        settings = self.settings
         self._call_once(  # not retried: a create that timed out may have happened
             self.client.create_collection,
             collection_name=physical,
-            vectors_config=params.vectors_config(spec),
-            shard_number=params.shard_number,
-            replication_factor=params.replication_factor,
-            write_consistency_factor=params.write_consistency_factor,
-            hnsw_config=params.hnsw_config(),
-            sparse_vectors_config=params.sparse_config(spec),
+            vectors_config=_vectors_config(settings, spec),
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+            hnsw_config=_hnsw_config(settings),
+            sparse_vectors_config=_sparse_config(spec),
             metadata={_META_KEY: spec.to_dict()},
         )
         if self.local_mode:  # local mode ignores payload indexes (and warns)
@@ -400,22 +351,20 @@ class ServerStore(VectorStore):
         """
         from qdrant_client import models
 
-        if stage.kind == "nearest":
+        if stage.kind is StageKind.NEAREST:
             if stage.using == FULL_VECTOR:
-                params = None if stage.prefetch else self.params.full_search_params()
+                params = None if stage.prefetch else _full_search_params(self.settings)
             else:
-                params = self.params.shortlist_search_params()
+                params = _shortlist_search_params(self.settings)
             return stage.dense, stage.using, params
-        if stage.kind == "sparse":
+        if stage.kind is StageKind.SPARSE:
             assert stage.sparse is not None
             vector = models.SparseVector(indices=stage.sparse.indices, values=stage.sparse.values)
             return vector, stage.using, None
-        if stage.kind == "rrf":
+        if stage.kind is StageKind.RRF:
             weights = list(stage.weights) if stage.weights else None
             return models.RrfQuery(rrf=models.Rrf(k=stage.rrf_k, weights=weights)), None, None
-        if stage.kind == "dbsf":
-            return models.FusionQuery(fusion=models.Fusion.DBSF), None, None
-        raise StoreError(f"unknown query stage {stage.kind!r}")
+        return models.FusionQuery(fusion=models.Fusion.DBSF), None, None
 
     def _prefetch(self, stage: QueryStage, flt: Any) -> Any:
         from qdrant_client import models
@@ -528,15 +477,15 @@ class ServerStore(VectorStore):
             except StoreError:
                 raise
             except Exception as exc:
-                if attempt >= self.params.max_retries or not _is_transient(exc):
+                if attempt >= self.settings.max_retries or not _is_transient(exc):
                     raise _store_error(exc) from exc
-                wait_s = self.params.retry_backoff_s * 2**attempt
+                wait_s = self.settings.retry_backoff_s * 2**attempt
                 attempt += 1
                 logger.warning(
                     "Qdrant server: %s; retry %d/%d in %.1f s",
                     _short(exc),
                     attempt,
-                    self.params.max_retries,
+                    self.settings.max_retries,
                     wait_s,
                 )
                 time.sleep(wait_s)

@@ -25,15 +25,7 @@ async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) 
     Every search is logged under its `search_id`.
     """
     started = time.perf_counter()
-    outcome = await run_in_threadpool(
-        service.search,
-        body.query,
-        k=body.k,
-        shortlist=body.shortlist,
-        single_stage=body.single_stage,
-        payload_filter=body.filter,
-        mode=body.mode,
-    )
+    outcome = await run_in_threadpool(service.search, body)
     took_ms = (time.perf_counter() - started) * 1000
     metrics.observe_search(outcome)
     return SearchResponse(

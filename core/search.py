@@ -1,0 +1,217 @@
+"""What one search asks for: mode, fusion, payload filter and limits, validated in one place.
+
+`SearchParams` is built once -- from an HTTP request or CLI flags (with the serving defaults
+filled in), or by ragctl itself (evaluation, mining) -- and goes unchanged through the retriever
+service to `VectorStore.search_batch`. Building it checks every rule on a search's parameters;
+what depends on the collection searched (lexical vectors, shortlist dims) the store checks.
+Invalid values raise pydantic's `ValidationError` (a `ValueError`) naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover
+
+    class StrEnum(str, Enum):
+        """`enum.StrEnum` of Python 3.11: members are strings and print as their value."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class SearchMode(StrEnum):
+    """How a search ranks chunks."""
+
+    DENSE = "dense"  # Matryoshka shortlist, then the full vector (or the full vector alone)
+    SPARSE = "sparse"  # BM25 on the lexical vectors
+    HYBRID = "hybrid"  # both branches, fused in one query
+
+
+class FusionMethod(StrEnum):
+    """How a hybrid search fuses its dense and sparse candidates."""
+
+    RRF = "rrf"  # reciprocal rank fusion
+    DBSF = "dbsf"  # distribution-based score fusion
+
+
+MAX_K = 100
+"""The most results one request (HTTP or CLI) may ask for; ragctl's own searches go beyond."""
+MAX_SHORTLIST = 1000
+"""The largest shortlist one request may ask for."""
+
+Scalar = str | int | bool
+PayloadFilter = Mapping[str, Scalar | Sequence[Scalar]]
+"""`{"doc_id": "a.md"}` or `{"metadata.lang": ["en", "de"]}`: every key must match (AND);
+a list matches any of its values (OR)."""
+
+_FILTER_FIELDS = ("doc_id", "source", "chunk_id")
+_MAX_FILTER_VALUES = 100
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class FilterCondition:
+    """One validated condition: `key` equals `values[0]`, or any of `values`."""
+
+    key: str
+    values: tuple[Scalar, ...]
+
+
+def parse_filter(payload_filter: PayloadFilter | None) -> list[FilterCondition]:
+    """Validate a filter and turn it into conditions; `ValueError` names what is wrong."""
+    if not payload_filter:
+        return []
+    conditions = []
+    for key, value in payload_filter.items():
+        valid_text(key)
+        if key not in _FILTER_FIELDS and not re.fullmatch(r"metadata\.[A-Za-z0-9_.-]+", key):
+            raise ValueError(
+                f"cannot filter on {key!r}: allowed keys are {', '.join(_FILTER_FIELDS)} "
+                "or metadata.<field>"
+            )
+        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if not values:
+            raise ValueError(f"filter {key!r} has an empty list of values")
+        if len(values) > _MAX_FILTER_VALUES:
+            raise ValueError(f"filter {key!r} has over {_MAX_FILTER_VALUES} values")
+        for item in values:
+            if isinstance(item, float) or not isinstance(item, (str, int, bool)):
+                raise ValueError(
+                    f"filter {key!r}: values must be strings, integers or booleans, "
+                    f"got {_short(item)}"
+                )
+            if isinstance(item, str):
+                valid_text(item)
+            elif not isinstance(item, bool) and abs(item) > INT64_MAX:
+                raise ValueError(f"filter {key!r}: {item} is outside the 64-bit range")
+        conditions.append(FilterCondition(key, values))
+    return conditions
+
+
+def _checked_filter(value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, Mapping):
+        raise ValueError(f"a filter is an object of KEY: value(s), got {_short(value)}")
+    parse_filter(value)
+    return dict(value) if value else None
+
+
+def valid_text(text: str) -> str:
+    """`text`, unless it cannot be stored or tokenized (lone UTF-16 surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text (position {exc.start})") from None
+    return text
+
+
+def _short(value: Any, width: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+class FusionParams(BaseModel):
+    """How a hybrid search fuses its dense and sparse candidates.
+
+    Attributes:
+        method: `rrf` (reciprocal rank fusion) or `dbsf` (distribution-based score fusion:
+            each branch's scores normalized by their mean and spread, then summed).
+            `search.fusion` in settings.
+        rrf_k: The RRF rank constant (larger = flatter).
+        dense_weight: Weight of the dense branch.
+        sparse_weight: Weight of the sparse branch.
+        candidates: How many candidates each branch brings to the fusion
+            (`search.hybrid_candidates` in settings).
+        rescore: Rerank the fused top `candidates` with the full dense vector (dense order
+            over the fused pool) instead of returning the fused order.
+
+    The weights mean different things per method, as Qdrant implements them:
+      rrf: Qdrant's weighted RRF divides a branch's (1-based) rank by its weight,
+        score = sum of 1 / (rrf_k - 1 + rank / weight): a larger weight lifts that branch's
+        hits but flattens the differences between them (its order counts for less);
+      dbsf: a weight is how many times the branch's normalized score is counted (the branch
+        is prefetched that many times in the one query), so it must be a whole number 0-8.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    method: FusionMethod = Field(
+        default=FusionMethod.DBSF, validation_alias=AliasChoices("method", "fusion")
+    )
+    rrf_k: int = Field(default=60, ge=1, le=10_000)
+    dense_weight: float = Field(default=1.0, ge=0, le=100)
+    sparse_weight: float = Field(default=2.0, ge=0, le=100)
+    candidates: int = Field(
+        default=100, ge=1, le=1000, validation_alias=AliasChoices("candidates", "hybrid_candidates")
+    )
+    rescore: bool = False
+
+    @model_validator(mode="after")
+    def _weights_fit_the_method(self) -> FusionParams:
+        if self.dense_weight + self.sparse_weight <= 0:
+            raise ValueError("at least one fusion weight must be > 0")
+        if self.method is FusionMethod.DBSF:
+            for weight in (self.dense_weight, self.sparse_weight):
+                if weight != int(weight) or weight > 8:
+                    raise ValueError(
+                        f"dbsf weights count how often a branch is summed: whole numbers "
+                        f"0-8, got {weight:g}"
+                    )
+        return self
+
+    def describe(self) -> str:
+        """`rrf k=60 dense 1 : sparse 2`, or `dbsf dense 1 : sparse 2`."""
+        weights = f"dense {self.dense_weight:g} : sparse {self.sparse_weight:g}"
+        dbsf = self.method is FusionMethod.DBSF
+        name = f"dbsf {weights}" if dbsf else f"rrf k={self.rrf_k} {weights}"
+        return name + (", rescored by full" if self.rescore else "")
+
+
+class SearchParams(BaseModel):
+    """Everything one search asks for, besides its query.
+
+    Attributes:
+        k: Results wanted.
+        shortlist: Dense two-stage: candidates taken on the shortlist vector (>= k).
+        shortlist_dim: The shortlist vector's dims; None = the collection's first.
+        single_stage: Dense: search the full vector only, for comparison.
+        filter: Payload filter (see `PayloadFilter`); None = everything.
+        mode: dense, sparse or hybrid.
+        fusion: How hybrid fuses its branches.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int = Field(default=10, ge=1)
+    shortlist: int = Field(default=100, ge=1)
+    shortlist_dim: int | None = Field(default=None, ge=1)
+    single_stage: bool = False
+    filter: Annotated[PayloadFilter | None, PlainValidator(_checked_filter)] = None
+    mode: SearchMode = SearchMode.DENSE
+    fusion: FusionParams = FusionParams()
+
+    @field_validator("shortlist")
+    @classmethod
+    def _shortlist_covers_k(cls, shortlist: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if k is not None and shortlist < k:
+            raise ValueError(f"shortlist ({shortlist}) must be >= k ({k})")
+        return shortlist
