@@ -33,6 +33,12 @@ _API = click.option("--api", metavar="URL", help=API_OPTION_HELP)
     "--chunk-size", type=int, help="Chunk size in model tokens (default 256, capped by the model)."
 )
 @click.option("--chunk-overlap", type=int, help="Overlap between chunks in tokens (default 32).")
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Follow symbolic links found in folders, to files and folders inside the given "
+    "folders only (default: skip them, one line each).",
+)
 @_API
 @click.pass_context
 @translate_errors
@@ -44,6 +50,7 @@ def ingest(
     exclude: tuple[str, ...],
     chunk_size: int | None,
     chunk_overlap: int | None,
+    follow_symlinks: bool,
     api: str | None,
 ) -> None:
     """Chunk, embed and store files and folders.
@@ -51,13 +58,15 @@ def ingest(
     PATHS are files or folders (searched recursively) of .txt, .md, .html, .pdf and .jsonl
     (records {"id", "text", ...} or a BEIR corpus.jsonl). Re-running on unchanged input writes
     nothing; a changed document replaces exactly its chunks. Unreadable, binary, empty or
-    oversized inputs are skipped with one line each.
+    oversized inputs, bad JSON lines, special files (FIFOs, sockets, devices) and symbolic links
+    in folders are skipped with one line each. Text in other encodings than UTF-8 (Latin-1,
+    UTF-16, ...) is detected.
     """
     if api:
         from ragctl.cli.commands_serve import ingest_via_api
 
         _refuse_with_api(collection=collection, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        ingest_via_api(ctx, api, paths, include, exclude)
+        ingest_via_api(ctx, api, paths, include, exclude, follow_symlinks=follow_symlinks)
         return
     from ragctl.core.collections import open_or_create
     from ragctl.core.store import open_store
@@ -89,6 +98,7 @@ def ingest(
                 max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
                 upsert_batch_size=settings.store.upsert_batch_size,
                 on_progress=on_progress,
+                follow_symlinks=follow_symlinks,
             )
         total = store.count(spec.physical)
         changed = report.chunks_written or report.chunks_deleted

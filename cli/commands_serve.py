@@ -250,6 +250,8 @@ def ingest_via_api(
     paths: tuple[Path, ...],
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    *,
+    follow_symlinks: bool = False,
 ) -> None:
     """Load files here, send them to a running retriever in batches, print the summary."""
     from ragctl.ingest.loaders import Skipped, iter_documents
@@ -277,6 +279,7 @@ def ingest_via_api(
         include=include,
         exclude=exclude,
         max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
+        follow_symlinks=follow_symlinks,
     )
     for item in items:
         if isinstance(item, Skipped):

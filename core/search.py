@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from ragctl.core.limits import INT64_MAX, check_text
+
 if sys.version_info >= (3, 11):
     from enum import StrEnum
 else:  # pragma: no cover
@@ -65,7 +67,6 @@ a list matches any of its values (OR)."""
 
 _FILTER_FIELDS = ("doc_id", "source", "chunk_id")
 _MAX_FILTER_VALUES = 100
-INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,7 @@ def _checked_filter(value: Any) -> dict[str, Any] | None:
 
 def valid_text(text: str) -> str:
     """`text`, unless it cannot be stored or tokenized (lone UTF-16 surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not valid Unicode text (position {exc.start})") from None
-    return text
+    return check_text(text)
 
 
 def _short(value: Any, width: int = 60) -> str:

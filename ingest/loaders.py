@@ -2,22 +2,28 @@
 
 A file or record that cannot be loaded becomes a `Skipped` value with one human-readable reason;
 only a path that does not exist raises. Files are read one at a time and jsonl files line by line,
-so a corpus of any size streams through in bounded memory.
+so a corpus of any size streams through in bounded memory. Only regular files are opened, and
+symbolic links in folders are not followed unless asked (`iter_documents`), so a folder someone
+else controls cannot make ingest hang, read a device or index a file from elsewhere.
 """
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import io
 import json
 import logging
+import math
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
+from ragctl.core.limits import MAX_DOC_ID_CHARS, check_doc_id, check_metadata_value, check_text
 from ragctl.core.records import Document
 from ragctl.ingest.errors import IngestError
 
@@ -27,6 +33,9 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (".txt", ".md", ".html", ".htm", ".pdf",
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 
 _MIB = 1024 * 1024
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY_PROBE_BYTES = 8 * 1024
 _MAX_REPLACEMENT_RATIO = 0.01
 _EMPTY = "empty after extracting text"
@@ -67,6 +76,7 @@ def iter_documents(
     exclude: Sequence[str] = (),
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     base_dir: Path | None = None,
+    follow_symlinks: bool = False,
 ) -> Iterator[Document | Skipped]:
     """Yield the documents in files and folders, and a `Skipped` for each one that fails.
 
@@ -77,12 +87,20 @@ def iter_documents(
     unsupported extension then yields a `Skipped`). A jsonl file yields one document per record;
     for jsonl, `max_file_bytes` limits each line rather than the whole file.
 
+    Safe on folders you do not control: only regular files are opened (a FIFO, socket or device
+    is skipped without being opened, and a file is opened non-blocking and checked again, so a
+    swap cannot make a read hang); symbolic links inside folders are skipped unless
+    `follow_symlinks`, and even then only followed while they stay inside the folders given;
+    sizes are checked before reading and reads are bounded.
+
     Args:
         paths: Files and folders to load.
         include: If given, only files matching one of these globs are loaded from folders.
         exclude: Files matching one of these globs are not loaded from folders.
         max_file_bytes: Larger files are skipped without being read.
         base_dir: Document ids are paths relative to this folder (default: the current one).
+        follow_symlinks: Follow symbolic links met in folders (to files and folders inside the
+            given folders only). Paths named explicitly are always followed.
 
     Raises:
         IngestError: A path does not exist, or `max_file_bytes` is not positive (raised by
@@ -95,45 +113,146 @@ def iter_documents(
     missing = [str(p) for p, root in zip(paths, roots, strict=True) if not root.exists()]
     if missing:
         raise IngestError(f"path does not exist: {', '.join(missing)}")
-    return _iter_files(roots, include, exclude, max_file_bytes, base)
+    walk = _Walk(roots, include, exclude, follow_symlinks)
+    return _iter_files(walk, max_file_bytes, base)
 
 
-def _iter_files(
-    roots: list[Path],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    max_file_bytes: int,
-    base: Path,
-) -> Iterator[Document | Skipped]:
+@dataclass(frozen=True)
+class _Candidate:
+    """A file to load; `follow` says whether a symbolic link at `path` may be followed."""
+
+    path: Path
+    follow: bool
+
+
+def _iter_files(walk: _Walk, max_file_bytes: int, base: Path) -> Iterator[Document | Skipped]:
     seen: set[Path] = set()
-    for root in roots:
-        files = _walk(root, include, exclude) if root.is_dir() else [root]
-        for path in files:
-            if path in seen:
+    for root in walk.roots:
+        entries = walk.folder(root) if root.is_dir() else [_Candidate(root, follow=True)]
+        for entry in entries:
+            if isinstance(entry, Skipped):
+                # A link met twice (through a followed folder link) is reported once.
+                where = Path(entry.source)
+                key = Path(os.path.realpath(where.parent)) / where.name
+                if key not in seen:
+                    seen.add(key)
+                    yield Skipped(_display_path(where, base), entry.reason)
                 continue
-            seen.add(path)
-            yield from _load_file(path, _display_path(path, base), max_file_bytes)
+            key = Path(os.path.realpath(entry.path))
+            if key in seen:
+                continue
+            seen.add(key)
+            display = _display_path(entry.path, base)
+            if len(display) > MAX_DOC_ID_CHARS:
+                yield Skipped(
+                    display[:80] + "...",
+                    f"path has {len(display)} characters; document ids are limited to "
+                    f"{MAX_DOC_ID_CHARS}",
+                )
+                continue
+            yield from _load_file(entry, display, max_file_bytes)
 
 
-def _walk(root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[Path]:
-    found: list[tuple[tuple[str, ...], Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            path = Path(dirpath) / name
-            if name.startswith(".") or path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+class _Walk:
+    """Sorted recursive listing of folders, deciding what happens to links and special files."""
+
+    def __init__(
+        self,
+        roots: list[Path],
+        include: Sequence[str],
+        exclude: Sequence[str],
+        follow_symlinks: bool,
+    ) -> None:
+        self.roots = roots
+        self.include = include
+        self.exclude = exclude
+        self.follow_symlinks = follow_symlinks
+        # Followed links must resolve inside one of these (the given folders, links resolved).
+        self._real_roots = [os.path.realpath(r) for r in roots if r.is_dir()]
+
+    def folder(self, root: Path) -> list[_Candidate | Skipped]:
+        found: list[tuple[tuple[str, ...], _Candidate | Skipped]] = []
+        self._scan(root, root, {os.path.realpath(root)}, found)
+        return [entry for _, entry in sorted(found, key=lambda item: item[0])]
+
+    def _scan(
+        self,
+        root: Path,
+        folder: Path,
+        visiting: set[str],
+        found: list[tuple[tuple[str, ...], _Candidate | Skipped]],
+    ) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            parts = folder.relative_to(root).parts
+            found.append((parts, Skipped(str(folder), f"cannot list folder: {_os_reason(exc)}")))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
+            path = folder / entry.name
             rel = path.relative_to(root)
-            if include and not _matches(rel.as_posix(), include):
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=is_link and self.follow_symlinks)
+            except OSError as exc:
+                found.append((rel.parts, Skipped(str(path), _unreadable(exc))))
                 continue
-            if exclude and _matches(rel.as_posix(), exclude):
-                continue
-            found.append((rel.parts, path))
-    return [path for _, path in sorted(found)]
+            if is_link:
+                self._link(root, path, rel, visiting, found)
+            elif is_dir:
+                self._scan(root, path, visiting, found)
+            elif self._wanted(rel):
+                found.append((rel.parts, _Candidate(path, follow=False)))
+
+    def _link(
+        self,
+        root: Path,
+        path: Path,
+        rel: Path,
+        visiting: set[str],
+        found: list[tuple[tuple[str, ...], _Candidate | Skipped]],
+    ) -> None:
+        target = os.path.realpath(path)
+        target_is_dir = os.path.isdir(target)
+        if not target_is_dir and not self._wanted(rel):
+            return  # a link that would not be loaded anyway, like any unsupported file
+        if not self.follow_symlinks:
+            kind = "folder" if target_is_dir else "file"
+            found.append(
+                (rel.parts, Skipped(str(path), f"symbolic link to a {kind}, not followed "
+                                               "(--follow-symlinks follows links that stay "
+                                               "inside the given folders)"))
+            )  # fmt: skip
+            return
+        if not any(_inside(target, real_root) for real_root in self._real_roots):
+            found.append(
+                (rel.parts, Skipped(str(path), "symbolic link to outside the given folders, "
+                                               "not followed"))
+            )  # fmt: skip
+            return
+        if not target_is_dir:
+            found.append((rel.parts, _Candidate(path, follow=True)))
+        elif target in visiting:
+            found.append((rel.parts, Skipped(str(path), "symbolic link loop, not followed")))
+        else:
+            self._scan(root, path, visiting | {target}, found)
+
+    def _wanted(self, rel: Path) -> bool:
+        if rel.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            return False
+        if self.include and not _matches(rel.as_posix(), self.include):
+            return False
+        return not (self.exclude and _matches(rel.as_posix(), self.exclude))
 
 
-def _log_walk_error(exc: OSError) -> None:
-    logger.warning("cannot list folder %s: %s", exc.filename, exc.strerror)
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
 
 
 def _matches(rel: str, patterns: Sequence[str]) -> bool:
@@ -153,10 +272,14 @@ def _display_path(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def _unreadable(exc: OSError) -> str:
+def _os_reason(exc: OSError) -> str:
     if exc.errno is not None and exc.strerror:
-        return f"unreadable: [Errno {exc.errno}] {exc.strerror}"
-    return f"unreadable: {exc}"
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return str(exc)
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"unreadable: {_os_reason(exc)}"
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -171,45 +294,105 @@ def _human_size(n_bytes: int) -> str:
     return f"{n_bytes / _MIB:.1f} MiB"
 
 
-def _load_file(path: Path, display: str, max_file_bytes: int) -> Iterator[Document | Skipped]:
+class _NotRegular(Exception):
+    """The path is not a regular file; the message names what it is."""
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: Path, *, follow: bool) -> tuple[BinaryIO, int]:
+    """Open a regular file for reading without ever blocking; returns (stream, size in bytes).
+
+    The path is checked with stat first, so a FIFO or device is never opened; then it is opened
+    with O_NONBLOCK (and O_NOFOLLOW unless `follow`) and checked again with fstat on the open
+    descriptor, so a file swapped for a FIFO in between cannot make a read hang.
+
+    Raises:
+        _NotRegular: Not a regular file (the message says what it is).
+        OSError: It cannot be opened (missing, permission, a link where none is followed).
+    """
+    mode = os.stat(path, follow_symlinks=follow).st_mode
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(_kind(mode))
+    flags = os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC | (0 if follow else _O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(_kind(info.st_mode))
+        return os.fdopen(fd, "rb"), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _load_file(
+    entry: _Candidate, display: str, max_file_bytes: int
+) -> Iterator[Document | Skipped]:
+    path = entry.path
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         allowed = ", ".join(SUPPORTED_EXTENSIONS)
         yield Skipped(display, f"unsupported extension '{ext}' (allowed: {allowed})")
         return
-    if ext == ".jsonl":
-        yield from _load_jsonl(path, display, max_file_bytes)
-        return
     try:
-        size = path.stat().st_size
+        stream, size = open_regular(path, follow=entry.follow)
+    except _NotRegular as exc:
+        yield Skipped(display, f"not a regular file ({exc})")
+        return
+    except OSError as exc:
+        yield Skipped(display, _unreadable(exc))
+        return
+    with stream:
+        if ext == ".jsonl":
+            yield from _load_jsonl(stream, display, max_file_bytes)
+            return
         if size > max_file_bytes:
             yield Skipped(display, _too_large(size, max_file_bytes))
             return
-        data = path.read_bytes()
-    except OSError as exc:
-        yield Skipped(display, _unreadable(exc))
+        try:
+            data = stream.read(max_file_bytes + 1)  # bounded: the file may grow meanwhile
+        except OSError as exc:
+            yield Skipped(display, _unreadable(exc))
+            return
+    if len(data) > max_file_bytes:
+        yield Skipped(display, _too_large(len(data), max_file_bytes))
         return
     if ext == ".pdf":
         yield _load_pdf(data, display)
         return
     try:
-        text = _decode(data, display)
+        text, encoding = decode_text(data, display)
     except _NotText as exc:
         yield Skipped(display, str(exc))
         return
+    if encoding != "utf-8":
+        logger.info("%s: decoded as %s", display, encoding)
     if ext in (".html", ".htm"):
         body, title = _html_text(text)
         meta: dict[str, Any] = {"path": display, "format": "html"}
         if title:
             meta["title"] = title
-        yield _document(display, body, meta)
     else:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        body = text.replace("\r\n", "\n").replace("\r", "\n")
         meta = {"path": display, "format": ext[1:]}
-        title = _markdown_title(text) if ext == ".md" else None
+        title = _markdown_title(body) if ext == ".md" else None
         if title:
             meta["title"] = title
-        yield _document(display, text, meta)
+    if encoding != "utf-8":
+        meta["encoding"] = encoding
+    yield _document(display, body, meta)
 
 
 def _document(display: str, text: str, metadata: dict[str, Any]) -> Document | Skipped:
@@ -222,19 +405,70 @@ class _NotText(Exception):
     """A file's bytes are not text; the message is the reason."""
 
 
-def _decode(data: bytes, display: str) -> str:
-    """UTF-8 text of a file (a few undecodable bytes are replaced); raises _NotText."""
-    if b"\x00" in data[:_BINARY_PROBE_BYTES]:
-        raise _NotText("binary file (NUL bytes in the first 8 KiB)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8-sig", errors="replace")
-    ratio = text.count("\ufffd") / max(len(text), 1)
-    if ratio >= _MAX_REPLACEMENT_RATIO:
-        raise _NotText(f"not UTF-8 text ({ratio:.0%} of characters undecodable)")
-    logger.warning("%s: replaced undecodable bytes with U+FFFD", display)
-    return text
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its BOM starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_WIDE = ("utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be")
+# Among equally plausible 8-bit encodings, the usual Western ones first (charset-normalizer
+# otherwise breaks ties alphabetically, which reads Latin-1 French as cp1250).
+_PREFERRED = ("cp1252", "latin_1", "iso8859_15")
+_VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
+def decode_text(data: bytes, name: str = "input") -> tuple[str, str]:
+    """The text of a file and the encoding it was read with; raises `_NotText`.
+
+    A byte-order mark decides first (UTF-8, UTF-16, UTF-32); then strict UTF-8; UTF-8 with a
+    few damaged bytes (under 1%, next to valid non-ASCII characters) is kept with U+FFFD in
+    their place; anything else is detected with charset-normalizer (Latin-1, cp1252, Shift-JIS,
+    UTF-16 without a mark, ...). NUL bytes with no wide encoding that fits mean binary.
+    """
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec), codec.replace("-sig", "")
+            except UnicodeDecodeError as exc:
+                reason = f"not {codec} text despite its byte-order mark ({exc.reason})"
+                raise _NotText(reason) from None
+    has_nul = b"\x00" in data[:_BINARY_PROBE_BYTES]
+    if not has_nul:
+        try:
+            return data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+        text = data.decode("utf-8", errors="replace")
+        ratio = text.count("\ufffd") / max(len(text), 1)
+        if ratio < _MAX_REPLACEMENT_RATIO and _VALID_NON_ASCII.search(text):
+            logger.warning("%s: replaced undecodable bytes with U+FFFD", name)
+            return text, "utf-8"
+    detected = _detect(data, wide_only=has_nul)
+    if detected is None:
+        if has_nul:
+            raise _NotText("binary file (NUL bytes in the first 8 KiB)")
+        raise _NotText("not text (no known encoding fits: binary, or damaged)")
+    return detected
+
+
+def _detect(data: bytes, *, wide_only: bool) -> tuple[str, str] | None:
+    from charset_normalizer import from_bytes
+
+    if wide_only:
+        matches = from_bytes(data, cp_isolation=list(_WIDE))
+    else:
+        matches = from_bytes(data, cp_exclusion=list(_WIDE))
+    if not matches:
+        return None
+    best = matches[0]
+    tied = [m for m in matches if m.chaos == best.chaos and m.coherence == best.coherence]
+    chosen = next((m for name in _PREFERRED for m in tied if m.encoding == name), best)
+    text = str(chosen)
+    if "\x00" in text:
+        return None
+    return text, chosen.encoding
 
 
 def _markdown_title(text: str) -> str | None:
@@ -302,17 +536,18 @@ def _load_pdf(data: bytes, display: str) -> Document | Skipped:
     return _document(display, "\n\n".join(pages), meta)
 
 
-def _load_jsonl(path: Path, display: str, max_line_bytes: int) -> Iterator[Document | Skipped]:
+def _load_jsonl(
+    stream: IO[bytes], display: str, max_line_bytes: int
+) -> Iterator[Document | Skipped]:
     seen: dict[str, int] = {}
     try:
-        with path.open("rb") as stream:
-            for line_no, raw, size in _iter_lines(stream, max_line_bytes):
-                if raw is None:
-                    yield Skipped(display, f"line {line_no}: {_too_large(size, max_line_bytes)}")
-                    continue
-                result = _parse_record(raw, line_no, display, seen)
-                if result is not None:
-                    yield result
+        for line_no, raw, size in _iter_lines(stream, max_line_bytes):
+            if raw is None:
+                yield Skipped(display, f"line {line_no}: {_too_large(size, max_line_bytes)}")
+                continue
+            result = _parse_record(raw, line_no, display, seen)
+            if result is not None:
+                yield result
     except OSError as exc:
         yield Skipped(display, _unreadable(exc))
 
@@ -331,6 +566,26 @@ def _iter_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | No
         yield line_no, None, size
 
 
+class _BadNumber(ValueError):
+    """A JSON number the store cannot hold (NaN, an infinity, an overflowing float)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _BadNumber(f"{name} is not a valid JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"number {text[:40]} is out of range")
+    return value
+
+
+def _loads(line: str) -> Any:
+    """Strict JSON: no NaN or Infinity, no float overflow (Python's json accepts all three)."""
+    return json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _parse_record(
     raw: bytes, line_no: int, display: str, seen: dict[str, int]
 ) -> Document | Skipped | None:
@@ -344,9 +599,15 @@ def _parse_record(
     if not line.strip():
         return None
     try:
-        record = json.loads(line)
+        record = _loads(line)
     except json.JSONDecodeError as exc:
         return skip(f"invalid JSON ({exc.msg} at column {exc.colno})")
+    except _BadNumber as exc:
+        return skip(f"invalid JSON ({exc})")
+    except RecursionError:
+        return skip("invalid JSON (nested too deeply to read)")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return skip(f"invalid JSON ({_first_line(exc)})")
     if not isinstance(record, dict):
         return skip(f"not a JSON object (got {type(record).__name__})")
     id_key = "id" if record.get("id") is not None else "_id"
@@ -360,6 +621,10 @@ def _parse_record(
     doc_id = str(raw_id)
     if not doc_id.strip():
         return skip(f"empty field '{id_key}'")
+    try:
+        check_doc_id(doc_id)
+    except ValueError as exc:
+        return skip(f"field '{id_key}': {exc}")
     text = record.get("text")
     if text is None:
         return skip("missing field 'text'")
@@ -370,8 +635,23 @@ def _parse_record(
         text = f"{title}\n{text}"
     if not text.strip():
         return skip("empty field 'text'")
+    try:
+        check_text(text, "field 'text'")
+    except ValueError as exc:
+        return skip(str(exc))
+    metadata: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in ("id", "_id", "text"):
+            continue
+        try:
+            metadata[check_text(key, "a field name")] = check_metadata_value(value, 1)
+        except ValueError as exc:
+            return skip(f"field {key!r}: {exc}")
     if doc_id in seen:
         return skip(f"duplicate id '{doc_id}' (first at line {seen[doc_id]})")
     seen[doc_id] = line_no
-    metadata = {k: v for k, v in record.items() if k not in ("id", "_id", "text")}
     return Document(doc_id=doc_id, text=text, source=f"{display}:{line_no}", metadata=metadata)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).split("\n", 1)[0][:200]

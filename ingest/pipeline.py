@@ -116,10 +116,16 @@ def ingest_paths(
     base_dir: Path | None = None,
     upsert_batch_size: int = 256,
     on_progress: Callable[[IngestReport], None] | None = None,
+    follow_symlinks: bool = False,
 ) -> IngestReport:
     """Load files and folders (see `ingest.loaders.iter_documents`) and ingest them."""
     items = iter_documents(
-        paths, include=include, exclude=exclude, max_file_bytes=max_file_bytes, base_dir=base_dir
+        paths,
+        include=include,
+        exclude=exclude,
+        max_file_bytes=max_file_bytes,
+        base_dir=base_dir,
+        follow_symlinks=follow_symlinks,
     )
     return ingest_documents(
         items,

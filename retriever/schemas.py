@@ -7,14 +7,13 @@ rules on a search's parameters, checked once when the service builds its `Search
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 
+from ragctl.core.limits import MAX_DOC_ID_CHARS, check_metadata_value
 from ragctl.core.profile import SearchProfile
 from ragctl.core.search import (
-    INT64_MAX,
     MAX_K,
     MAX_SHORTLIST,
     SearchMode,
@@ -23,36 +22,11 @@ from ragctl.core.search import (
 )
 from ragctl.core.settings import SearchSettings
 
-_MAX_METADATA_DEPTH = 8
-
 
 def _not_blank(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty or only whitespace")
     return text
-
-
-def _json_value(value: Any, depth: int = 0) -> Any:
-    """Check one metadata value: JSON scalars, lists and objects; finite numbers; int64."""
-    if depth > _MAX_METADATA_DEPTH:
-        raise ValueError(f"nested deeper than {_MAX_METADATA_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if abs(value) > INT64_MAX:
-            raise ValueError(f"integer {value} is outside the 64-bit range")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"number {value} is not finite")
-        return value
-    if isinstance(value, str):
-        return valid_text(value)
-    if isinstance(value, list):
-        return [_json_value(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {valid_text(str(k)): _json_value(v, depth + 1) for k, v in value.items()}
-    raise ValueError(f"unsupported value type {type(value).__name__}")
 
 
 Text = Annotated[str, AfterValidator(valid_text)]
@@ -179,7 +153,7 @@ class FeedbackResponse(BaseModel):
 class DocumentIn(_Request):
     """One document to upsert."""
 
-    id: Annotated[Text, Field(min_length=1, max_length=512)] = Field(
+    id: Annotated[Text, Field(min_length=1, max_length=MAX_DOC_ID_CHARS)] = Field(
         description="Stable document id; posting the same id again replaces its chunks."
     )
     text: NonBlankText = Field(
@@ -195,7 +169,7 @@ class DocumentIn(_Request):
     @field_validator("metadata")
     @classmethod
     def _metadata_is_json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        checked: dict[str, Any] = _json_value(value)
+        checked: dict[str, Any] = check_metadata_value(value)
         return checked
 
 

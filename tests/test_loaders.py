@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -183,18 +186,43 @@ def test_iter_documents_binary_file_is_skipped(tmp_path: Path) -> None:
     ]
 
 
-def test_iter_documents_mostly_invalid_utf8_is_skipped(tmp_path: Path) -> None:
-    (tmp_path / "latin.txt").write_bytes("àéîõü çà".encode("latin-1") * 10)
-    assert load(tmp_path / "latin.txt", base=tmp_path) == [
-        Skipped("latin.txt", "not UTF-8 text (88% of characters undecodable)")
+def test_iter_documents_latin1_and_cp1252_files_are_decoded(tmp_path: Path) -> None:
+    text = "Crème brûlée, naïve façade: à la carte. Größe und Straße, señor. " * 3
+    (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
+    (tmp_path / "quotes.md").write_bytes("# “Menu” — €5\n\nCafé au lait".encode("cp1252"))
+    docs = load(tmp_path / "latin.txt", tmp_path / "quotes.md", base=tmp_path)
+    assert [d.text for d in docs if isinstance(d, Document)] == [
+        text,
+        "# “Menu” — €5\n\nCafé au lait",
+    ]
+    assert docs[0].metadata["encoding"] == "cp1252" and docs[1].metadata["title"] == "“Menu” — €5"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_iter_documents_utf16_and_utf32_files_are_decoded(tmp_path: Path, codec: str) -> None:
+    text = "Steam the milk to 60 °C. Le café est prêt. 日本語も大丈夫。\n" * 5
+    (tmp_path / "wide.txt").write_bytes(text.encode(codec))
+    (doc,) = load(tmp_path / "wide.txt", base=tmp_path)
+    assert isinstance(doc, Document), doc
+    assert doc.text == text
+
+
+def test_iter_documents_undecodable_bytes_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "noise.txt").write_bytes(bytes(range(128, 256)) * 40)
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
+    (tmp_path / "png.md").write_bytes(png)
+    assert load(tmp_path / "noise.txt", tmp_path / "png.md", base=tmp_path) == [
+        Skipped("noise.txt", "not text (no known encoding fits: binary, or damaged)"),
+        Skipped("png.md", "binary file (NUL bytes in the first 8 KiB)"),
     ]
 
 
 def test_iter_documents_few_invalid_bytes_are_replaced(tmp_path: Path) -> None:
-    (tmp_path / "mostly.txt").write_bytes(b"a" * 200 + b"\xff" + b"b" * 10)
+    (tmp_path / "mostly.txt").write_bytes("é".encode() * 100 + b"a" * 200 + b"\xff" + b"b" * 10)
     (doc,) = load(tmp_path / "mostly.txt", base=tmp_path)
     assert isinstance(doc, Document)
-    assert doc.text == "a" * 200 + "\ufffd" + "b" * 10
+    assert doc.text == "é" * 100 + "a" * 200 + "\ufffd" + "b" * 10
+    assert "encoding" not in doc.metadata
 
 
 def test_iter_documents_utf8_bom_is_dropped(tmp_path: Path) -> None:
@@ -329,9 +357,10 @@ def test_iter_documents_same_file_twice_loads_once(tmp_path: Path) -> None:
     assert ids(load(tmp_path, tmp_path / "a.txt", base=tmp_path)) == ["a.txt"]
 
 
-def test_iter_documents_broken_symlink_in_folder_is_unreadable(tmp_path: Path) -> None:
+def test_iter_documents_broken_symlink_in_folder_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "dangling.txt").symlink_to(tmp_path / "gone.txt")
-    assert load(tmp_path, base=tmp_path) == [
+    assert load(tmp_path, base=tmp_path) == [Skipped("dangling.txt", NOT_FOLLOWED.format("file"))]
+    assert load(tmp_path, base=tmp_path, follow_symlinks=True) == [
         Skipped("dangling.txt", "unreadable: [Errno 2] No such file or directory")
     ]
 
@@ -341,13 +370,108 @@ def test_iter_documents_read_error_is_skipped(
 ) -> None:
     (tmp_path / "a.txt").write_text("x", encoding="utf-8")
 
-    def denied(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(path: object, flags: int, *args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     assert load(tmp_path / "a.txt", base=tmp_path) == [
         Skipped("a.txt", "unreadable: [Errno 13] Permission denied")
     ]
+
+
+NOT_FOLLOWED = (
+    "symbolic link to a {}, not followed (--follow-symlinks follows links that stay inside "
+    "the given folders)"
+)
+OUTSIDE = "symbolic link to outside the given folders, not followed"
+
+
+def load_within(seconds: float, *paths: Path, **kwargs: object) -> list[Document | Skipped]:
+    """`load`, failing (instead of hanging the suite) when it does not finish in time."""
+    result: list[list[Document | Skipped]] = []
+    worker = threading.Thread(target=lambda: result.append(load(*paths, **kwargs)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"loading {paths} did not finish within {seconds} s"
+    return result[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_iter_documents_special_files_are_skipped_without_opening(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.txt")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(folder / "sock.md"))
+        (folder / "ok.txt").write_text("fine", encoding="utf-8")
+        docs = load_within(30, folder, base=tmp_path)
+    assert docs == [
+        Skipped("in/fifo.txt", "not a regular file (a FIFO (named pipe))"),
+        Document("in/ok.txt", "fine", "in/ok.txt", {"path": "in/ok.txt", "format": "txt"}),
+        Skipped("in/sock.md", "not a regular file (a socket)"),
+    ]
+    # Named explicitly, a FIFO is skipped too (never opened, so nothing blocks).
+    assert load_within(30, folder / "fifo.txt", base=tmp_path) == [
+        Skipped("in/fifo.txt", "not a regular file (a FIFO (named pipe))")
+    ]
+
+
+REAL_MD_META = {"path": "in/real.md", "format": "md"}
+
+
+def test_iter_documents_symlinks_are_not_followed_by_default(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "real.md").write_text("the real one", encoding="utf-8")
+    (folder / "alias.md").symlink_to(folder / "real.md")
+    (folder / "linked_dir").symlink_to(folder / "sub")
+    (folder / "zero.txt").symlink_to("/dev/zero")
+    (folder / "passwd.txt").symlink_to("/etc/passwd")
+    (folder / "image.png").symlink_to("/etc/passwd")  # not an input anyway: ignored silently
+    docs = load_within(30, folder, base=tmp_path)
+    assert docs == [
+        Skipped("in/alias.md", NOT_FOLLOWED.format("file")),
+        Skipped("in/linked_dir", NOT_FOLLOWED.format("folder")),
+        Skipped("in/passwd.txt", NOT_FOLLOWED.format("file")),
+        Document("in/real.md", "the real one", "in/real.md", REAL_MD_META),
+        Skipped("in/zero.txt", NOT_FOLLOWED.format("file")),
+    ]
+
+
+def test_iter_documents_follow_symlinks_stays_inside_the_given_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "deep.txt").write_text("deep", encoding="utf-8")
+    (tmp_path / "outside.txt").write_text("outside", encoding="utf-8")
+    (folder / "inner.txt").symlink_to(folder / "sub" / "deep.txt")
+    (folder / "linked").symlink_to(folder / "sub")
+    (folder / "sub" / "loop").symlink_to(folder)
+    (folder / "escape.txt").symlink_to(tmp_path / "outside.txt")
+    (folder / "zero.txt").symlink_to("/dev/zero")
+    (folder / "passwd.txt").symlink_to("/etc/passwd")
+    (folder / "etc").symlink_to("/etc")
+    docs = load_within(30, folder, base=tmp_path, follow_symlinks=True)
+    assert [(d.source, getattr(d, "reason", "loaded")) for d in docs] == [
+        ("in/escape.txt", OUTSIDE),
+        ("in/etc", OUTSIDE),
+        ("in/inner.txt", "loaded"),  # the same file as in/sub/deep.txt, loaded once
+        ("in/linked/loop", "symbolic link loop, not followed"),  # also in/sub/loop: once
+        ("in/passwd.txt", OUTSIDE),
+        ("in/zero.txt", OUTSIDE),
+    ]
+    # A link named explicitly is followed (the operator chose it), but only to a regular file.
+    assert load_within(30, folder / "zero.txt", base=tmp_path) == [
+        Skipped("in/zero.txt", "not a regular file (a character device)")
+    ]
+
+
+def test_iter_documents_long_paths_are_skipped_like_long_ids(tmp_path: Path) -> None:
+    folder = tmp_path / ("d" * 200) / ("e" * 200)
+    folder.mkdir(parents=True)
+    (folder / ("f" * 200 + ".txt")).write_text("text", encoding="utf-8")
+    (skipped,) = load(tmp_path, base=tmp_path)
+    assert isinstance(skipped, Skipped)
+    assert skipped.reason == "path has 606 characters; document ids are limited to 512"
 
 
 def write_jsonl(path: Path, lines: list[str]) -> None:
@@ -448,3 +572,41 @@ def test_iter_documents_jsonl_invalid_utf8_line_is_skipped(tmp_path: Path) -> No
         Skipped("bad.jsonl", "line 1: not UTF-8 (invalid start byte at byte 21)"),
         Document("b", "ok", "bad.jsonl:2", {}),
     ]
+
+
+def test_iter_documents_jsonl_hostile_lines_are_skipped_and_the_rest_loads(tmp_path: Path) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    lines = [
+        '{"id": "nan", "text": "t", "score": NaN}',
+        '{"id": "inf", "text": "t", "score": -Infinity}',
+        '{"id": "overflow", "text": "t", "score": 1e400}',
+        '{"id": "deep", "text": "t", "meta": ' + deep + "}",
+        deep,
+        '{"id": "bigint", "text": "t", "n": ' + str(2**64) + "}",
+        '{"id": "digits", "text": "t", "n": ' + "9" * 5000 + "}",
+        '{"id": "surrogate", "text": "a\\ud800b"}',
+        '{"id": "nested", "text": "t", "m": ' + "[" * 9 + "1" + "]" * 9 + "}",
+        json.dumps({"id": "x" * 513, "text": "t"}),
+        json.dumps({"id": 1.5, "text": "t"}),
+        json.dumps({"id": "ok", "text": "kept", "n": 2**63 - 1, "f": 1.5, "m": [[1]]}),
+    ]
+    write_jsonl(tmp_path / "bad.jsonl", lines)
+    docs = load_within(60, tmp_path / "bad.jsonl", base=tmp_path)
+    reasons = [d.reason for d in docs if isinstance(d, Skipped)]
+    assert reasons == [
+        "line 1: invalid JSON (NaN is not a valid JSON number)",
+        "line 2: invalid JSON (-Infinity is not a valid JSON number)",
+        "line 3: invalid JSON (number 1e400 is out of range)",
+        "line 4: invalid JSON (nested too deeply to read)",
+        "line 5: invalid JSON (nested too deeply to read)",
+        "line 6: field 'n': integer of 65 bits is outside the 64-bit range",
+        "line 7: invalid JSON (Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit)",
+        "line 8: field 'text' is not valid Unicode text (position 1)",
+        "line 9: field 'm': nested deeper than 8 levels",
+        "line 10: field 'id': document id has 513 characters; the limit is 512",
+        "line 11: field 'id' must be a string or an integer (got float)",
+    ]
+    assert docs[-1] == Document(
+        "ok", "kept", "bad.jsonl:12", {"n": 2**63 - 1, "f": 1.5, "m": [[1]]}
+    )

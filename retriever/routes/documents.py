@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
+from ragctl.core.limits import MAX_DOC_ID_CHARS
 from ragctl.core.records import Document
 from ragctl.retriever.deps import MetricsDep, ServiceDep
 from ragctl.retriever.error_handlers import ERROR_RESPONSES
@@ -49,7 +50,7 @@ async def upsert_documents(
 
 @router.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=ERROR_RESPONSES)
 async def delete_document(
-    doc_id: Annotated[str, Path(min_length=1, max_length=512)],
+    doc_id: Annotated[str, Path(min_length=1, max_length=MAX_DOC_ID_CHARS)],
     service: ServiceDep,
     metrics: MetricsDep,
 ) -> DeleteResponse:
