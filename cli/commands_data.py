@@ -84,8 +84,10 @@ def ingest(
         with _progress() as bar:
 
             def on_progress(report: IngestReport) -> None:
+                # Refreshed on every call: a long document reports each part of its chunks
+                # while the document count stands still.
                 bar.update(report.documents - bar.n)
-                bar.set_postfix(chunks=report.chunks_written, refresh=False)
+                bar.set_postfix(chunks=report.chunks_written)
 
             report = ingest_paths(
                 list(paths),

@@ -8,6 +8,7 @@ document text.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ragctl.core.ids import chunk_id
@@ -24,6 +25,12 @@ MIN_CHUNK_SIZE_TOKENS = 8
 # (about 4 characters per token); the cap only splits long unknown-word runs (e.g. 5,000 letters
 # with no space or punctuation), which the tokenizer would count as a single [UNK] token.
 MAX_CHARS_PER_TOKEN = 10
+# Longer documents are chunked one segment of about this many characters at a time, cut at a
+# paragraph (else line, sentence, word) boundary: the splitter's cost grows faster than the
+# text, and a caller can embed and store each segment's chunks before the next is chunked
+# (progress, bounded memory). Shorter documents are chunked whole, exactly as before.
+SEGMENT_CHARS = 200_000
+_SEGMENT_SEPARATORS = ("\n\n", "\n", ". ", " ")
 
 
 class Chunker:
@@ -38,6 +45,8 @@ class Chunker:
         overlap_tokens: Tokens shared by consecutive chunks at most, 0 <= overlap < chunk size.
         max_seq_length: The encoder's input limit in tokens, special tokens included.
         reserved_tokens: Tokens taken by a document prompt placed before each chunk.
+        segment_chars: Longer documents are chunked one segment of about this many characters
+            at a time (see `SEGMENT_CHARS`).
 
     Raises:
         IngestError: A value is outside its allowed range.
@@ -50,6 +59,7 @@ class Chunker:
         overlap_tokens: int,
         max_seq_length: int,
         reserved_tokens: int = 0,
+        segment_chars: int = SEGMENT_CHARS,
     ) -> None:
         from semantic_text_splitter import TextSplitter
         from tokenizers import Tokenizer
@@ -65,6 +75,9 @@ class Chunker:
             )
         if reserved_tokens < 0:
             raise IngestError(f"reserved_tokens must be >= 0, got {reserved_tokens}")
+        if segment_chars < 1_000:
+            raise IngestError(f"segment_chars must be >= 1000, got {segment_chars}")
+        self.segment_chars = segment_chars
         tok = Tokenizer.from_str(tokenizer.to_str())
         tok.no_truncation()
         tok.no_padding()
@@ -109,12 +122,19 @@ class Chunker:
         `document.text[chunk.start:chunk.end] == chunk.text` for every chunk; a document of only
         whitespace gives no chunks.
         """
+        return list(self.iter_chunks(document))
+
+    def iter_chunks(self, document: Document) -> Iterator[Chunk]:
+        """The chunks of `chunk()`, produced lazily one segment (`segment_chars`) at a time."""
         text = document.text
-        chunks: list[Chunk] = []
-        for index, (offset, piece) in enumerate(self._splitter.chunk_indices(text)):
-            start = self._locate(text, offset, piece, chunks[-1].start + 1 if chunks else 0)
-            chunks.append(
-                Chunk(
+        index = 0
+        for seg_start, segment in split_segments(text, self.segment_chars):
+            previous = -1
+            for offset, piece in self._splitter.chunk_indices(segment):
+                local = self._locate(segment, offset, piece, previous + 1)
+                previous = local
+                start = seg_start + local
+                yield Chunk(
                     chunk_id=chunk_id(document.doc_id, index, piece),
                     doc_id=document.doc_id,
                     index=index,
@@ -124,8 +144,7 @@ class Chunker:
                     source=document.source,
                     metadata=dict(document.metadata),
                 )
-            )
-        return chunks
+                index += 1
 
     @staticmethod
     def _locate(text: str, offset: int, piece: str, search_from: int) -> int:
@@ -138,3 +157,25 @@ class Chunker:
             raise IngestError(f"chunk at offset {offset} not found in the document text")
         logger.debug("chunk offset %d did not match; found the chunk at %d", offset, start)
         return start
+
+
+def split_segments(text: str, size: int) -> Iterator[tuple[int, str]]:
+    """(offset, segment) pieces of at most `size` characters that cover `text` in order.
+
+    Each cut is at the last paragraph break in the segment's second half, else the last line
+    break, sentence end or space there, else exactly at `size`. Text of at most `size`
+    characters is one segment.
+    """
+    start = 0
+    while len(text) - start > size:
+        end = start + size
+        floor = start + size // 2
+        cut = end
+        for separator in _SEGMENT_SEPARATORS:
+            found = text.rfind(separator, floor, end)
+            if found >= 0:
+                cut = found + len(separator)
+                break
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]

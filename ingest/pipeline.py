@@ -19,6 +19,7 @@ from ragctl.core.records import Chunk, Document
 from ragctl.core.store.base import VectorStore
 from ragctl.ingest.chunker import Chunker
 from ragctl.ingest.loaders import Skipped, iter_documents
+from ragctl.ingest.streaming import ingest_long_document
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +76,26 @@ def ingest_documents(
 
     Args:
         items: Documents to store and Skipped inputs to report (as `iter_documents` yields).
-        on_progress: Called after each written batch with the running report.
+        on_progress: Called after each written batch (for a document longer than one chunker
+            segment, after each part of its chunks) with the running report.
     """
     report = IngestReport(collection=physical)
     started = time.perf_counter()
     seen: dict[str, str] = {}
-    for batch in _document_batches(items, report, seen):
+    for batch in _document_batches(items, report, seen, chunker.segment_chars):
+        if len(batch) == 1 and len(batch[0].text) > chunker.segment_chars:
+            ingest_long_document(
+                batch[0],
+                store=store,
+                physical=physical,
+                encoder=encoder,
+                chunker=chunker,
+                report=report,
+                upsert_batch_size=upsert_batch_size,
+                on_progress=on_progress,
+                started=started,
+            )
+            continue
         plan = _plan(store, physical, batch, chunker)
         report.documents += len(batch)
         report.unchanged += plan.unchanged_docs
@@ -139,9 +154,15 @@ def ingest_paths(
 
 
 def _document_batches(
-    items: Iterable[Document | Skipped], report: IngestReport, seen: dict[str, str]
+    items: Iterable[Document | Skipped],
+    report: IngestReport,
+    seen: dict[str, str],
+    long_chars: int,
 ) -> Iterator[list[Document]]:
-    """Group documents so each batch holds about `_ENCODE_MIN_CHUNKS` worth of text."""
+    """Group documents so each batch holds about `_ENCODE_MIN_CHUNKS` worth of text.
+
+    A document longer than `long_chars` comes alone, to be streamed part by part.
+    """
     batch: list[Document] = []
     chars = 0
     for item in items:
@@ -160,6 +181,12 @@ def _document_batches(
             if any(d.doc_id == item.doc_id for d in batch):
                 batch = [d for d in batch if d.doc_id != item.doc_id]
         seen[item.doc_id] = item.source
+        if len(item.text) > long_chars:  # streamed alone, part by part (ingest.streaming)
+            if batch:
+                yield batch
+                batch, chars = [], 0
+            yield [item]
+            continue
         batch.append(item)
         chars += len(item.text)
         if chars >= _ENCODE_MIN_CHUNKS * 1000 or len(batch) >= _ENCODE_MIN_CHUNKS:

@@ -268,3 +268,26 @@ def test_chunker_property_offsets_exact_and_chunks_fit(
         assert encoded_length(full_tokenizer, chunk.text) + reserved <= max_seq_length
     for prev, nxt in pairwise(chunks):
         assert prev.start < nxt.start and prev.end <= nxt.end
+
+
+def test_chunker_long_documents_are_chunked_segment_by_segment(tokenizer: Tokenizer) -> None:
+    from ragctl.ingest.chunker import split_segments
+
+    paragraph = "The grinder burrs are replaced every 800 kg of coffee. " * 40
+    text = "\n\n".join(f"Part {i}. {paragraph}" for i in range(30))
+    pieces = list(split_segments(text, 10_000))
+    assert "".join(p for _, p in pieces) == text
+    assert all(len(p) <= 10_000 for _, p in pieces) and len(pieces) > 5
+    assert all(text.startswith(p, start) for start, p in pieces)
+    assert all(p.endswith("\n\n") for _, p in pieces[:-1])  # cut at paragraph breaks
+    assert list(split_segments("short", 10)) == [(0, "short")]
+    assert [p for _, p in split_segments("x" * 25, 10)] == ["x" * 10, "x" * 10, "x" * 5]
+
+    document = Document(doc_id="long.txt", text=text, source="long.txt")
+    whole = Chunker(tokenizer, 64, 8, 128).chunk(document)  # one segment (the default size)
+    streamed = list(Chunker(tokenizer, 64, 8, 128, segment_chars=10_000).iter_chunks(document))
+    assert [c.index for c in streamed] == list(range(len(streamed)))
+    assert all(text[c.start : c.end] == c.text for c in streamed)
+    assert len({c.chunk_id for c in streamed}) == len(streamed)
+    # Only the chunks at the cuts differ from chunking the text whole.
+    assert len(set(c.text for c in whole) ^ set(c.text for c in streamed)) < 4 * len(pieces)

@@ -136,3 +136,41 @@ def test_open_or_create_keeps_the_collection_model(tmp_path, real_encoder):
         assert store.resolve("docs") == "docs__v1"
         again, encoder = open_or_create(store, settings, "docs", encoder=real_encoder)
         assert again == spec and encoder is real_encoder
+
+
+def test_ingest_streams_a_long_document_part_by_part(tmp_path):
+    from ragctl.ingest.chunker import Chunker
+    from ragctl.ingest.streaming import PART_CHUNKS
+    from ragctl.retriever.testing import KeywordEncoder
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    encoder = KeywordEncoder()
+    with EdgeStore(settings.qdrant_path) as store:
+        spec, encoder = open_or_create(store, settings, "docs", encoder=encoder)
+        chunker = Chunker(encoder.tokenizer, 32, 4, 128, segment_chars=20_000)
+        text = "\n\n".join(f"Section {i}. " + PARAGRAPH * 2 for i in range(150))
+        steps = []
+
+        def ingest(body):
+            return ingest_documents(
+                [Document("short", "Milk is steamed to 60 degrees.", "s.txt"),
+                 Document("long", body, "long.txt")],
+                store=store, physical=spec.physical, encoder=encoder, chunker=chunker,
+                on_progress=lambda r: steps.append((r.documents, r.chunks_written)),
+            )  # fmt: skip
+
+        first = ingest(text)
+        stored = store.chunk_ids_of(spec.physical, ["long"])["long"]
+        assert first.documents == 2 and first.chunks_written == len(stored) + 1 > PART_CHUNKS
+        # Progress moved while the long document was still being written (documents == 1).
+        assert [s for s in steps if s[0] == 1 and 1 < s[1] < first.chunks_written]
+        assert stored == {c.chunk_id for c in chunker.iter_chunks(Document("long", text, "x"))}
+
+        again = ingest(text)
+        assert (again.unchanged, again.chunks_written, again.chunks_deleted) == (2, 0, 0)
+
+        edited = text.replace("Section 149.", "Section 149, rewritten.")
+        changed = ingest(edited)
+        after = store.chunk_ids_of(spec.physical, ["long"])["long"]
+        assert changed.chunks_written == changed.chunks_deleted == len(stored - after) >= 1
+        assert len(after) == len(stored)
