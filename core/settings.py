@@ -265,13 +265,28 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         **overrides: Values that beat every other source (CLI flags), nested as dicts,
             e.g. `model={"name_or_path": "..."}`. None values are ignored.
     """
+    import os
+
+    from ragctl.core.config_keys import (
+        check_env_keys,
+        check_init_keys,
+        check_toml_keys,
+        read_toml,
+    )
+    from ragctl.core.errors import ConfigError
+
     cleaned = _drop_none(overrides)
+    # Strict sources: an unknown key in the TOML file or a RAGCTL_* variable is an error naming
+    # it (with a did-you-mean), never silently ignored; a malformed file is one line.
+    check_init_keys(cleaned, Settings)
+    check_env_keys(os.environ, Settings)
+    toml_path = Path("ragctl.toml") if config_file is None else config_file
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    if toml_path.is_file():
+        check_toml_keys(read_toml(toml_path), Settings, toml_path)
     if config_file is None:
         return Settings(**cleaned)
-    if not config_file.is_file():
-        from ragctl.core.errors import ConfigError
-
-        raise ConfigError(f"config file not found: {config_file}")
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(toml_file=config_file)

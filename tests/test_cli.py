@@ -94,16 +94,52 @@ def test_cli_errors_are_one_line(corpus):
     output = _run("search", "anything", expect=1)
     assert "Error: no collection or alias named 'docs'" in output
     _run("ingest", str(corpus / "bar"))
-    assert "shortlist (5) must be >= k (10)" in _run("search", "milk", "--shortlist", "5", expect=1)
-    assert "invalid k: Input should be greater than or equal to 1" in _run(
-        "search", "milk", "-k", "0", expect=1
+    assert "Invalid value for '--shortlist': shortlist (5) must be >= k (10)" in _run(
+        "search", "milk", "--shortlist", "5", expect=2
+    )
+    assert "Invalid value for '-k': Input should be greater than or equal to 1 (got 0)" in _run(
+        "search", "milk", "-k", "0", expect=2
     )
     assert "cannot filter on 'text'" in _run("search", "milk", "--filter", "text=x", expect=1)
     assert "is not KEY=VALUE" in _run("search", "milk", "--filter", "nokey", expect=2)
     assert "does not exist" in _run("ingest", str(corpus / "missing"), expect=2)
-    assert "overlap_tokens (16) must be smaller than size_tokens (16)" in _run(
-        "ingest", str(corpus), "--chunk-size", "16", "--chunk-overlap", "16", expect=1
+    assert (
+        "Invalid value for '--chunk-size' / '--chunk-overlap': overlap_tokens (16) must be "
+        "smaller than size_tokens (16)"
+    ) in _run("ingest", str(corpus), "--chunk-size", "16", "--chunk-overlap", "16", expect=2)
+
+
+def test_cli_settings_errors_name_the_file_variable_or_flag(tmp_path, monkeypatch):
+    (tmp_path / "ragctl.toml").write_text("[search]\ntop_k = 3\n")
+    output = _run("collections", expect=1)
+    assert output.strip() == (
+        "Error: ragctl.toml: [search]: unknown key 'top_k' (did you mean 'k'?); allowed: "
+        "method, fusion, rrf_k, dense_weight, sparse_weight, candidates, hybrid_candidates, "
+        "rescore, k, shortlist, mode"
     )
+    (tmp_path / "ragctl.toml").write_text("[search]\nk = \n")
+    assert _run("collections", expect=1).strip() == (
+        "Error: ragctl.toml: invalid TOML at line 2, column 5: Invalid value"
+    )
+    (tmp_path / "ragctl.toml").unlink()
+    monkeypatch.setenv("RAGCTL_SERACH__K", "5")
+    assert "RAGCTL_SERACH__K: unknown setting 'serach' (did you mean RAGCTL_SEARCH__K?)" in _run(
+        "collections", expect=1
+    )
+    monkeypatch.delenv("RAGCTL_SERACH__K")
+    monkeypatch.setenv("RAGCTL_SEARCH__K", "0")
+    assert "invalid setting search.k (from RAGCTL_SEARCH__K): Input should be greater" in _run(
+        "collections", expect=1
+    )
+    monkeypatch.delenv("RAGCTL_SEARCH__K")
+    assert "Invalid value for '--port'" in _run("serve", "--port", "0", expect=2)
+
+
+def test_cli_unusable_data_dir_is_one_line(monkeypatch):
+    monkeypatch.setenv("RAGCTL_DATA_DIR", "/proc/x")
+    output = _run("collections", expect=1)
+    assert output.count("\n") == 1 and "Traceback" not in output
+    assert "cannot open the embedded store at /proc/x/qdrant: No such file or directory" in output
 
 
 def test_cli_second_process_gets_a_clear_lock_error(corpus, tmp_path):

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from ragctl.core.errors import StoreLockedError
+from ragctl.core.errors import StoreError, StoreLockedError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -55,8 +55,16 @@ class ProcessLock:
     def acquire(self) -> None:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StoreError(
+                f"cannot open the embedded store at {self.path.parent}: {reason}"
+                + (f" ({exc.filename})" if exc.filename else "")
+                + "; check data_dir (--data-dir, RAGCTL_DATA_DIR)"
+            ) from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
