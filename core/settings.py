@@ -7,11 +7,12 @@ the object and never read the environment themselves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -142,7 +143,7 @@ class SearchSettings(FusionParams):
 
 
 class RetrieverSettings(BaseModel):
-    """The HTTP retriever (`ragctl serve`): address, request limits and the admin key."""
+    """The HTTP retriever (`ragctl serve`): address, request limits, timeouts and API keys."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
@@ -158,15 +159,48 @@ class RetrieverSettings(BaseModel):
     # torch intra-op threads in the server (None = torch's default, one per core). 1 avoids
     # OpenMP barrier stalls when requests run concurrently on a busy CPU.
     torch_threads: int | None = Field(default=1, ge=1, le=256)
-    # None (or empty) disables the admin routes (403); they are never open without a key.
-    admin_api_key: SecretStr | None = None
+    # API keys by role, each one key or a list of keys (`["k1", "k2"]`, in the environment as
+    # JSON); admin implies write implies read. No admin key: the admin routes are off (403).
+    # No key at all: writes only on a loopback bind (or with `insecure`). See docs/retriever.md.
+    read_api_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    write_api_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    admin_api_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Serve a non-loopback address with no API key at all (anyone can write): `--insecure`.
+    insecure: bool = False
+    # Text of all documents of one POST /v1/documents (UTF-8 bytes); more is a 413.
+    max_request_text_mib: float = Field(default=2.0, gt=0, le=1024)
+    # Slow clients: the request head (line and headers) must arrive within header_timeout_s of
+    # the connection (or of the request's first byte), the body within body_timeout_s of the
+    # head; an idle keep-alive connection is closed after keep_alive_timeout_s.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=3600)
 
-    @field_validator("admin_api_key")
+    @field_validator("read_api_key", "write_api_key", "admin_api_key", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is None or not key.get_secret_value().strip():
-            return None
-        return key
+    def _keys(cls, value: Any) -> Any:
+        """One key, a list of keys, or a JSON list in a string; blank keys are dropped."""
+        if value is None:
+            return ()
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"not a JSON list of keys ({exc.args[0]})") from None
+            else:
+                value = [text]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("give one key or a list of keys")
+        keys = [k.get_secret_value() if isinstance(k, SecretStr) else k for k in value]
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError("every key must be a string")
+        return tuple(k.strip() for k in keys if k.strip())
 
 
 class FeedbackSettings(BaseModel):

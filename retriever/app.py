@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.errors import RagctlError
+from ragctl.retriever.auth import AccessPolicy
 from ragctl.retriever.docs_ui import install_docs
 from ragctl.retriever.error_handlers import install_error_handlers
 from ragctl.retriever.metrics import Metrics
@@ -66,6 +67,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.access = AccessPolicy.from_settings(settings.retriever)
     app.state.metrics = metrics
     app.state.service = None
     install_error_handlers(app)

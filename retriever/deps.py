@@ -1,21 +1,25 @@
-"""FastAPI dependencies: the service and metrics of the app, and the admin key check."""
+"""FastAPI dependencies: the service and metrics of the app, and the API key checks by role."""
 
 from __future__ import annotations
 
 import logging
-import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ragctl.retriever.auth import AccessPolicy, Role
 from ragctl.retriever.errors import ForbiddenError, NotReadyError, UnauthorizedError
 from ragctl.retriever.metrics import Metrics
 from ragctl.retriever.service import RetrieverService
 
 logger = logging.getLogger(__name__)
 
-_bearer = HTTPBearer(auto_error=False, description="The admin key (`retriever.admin_api_key`).")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key: `retriever.read_api_key`, `write_api_key` or `admin_api_key`.",
+)
 
 
 def get_service(request: Request) -> RetrieverService:
@@ -35,37 +39,90 @@ def get_metrics(request: Request) -> Metrics:
 ServiceDep = Annotated[RetrieverService, Depends(get_service)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
+_ACTIONS = {Role.READ: "search", Role.WRITE: "change documents or feedback", Role.ADMIN: "admin"}
+_WANTED = {
+    Role.READ: "a read, write or admin key",
+    Role.WRITE: "a write or admin key",
+    Role.ADMIN: "an admin key",
+}
 
-def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Let the request through only with `Authorization: Bearer <retriever.admin_api_key>`.
 
-    No key configured: 403 `admin_disabled` (never open). Missing or wrong key: 401
-    `unauthorized`, logged with the client address (never the key).
+def check_access(request: Request, token: str | None, needed: Role) -> None:
+    """Let the request through only when its key (or the anonymous policy) allows `needed`.
+
+    Raises:
+        ForbiddenError: 403 `admin_disabled` (no admin key configured), `writes_disabled` (no
+            key can write, or no key at all on a non-loopback bind), `forbidden` (a key of a
+            lower role).
+        UnauthorizedError: 401 `unauthorized`: a key is needed and none, or a wrong one, came.
     """
-    key = request.app.state.settings.retriever.admin_api_key
-    client = request.client.host if request.client else "unknown"
-    where = f"{request.method} {request.url.path} from {client}"
-    if key is None:
-        logger.warning("admin request refused (admin disabled: no key configured): %s", where)
+    policy: AccessPolicy = request.app.state.access
+    if needed is Role.ADMIN and not policy.configured(Role.ADMIN):
+        _refuse(request, "admin disabled: no admin key configured")
         raise ForbiddenError(
             "admin_disabled",
             "admin routes are disabled: set retriever.admin_api_key "
             "(RAGCTL_RETRIEVER__ADMIN_API_KEY) to enable them",
         )
-    given = credentials.credentials if credentials is not None else ""
-    if not given or not secrets.compare_digest(
-        given.encode("utf-8", "surrogateescape"), key.get_secret_value().encode("utf-8")
+    if needed is Role.READ and not policy.configured(Role.READ):
+        return  # searches are open unless read keys are configured
+    if needed is Role.WRITE and not policy.any_keys:
+        if policy.anonymous_writes:
+            return
+        _refuse(request, "writes disabled: no API key on a non-loopback bind")
+        raise ForbiddenError(
+            "writes_disabled",
+            f"writes are disabled: no API key is configured and the server listens on "
+            f"{policy.host}, not only this machine; set retriever.write_api_key "
+            "(RAGCTL_RETRIEVER__WRITE_API_KEY)",
+        )
+    if needed is Role.WRITE and not (
+        policy.configured(Role.WRITE) or policy.configured(Role.ADMIN)
     ):
-        reason = "wrong admin key" if given else "missing admin key"
-        logger.warning("admin request refused (%s): %s", reason, where)
+        _refuse(request, "writes disabled: only read keys configured")
+        raise ForbiddenError(
+            "writes_disabled",
+            "writes are disabled: only read keys are configured; set retriever.write_api_key",
+        )
+    role = policy.role_of(token)
+    if role is None:
+        reason = "wrong API key" if token else "missing API key"
+        _refuse(request, reason)
         raise UnauthorizedError(
             "unauthorized",
-            f"{reason}: send Authorization: Bearer <retriever.admin_api_key>",
+            f"{reason}: send Authorization: Bearer <key> with {_WANTED[needed]}",
+            field="authorization",
+        )
+    if role < needed:
+        _refuse(request, f"{role.label} key on a route that needs {_WANTED[needed]}")
+        raise ForbiddenError(
+            "forbidden",
+            f"a {role.label} key cannot {_ACTIONS[needed]}: this route needs {_WANTED[needed]}",
             field="authorization",
         )
 
 
+def _refuse(request: Request, reason: str) -> None:
+    client = request.client.host if request.client else "unknown"
+    logger.warning(
+        "request refused (%s): %s %s from %s", reason, request.method, request.url.path, client
+    )
+
+
+def _requires(needed: Role) -> Callable[..., None]:
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        check_access(request, credentials.credentials if credentials else None, needed)
+
+    dependency.__name__ = f"require_{needed.label}"
+    return dependency
+
+
+require_read = _requires(Role.READ)
+require_write = _requires(Role.WRITE)
+require_admin = _requires(Role.ADMIN)
+ReadDep = Depends(require_read)
+WriteDep = Depends(require_write)
 AdminDep = Depends(require_admin)

@@ -86,6 +86,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "Not ready or a backend is unavailable"),
     )
 }
+KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "A key is needed: missing or wrong API key"},
+    403: {
+        "model": ErrorResponse,
+        "description": "The key's role is too low, or this kind of request is off "
+        "(no key of the needed role configured)",
+    },
+}
+KEYED_RESPONSES: dict[int | str, dict[str, Any]] = {**ERROR_RESPONSES, **KEY_RESPONSES}
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong admin key"},
     403: {"model": ErrorResponse, "description": "Admin routes are disabled (no key configured)"},

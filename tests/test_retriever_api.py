@@ -18,6 +18,8 @@ from ragctl.retriever.app import create_app
 from ragctl.retriever.testing import KeywordEncoder
 
 ADMIN_KEY = "test-admin-key-0123456789"
+WRITE_KEY = "test-write-key-0123456789"
+AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
 DOCS = [
     {"id": "grinder.md", "text": "The espresso grinder burrs are replaced every 800 kg.",
      "metadata": {"lang": "en", "team": "bar"}},
@@ -32,8 +34,14 @@ DOCS = [
 
 def _settings(tmp_path, **retriever):
     return load_settings(
-        data_dir=tmp_path / "data", retriever={"admin_api_key": ADMIN_KEY, **retriever}
+        data_dir=tmp_path / "data",
+        retriever={"admin_api_key": ADMIN_KEY, "write_api_key": WRITE_KEY, **retriever},
     )
+
+
+def _client(app, **kwargs):
+    """A TestClient that sends the write key (admin tests pass their own header)."""
+    return TestClient(app, headers=AUTH, **kwargs)
 
 
 @pytest.fixture
@@ -43,7 +51,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         response = client.post("/v1/documents", json={"documents": DOCS})
         assert response.status_code == 200, response.text
         yield client
@@ -55,7 +63,7 @@ def limited_client(tmp_path_factory):
     settings = _settings(
         tmp_path_factory.mktemp("limits"), max_documents_per_request=2, max_document_chars=100
     )
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         for start in (0, 2):
             response = client.post("/v1/documents", json={"documents": DOCS[start : start + 2]})
             assert response.status_code == 200, response.text
@@ -142,7 +150,7 @@ def test_retriever_search_limits_answer_422_naming_field_and_limit(
 
 def test_retriever_search_without_query_batching(tmp_path):
     settings = _settings(tmp_path, query_batch_size=1)
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         assert client.app.state.service.batcher is None
         client.post("/v1/documents", json={"documents": DOCS})
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -153,7 +161,7 @@ def test_retriever_search_without_query_batching(tmp_path):
 
 def test_retriever_search_query_limit_comes_from_settings(tmp_path):
     settings = _settings(tmp_path, max_query_chars=10)
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         error = _error(client.post("/v1/search", json={"query": "x" * 11}), 422, "validation_error")
         assert error["field"] == "query" and "the limit is 10" in error["message"]
         assert client.post("/v1/search", json={"query": "x" * 10}).status_code == 200
@@ -307,7 +315,7 @@ def test_retriever_documents_limits(limited_client, content, field, needle):
 # --- errors, health, metrics ---
 def test_retriever_every_error_is_json_with_a_code(tmp_path):
     settings = _settings(tmp_path, max_body_mib=0.001)
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         _error(client.get("/v1/nowhere"), 404, "not_found", None)
         error = _error(client.put("/v1/search", json={}), 405, "method_not_allowed")
         assert "PUT" in error["message"]
@@ -330,7 +338,7 @@ def test_retriever_unexpected_errors_are_logged_json_500(tmp_path, caplog):
             raise RuntimeError("kaboom")
 
     app = create_app(_settings(tmp_path), encoder=KeywordEncoder(before_encode=boom))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with _client(app, raise_server_exceptions=False) as client:
         with caplog.at_level(logging.ERROR, logger="retriever"):
             response = client.post("/v1/search", json={"query": "explode"})
         _error(response, 500, "internal_error", None)
@@ -371,7 +379,7 @@ def test_retriever_health_and_ready(client, monkeypatch):
 
 
 def test_retriever_not_ready_before_startup(settings):
-    client = TestClient(create_app(settings, encoder=KeywordEncoder()))  # no lifespan run
+    client = _client(create_app(settings, encoder=KeywordEncoder()))  # no lifespan run
     _error(client.get("/v1/ready"), 503, "not_ready")
     _error(client.post("/v1/search", json={"query": "milk"}), 503, "not_ready")
 
@@ -406,7 +414,7 @@ def test_retriever_metrics_per_route_stages_feedback_and_version(client):
 def test_retriever_apps_keep_separate_metrics(tmp_path):
     first = create_app(_settings(tmp_path / "a"), encoder=KeywordEncoder())
     second = create_app(_settings(tmp_path / "b"), encoder=KeywordEncoder())
-    with TestClient(first) as a, TestClient(second) as b:
+    with _client(first) as a, _client(second) as b:
         a.get("/v1/health")
         assert 'route="/v1/health"' in a.get("/metrics").text
         assert 'route="/v1/health"' not in b.get("/metrics").text
@@ -415,14 +423,20 @@ def test_retriever_apps_keep_separate_metrics(tmp_path):
 # --- admin ---
 def test_retriever_admin_needs_the_key(client, caplog):
     url = "/v1/admin/collections"
-    with caplog.at_level(logging.WARNING, logger="retriever"):
-        missing = _error(client.get(url), 401, "unauthorized")
+    with caplog.at_level(logging.WARNING, logger="ragctl.retriever"):
+        missing = _error(client.get(url, headers={"Authorization": ""}), 401, "unauthorized")
         wrong = client.get(url, headers={"Authorization": "Bearer not-the-key"})
-    assert "missing admin key" in missing["message"]
+        lower = _error(client.get(url), 403, "forbidden")  # the client's write key
+    assert (
+        "missing API key: send Authorization: Bearer <key> with an admin key"
+        in (missing["message"])
+    )
+    assert lower["message"] == "a write key cannot admin: this route needs an admin key"
     _error(wrong, 401, "unauthorized")
     assert wrong.headers["www-authenticate"] == "Bearer"
     assert ADMIN_KEY not in wrong.text and "not-the-key" not in caplog.text
-    assert "admin request refused (wrong admin key): GET /v1/admin/collections" in caplog.text
+    assert WRITE_KEY not in caplog.text
+    assert "request refused (wrong API key): GET /v1/admin/collections" in caplog.text
     _error(client.get(url, headers={"Authorization": f"Basic {ADMIN_KEY}"}), 401, "unauthorized")
 
     ok = client.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -435,7 +449,7 @@ def test_retriever_admin_needs_the_key(client, caplog):
 @pytest.mark.parametrize("key", [None, "", "   "])
 def test_retriever_admin_disabled_without_a_key(tmp_path, key):
     settings = load_settings(data_dir=tmp_path / "data", retriever={"admin_api_key": key})
-    with TestClient(create_app(settings, encoder=KeywordEncoder())) as client:
+    with _client(create_app(settings, encoder=KeywordEncoder())) as client:
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
             error = _error(
                 client.get("/v1/admin/collections", headers=headers), 403, "admin_disabled"
@@ -465,7 +479,7 @@ def test_retriever_admin_reload_swaps_atomically_and_inflight_searches_stay_cons
 
     encoder = KeywordEncoder(before_encode=hold_first_search)
     auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with TestClient(create_app(_settings(tmp_path), encoder=encoder)) as client:
+    with _client(create_app(_settings(tmp_path), encoder=encoder)) as client:
         client.post("/v1/documents", json={"documents": DOCS})
         _add_version_2(client, encoder)
         assert "points at docs__v2" in client.get("/v1/ready").json()["detail"]

@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 ADMIN_KEY = "fuzz-admin-key-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # admin implies write and read
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -48,7 +49,7 @@ def fuzz_app(tmp_path_factory):
 def api_schema(fuzz_app):
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
     seed = {"documents": [{"id": "seed.md", "text": "Espresso is brewed under pressure."}]}
-    response = schema["/v1/documents"]["POST"].Case(body=seed).call()
+    response = schema["/v1/documents"]["POST"].Case(body=seed).call(headers=AUTH)
     assert response.status_code == 200, response.text
     return schema
 
@@ -89,7 +90,7 @@ CASES = [(p, m, "positive") for p, m in OPERATIONS] + [
 def test_retriever_fuzz_no_server_errors_and_json_errors(api_schema, path, method, mode):
     operation = api_schema[path][method]
     assert mode == "positive" or operation.body or operation.path_parameters
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if "/admin/" in path else None
+    headers = AUTH
 
     @given(case=operation.as_strategy(GenerationMode(mode)))
     @settings(

@@ -10,16 +10,16 @@ from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.limits import MAX_DOC_ID_CHARS
 from ragctl.core.records import Document
-from ragctl.retriever.deps import MetricsDep, ServiceDep
-from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.deps import MetricsDep, ServiceDep, WriteDep
+from ragctl.retriever.error_handlers import KEYED_RESPONSES
 from ragctl.retriever.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
 
-router = APIRouter(prefix="/v1", tags=["documents"])
+router = APIRouter(prefix="/v1", tags=["documents"], dependencies=[WriteDep])
 
 API_SOURCE = "api"
 
 
-@router.post("/documents", response_model=DocumentsResponse, responses=ERROR_RESPONSES)
+@router.post("/documents", response_model=DocumentsResponse, responses=KEYED_RESPONSES)
 async def upsert_documents(
     body: DocumentsRequest, service: ServiceDep, metrics: MetricsDep
 ) -> DocumentsResponse:
@@ -48,7 +48,7 @@ async def upsert_documents(
     )
 
 
-@router.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=ERROR_RESPONSES)
+@router.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=KEYED_RESPONSES)
 async def delete_document(
     doc_id: Annotated[str, Path(min_length=1, max_length=MAX_DOC_ID_CHARS)],
     service: ServiceDep,

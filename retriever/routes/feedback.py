@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from ragctl.retriever.deps import MetricsDep, ServiceDep
-from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.deps import MetricsDep, ServiceDep, WriteDep
+from ragctl.retriever.error_handlers import KEYED_RESPONSES
 from ragctl.retriever.schemas import FeedbackRequest, FeedbackResponse
 
-router = APIRouter(prefix="/v1", tags=["feedback"])
+router = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[WriteDep])
 
 
 @router.post(
-    "/feedback", response_model=FeedbackResponse, status_code=201, responses=ERROR_RESPONSES
+    "/feedback", response_model=FeedbackResponse, status_code=201, responses=KEYED_RESPONSES
 )
 async def feedback(
     body: FeedbackRequest, service: ServiceDep, metrics: MetricsDep

@@ -7,14 +7,14 @@ import time
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from ragctl.retriever.deps import MetricsDep, ServiceDep
-from ragctl.retriever.error_handlers import ERROR_RESPONSES
+from ragctl.retriever.deps import MetricsDep, ReadDep, ServiceDep
+from ragctl.retriever.error_handlers import KEYED_RESPONSES
 from ragctl.retriever.schemas import SearchRequest, SearchResponse, SearchResult
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ReadDep])
 
 
-@router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
+@router.post("/search", response_model=SearchResponse, responses=KEYED_RESPONSES)
 async def search(body: SearchRequest, service: ServiceDep, metrics: MetricsDep) -> SearchResponse:
     """Find the chunks that best answer `query`.
 
