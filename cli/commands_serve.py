@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ragctl.cli.context import state, translate_errors
 from ragctl.cli.output import table
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from ragctl.core.settings import Settings
-
-# Settings handed to uvicorn's worker processes (they re-import the app by name).
-_WORKER_SETTINGS_ENV = "_RAGCTL_SERVE_SETTINGS_JSON"
 
 
 @click.command()
@@ -29,6 +20,14 @@ _WORKER_SETTINGS_ENV = "_RAGCTL_SERVE_SETTINGS_JSON"
     type=int,
     help="Worker processes (default 1). More than 1 needs a Qdrant server (store.url): the "
     "embedded store is opened by one process only.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve a non-loopback address without any API key: anyone who can reach it can "
+    "change the index and the training data. Without keys the server otherwise refuses to "
+    "start on such an address.",
 )
 @click.option(
     "--log-level",
@@ -44,20 +43,34 @@ def serve(
     host: str | None,
     port: int | None,
     workers: int | None,
+    insecure: bool | None,
     log_level: str,
 ) -> None:
     """Serve the HTTP retriever (FastAPI on uvicorn); OpenAPI docs at /docs.
 
-    Routes: POST /v1/search, POST /v1/feedback, POST /v1/documents, DELETE
-    /v1/documents/{doc_id}, GET /v1/health, GET /v1/ready, GET /metrics, and the admin routes
-    under /v1/admin (Authorization: Bearer <retriever.admin_api_key>; disabled without a key).
-    Searches and feedback are logged durably to data_dir/feedback.db (or feedback.database_url).
-    Stop with Ctrl-C.
+    Routes: POST /v1/search (a read key when read keys are configured), POST /v1/feedback,
+    POST /v1/documents and DELETE /v1/documents/{doc_id} (a write key), GET /v1/health,
+    GET /v1/ready, GET /metrics, and the admin routes under /v1/admin (an admin key; off
+    without one). Keys: retriever.read_api_key, write_api_key, admin_api_key (e.g.
+    RAGCTL_RETRIEVER__WRITE_API_KEY), sent as Authorization: Bearer <key>. With no key at all,
+    writes are accepted on a loopback address only. Searches and feedback are logged durably
+    to data_dir/feedback.db (or feedback.database_url). Stop with Ctrl-C.
     """
-    import uvicorn
+    from ragctl.retriever.auth import AccessPolicy, is_loopback_host
+    from ragctl.retriever.server import build_config, configure_torch, run
 
-    settings = state(ctx).settings(retriever={"host": host, "port": port, "workers": workers})
+    settings = state(ctx).settings(
+        retriever={"host": host, "port": port, "workers": workers, "insecure": insecure}
+    )
     server = settings.retriever
+    policy = AccessPolicy.from_settings(server)
+    if not policy.any_keys and not is_loopback_host(server.host) and not server.insecure:
+        raise click.ClickException(
+            f"refusing to serve {server.host} without API keys: anyone who can reach it could "
+            "change the index and the training data. Set retriever.write_api_key and "
+            "retriever.admin_api_key (RAGCTL_RETRIEVER__WRITE_API_KEY, ...), or serve "
+            "127.0.0.1, or pass --insecure."
+        )
     if server.workers > 1 and settings.store.url is None:
         raise click.ClickException(
             f"--workers {server.workers} needs a Qdrant server (store.url / --store-url): the "
@@ -65,63 +78,35 @@ def serve(
             "could not open it. Run one worker, or set store.url (and feedback.database_url to "
             "share the feedback log between hosts)."
         )
-    if server.workers == 1:
-        _configure_torch(settings)
-        uvicorn.run(
-            _app(settings), host=server.host, port=server.port, log_level=log_level, workers=1
+    short = [
+        role
+        for role in ("read", "write", "admin")
+        if any(len(k.get_secret_value()) < 16 for k in getattr(server, f"{role}_api_key"))
+    ]
+    if short:
+        click.echo(
+            f"warning: {', '.join(short)} API key(s) shorter than 16 characters are easy to guess",
+            err=True,
         )
+    if server.workers > 1:
+        click.echo(policy.describe(), err=True)
+        run(build_config(settings, log_level=log_level))
         return
-    os.environ[_WORKER_SETTINGS_ENV] = json.dumps(_reveal(settings.model_dump(mode="python")))
-    uvicorn.run(
-        "ragctl.cli.commands_serve:worker_app",
-        factory=True,
-        host=server.host,
-        port=server.port,
-        workers=server.workers,
-        log_level=log_level,
-    )
-
-
-def worker_app() -> FastAPI:
-    """The app of one uvicorn worker process, from the settings `serve` handed down."""
-    from ragctl.core.settings import Settings
-
-    raw = os.environ.get(_WORKER_SETTINGS_ENV)
-    if raw is None:
-        raise click.ClickException("worker_app is started by `ragctl serve --workers N` only")
-    settings = Settings.model_validate(json.loads(raw))
-    _configure_torch(settings)
-    return _app(settings)
-
-
-def _configure_torch(settings: Settings) -> None:
-    """Set torch's intra-op threads for this serving process (`retriever.torch_threads`)."""
-    threads = settings.retriever.torch_threads
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _app(settings: Settings) -> FastAPI:
+    from ragctl.core.store import open_store
     from ragctl.retriever.app import create_app
 
-    return create_app(settings)
-
-
-def _reveal(value: Any) -> Any:
-    """A settings dump as plain JSON, with secret values in clear (for the workers only)."""
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, dict):
-        return {k: _reveal(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_reveal(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    # Opened here, before the port is bound: a store another process holds is one clear line.
+    store = open_store(settings)
+    click.echo(policy.describe(), err=True)
+    configure_torch(settings)
+    try:
+        started = run(
+            build_config(settings, app=create_app(settings, store=store), log_level=log_level)
+        )
+    finally:
+        store.close()
+    if not started:
+        ctx.exit(3)  # uvicorn logged why (one line for ragctl's own errors)
 
 
 @click.group()

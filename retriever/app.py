@@ -15,7 +15,11 @@ from ragctl.retriever.auth import AccessPolicy
 from ragctl.retriever.docs_ui import install_docs
 from ragctl.retriever.error_handlers import install_error_handlers
 from ragctl.retriever.metrics import Metrics
-from ragctl.retriever.middleware import BodyLimitMiddleware, MetricsMiddleware
+from ragctl.retriever.middleware import (
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    OneLineStartupFailure,
+)
 from ragctl.retriever.routes import admin, documents, feedback, health, search
 from ragctl.retriever.service import RetrieverService
 
@@ -47,7 +51,8 @@ def create_app(
                 RetrieverService.open, settings, encoder=encoder, store=store
             )
         except RagctlError as exc:
-            logger.error("retriever cannot start: %s", exc)
+            # Reported as one line by `OneLineStartupFailure` (no traceback: not a bug).
+            app.state.startup_error = exc
             raise
         app.state.service = service
         metrics.set_serving(service.current())
@@ -74,7 +79,8 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=int(settings.retriever.max_body_mib * 1024 * 1024)
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # sees every answer
+    app.add_middleware(OneLineStartupFailure)
     for module in (search, feedback, documents, health, admin):
         app.include_router(module.router)
     install_docs(app)

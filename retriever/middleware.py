@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: request metrics per route template, and a request body size limit."""
+"""Plain ASGI middleware: request metrics per route template, a request body size limit, and
+one-line startup failures."""
 
 from __future__ import annotations
 
@@ -94,3 +95,29 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class OneLineStartupFailure:
+    """A startup failure caused by ragctl's own errors (a held store, a model that cannot load)
+    is reported to the server as one line, not as the traceback Starlette sends.
+
+    The lifespan records such an error in `app.state.startup_error`; anything else (a bug) keeps
+    its traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_one_line(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                error = getattr(scope["app"].state, "startup_error", None)
+                if error is not None:
+                    message = {**message, "message": f"retriever cannot start: {error}"}
+            await send(message)
+
+        await self.app(scope, receive, send_one_line)
