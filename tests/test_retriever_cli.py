@@ -123,3 +123,82 @@ def _closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_retriever_cli_serve_refuses_a_public_address_without_keys():
+    result = _run("serve", "--host", "0.0.0.0", expect=1)
+    assert result.output.count("\n") == 1
+    assert "refusing to serve 0.0.0.0 without API keys" in result.output
+    assert "or pass --insecure" in result.output
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """`ragctl serve` up to the point where uvicorn would run; records the config it got."""
+    from ragctl.retriever import server
+
+    configs = []
+
+    def fake_run(config):
+        configs.append(config)
+        return True
+
+    monkeypatch.setattr(server, "run", fake_run)
+    return configs
+
+
+def test_retriever_cli_serve_insecure_starts_and_says_so(started):
+    result = _run("serve", "--host", "0.0.0.0", "--insecure", "--port", "9123")
+    assert "access: INSECURE: no API keys configured and bound to 0.0.0.0" in result.output
+    (config,) = started
+    assert (config.host, config.port) == ("0.0.0.0", 9123)
+    assert config.header_timeout_s == 10 and config.body_timeout_s == 60
+    assert config.timeout_keep_alive == 5
+
+
+def test_retriever_cli_serve_workers_get_keys_without_the_environment(started, tmp_path):
+    import os
+
+    key = "toml-admin-key-0123456789"
+    (tmp_path / "ragctl.toml").write_text(
+        f'[retriever]\nadmin_api_key = "{key}"\nwrite_api_key = ["w-0123456789abcdef"]\n'
+        '[store]\nurl = "http://qdrant.invalid:6333"\n'
+    )
+    result = _run("serve", "--workers", "3", "--host", "0.0.0.0")
+    assert "writes need a write or admin key (1 write, 1 admin)" in result.output
+    assert key not in result.output
+    (config,) = started
+    assert config.workers == 3 and config.app == "ragctl.retriever.server:worker_app"
+    assert [k.get_secret_value() for k in config.worker_settings.retriever.admin_api_key] == [key]
+    assert all(key not in value for value in os.environ.values())
+
+
+def test_retriever_cli_serve_warns_about_short_keys(started, monkeypatch):
+    monkeypatch.setenv("RAGCTL_RETRIEVER__WRITE_API_KEY", "short")
+    result = _run("serve")
+    assert "warning: write API key(s) shorter than 16 characters" in result.output
+    assert "short" not in result.output.replace("shorter", "")
+
+
+@pytest.mark.slow
+def test_retriever_cli_second_serve_on_a_held_data_dir_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ragctl.core.store.edge import EdgeStore
+
+    data_dir = tmp_path / "held"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
+    with EdgeStore(data_dir / "qdrant"):  # this process holds the store, like a first server
+        done = subprocess.run(
+            [sys.executable, "-m", "ragctl", "--data-dir", str(data_dir), "serve", "--port",
+             str(_closed_port())],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert output.strip().count("\n") == 0 and "Traceback" not in output
+    assert f"is in use by pid {os.getpid()}" in output
