@@ -33,6 +33,7 @@ from ragctl.retriever.errors import (
     InvalidRequestError,
     NotFoundError,
     NotReadyError,
+    PayloadTooLargeError,
     RequestError,
     UnauthorizedError,
 )
@@ -58,6 +59,7 @@ _HTTP_CODES = {
 _REQUEST_ERROR_STATUS: tuple[tuple[type[RequestError], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
+    (PayloadTooLargeError, 413),
     (InvalidRequestError, 422),
     (NotReadyError, 503),
     (UnauthorizedError, 401),
@@ -95,6 +97,14 @@ KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 KEYED_RESPONSES: dict[int | str, dict[str, Any]] = {**ERROR_RESPONSES, **KEY_RESPONSES}
+UPSERT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **KEYED_RESPONSES,
+    413: {
+        "model": ErrorResponse,
+        "description": "The documents' text is over retriever.max_request_text_mib (or the "
+        "body over retriever.max_body_mib)",
+    },
+}
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong admin key"},
     403: {"model": ErrorResponse, "description": "Admin routes are disabled (no key configured)"},

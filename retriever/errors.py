@@ -37,6 +37,10 @@ class NotFoundError(RequestError):
     """Something the request names does not exist (HTTP 404)."""
 
 
+class PayloadTooLargeError(RequestError):
+    """The request carries more than a limit allows (HTTP 413)."""
+
+
 class ConflictError(RequestError):
     """The request conflicts with the current state (HTTP 409)."""
 

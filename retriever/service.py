@@ -21,7 +21,13 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.records import Chunk, Document, Hit
 from ragctl.core.search import SearchMode
 from ragctl.retriever.batching import QueryBatcher
-from ragctl.retriever.errors import ConflictError, InvalidRequestError, NotFoundError, NotReadyError
+from ragctl.retriever.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+)
 from ragctl.retriever.feedback_log import FeedbackEvent, FeedbackLog, SearchEvent, open_feedback_log
 from ragctl.retriever.schemas import SearchRequest
 from ragctl.retriever.serving import Serving, ServingHolder, build_serving, load_serving
@@ -33,6 +39,10 @@ if TYPE_CHECKING:
     from ragctl.ingest.pipeline import IngestReport
 
 logger = logging.getLogger(__name__)
+
+# An upsert whose serving pair is swapped while it embeds prepares again; after this many
+# swaps in a row it embeds under the lock instead.
+_SWAPS_BEFORE_LOCKING = 3
 
 
 @dataclass(frozen=True)
@@ -291,11 +301,51 @@ class RetrieverService:
     def upsert_documents(self, documents: Sequence[Document]) -> tuple[Serving, IngestReport]:
         """Chunk, embed and store documents like `ragctl ingest` (unchanged ones write nothing).
 
+        Chunking and embedding run without the write lock (`ingest.staged`); the lock is held
+        only to re-plan against the store and write, so an admin operation waiting for it waits
+        for a store write, not for a model. Should the serving pair be swapped meanwhile, the
+        documents are prepared again for the new pair (so they land in the collection served).
+
         Raises:
             InvalidRequestError: Too many documents, or one is too long.
+            PayloadTooLargeError: Their text together is over `retriever.max_request_text_mib`.
         """
         from ragctl.ingest.pipeline import ingest_documents
+        from ragctl.ingest.staged import commit_prepared, prepare_documents
 
+        self._check_documents(documents)
+        for _ in range(_SWAPS_BEFORE_LOCKING):
+            serving = self.holder.current()
+            prepared = prepare_documents(
+                documents,
+                store=self.store,
+                physical=serving.physical,
+                encoder=serving.encoder,
+                chunker=serving.chunker,
+            )
+            with self.write_lock:
+                if self.holder.current() is serving:
+                    report = commit_prepared(
+                        prepared,
+                        store=self.store,
+                        encoder=serving.encoder,
+                        upsert_batch_size=self.settings.store.upsert_batch_size,
+                    )
+                    return serving, report
+            logger.info("the serving pair changed while documents were embedded; again")
+        with self.write_lock:  # swapped every time: embed under the lock, once
+            serving = self.holder.current()
+            report = ingest_documents(
+                documents,
+                store=self.store,
+                physical=serving.physical,
+                encoder=serving.encoder,
+                chunker=serving.chunker,
+                upsert_batch_size=self.settings.store.upsert_batch_size,
+            )
+        return serving, report
+
+    def _check_documents(self, documents: Sequence[Document]) -> None:
         limits = self.settings.retriever
         if len(documents) > limits.max_documents_per_request:
             raise InvalidRequestError(
@@ -312,17 +362,18 @@ class RetrieverService:
                     f"{limits.max_document_chars}",
                     field=f"documents.{i}.text",
                 )
-        with self.write_lock:
-            serving = self.holder.current()
-            report = ingest_documents(
-                documents,
-                store=self.store,
-                physical=serving.physical,
-                encoder=serving.encoder,
-                chunker=serving.chunker,
-                upsert_batch_size=self.settings.store.upsert_batch_size,
-            )
-        return serving, report
+        limit = int(limits.max_request_text_mib * 1024 * 1024)
+        total = 0
+        for doc in documents:
+            total += len(doc.text.encode("utf-8"))
+            if total > limit:
+                raise PayloadTooLargeError(
+                    "payload_too_large",
+                    f"the documents of one request hold over {limit} bytes of text "
+                    f"(retriever.max_request_text_mib = {limits.max_request_text_mib:g}); "
+                    "send them in several requests",
+                    field="documents",
+                )
 
     def delete_document(self, doc_id: str) -> tuple[Serving, int]:
         """Delete every chunk of `doc_id` from the serving collection.

@@ -38,7 +38,9 @@ def app_with_two_versions(tmp_path, real_encoder):
     app = create_app(settings, encoder=real_encoder)
     with TestClient(app) as client:
         docs = [{"id": f"{d['id']}-{n}", "text": d["text"]} for n, d in enumerate(DOCS)]
-        assert client.post("/v1/documents", json={"documents": docs}).status_code == 200
+        admin = {"Authorization": f"Bearer {KEY}"}  # admin implies write
+        posted = client.post("/v1/documents", json={"documents": docs}, headers=admin)
+        assert posted.status_code == 200
         # v2: the base model with perturbed token embeddings: it scores differently.
         model = real_encoder.model
         embeddings = model[0].auto_model.embeddings.word_embeddings.weight

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ragctl.core.limits import MAX_DOC_ID_CHARS
 from ragctl.core.records import Document
 from ragctl.retriever.deps import MetricsDep, ServiceDep, WriteDep
-from ragctl.retriever.error_handlers import KEYED_RESPONSES
+from ragctl.retriever.error_handlers import KEYED_RESPONSES, UPSERT_RESPONSES
 from ragctl.retriever.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(prefix="/v1", tags=["documents"], dependencies=[WriteDep])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["documents"], dependencies=[WriteDep])
 API_SOURCE = "api"
 
 
-@router.post("/documents", response_model=DocumentsResponse, responses=KEYED_RESPONSES)
+@router.post("/documents", response_model=DocumentsResponse, responses=UPSERT_RESPONSES)
 async def upsert_documents(
     body: DocumentsRequest, service: ServiceDep, metrics: MetricsDep
 ) -> DocumentsResponse:
