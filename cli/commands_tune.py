@@ -81,6 +81,12 @@ def _synthesize(
 )
 @click.option("--from-log", is_flag=True, help="Read feedback straight from the retriever's log.")
 @click.option(
+    "--include-free-text",
+    is_flag=True,
+    help="With --from-log: also train on feedback posted without a search_id (a query the "
+    "client wrote, not one the retriever answered); left out by default.",
+)
+@click.option(
     "--pairs",
     "pair_files",
     multiple=True,
@@ -132,6 +138,7 @@ def retune(
     collection: str | None,
     feedback_file: Path | None,
     from_log: bool,
+    include_free_text: bool,
     pair_files: tuple[Path, ...],
     synthetic: int,
     offline_synth: bool,
@@ -180,6 +187,17 @@ def retune(
 
         with open_feedback_log(settings, create=False) as log:
             feedback = list(log.iter_feedback())
+    if from_log and not include_free_text:  # a --feedback FILE is the operator's own choice
+        from ragctl.tuner.pairs import is_free_text
+
+        kept = [record for record in feedback if not is_free_text(record)]
+        if len(kept) < len(feedback):
+            click.echo(
+                f"left out {len(feedback) - len(kept)} free-text feedback record(s) (no "
+                "search_id: the query is the client's own); --include-free-text trains on them",
+                err=True,
+            )
+        feedback = kept
     tuner = settings.tuner
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)

@@ -97,6 +97,11 @@ KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 KEYED_RESPONSES: dict[int | str, dict[str, Any]] = {**ERROR_RESPONSES, **KEY_RESPONSES}
+FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **KEYED_RESPONSES,
+    409: {"model": ErrorResponse, "description": "The idempotency key was used for another "
+          "judgement"},
+}  # fmt: skip
 UPSERT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **KEYED_RESPONSES,
     413: {

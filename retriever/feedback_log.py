@@ -54,6 +54,7 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "search_id",
     "rank",
     "created_at",
+    "free_text",
 )
 
 
@@ -111,6 +112,10 @@ class FeedbackEvent:
     search_id: str | None = None
     rank: int | None = None
     created_at: str = field(default_factory=utc_now)
+    # No search_id: the query is whatever the client wrote, not one the server answered.
+    free_text: bool = False
+    # A client's retry of the same judgement carries the same key and is stored once.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class FeedbackStats:
     by_label: dict[str, int]
     feedback_by_model_version: dict[int, dict[str, int]]
     searches_by_model_version: dict[int, int]
+    free_text: int = 0
 
 
 _SQLITE_SCHEMA = (
@@ -150,6 +156,15 @@ _SQLITE_SCHEMA = (
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS feedback_created_at ON feedback (created_at)",
+)
+# Columns added after the first release: added to an older log when it is opened.
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (column, SQLite type, PostgreSQL type); free_text is backfilled from search_id.
+    ("free_text", "INTEGER NOT NULL DEFAULT 0", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("idempotency_key", "TEXT", "TEXT"),
+)
+_IDEMPOTENCY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS feedback_idempotency_key ON feedback (idempotency_key)"
 )
 _POSTGRES_SCHEMA = tuple(
     statement.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY").replace(
@@ -227,6 +242,26 @@ class FeedbackLog:
         with self._cursor() as cur:
             for statement in schema:
                 cur.execute(statement)
+            self._add_columns(cur)
+            cur.execute(_IDEMPOTENCY_INDEX)
+
+    def _add_columns(self, cur: Any) -> None:
+        if self.dialect == "sqlite":
+            cur.execute("PRAGMA table_info(feedback)")
+            present = {row[1] for row in cur.fetchall()}
+        else:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'feedback'"
+            )
+            present = {row[0] for row in cur.fetchall()}
+        for column, sqlite_type, postgres_type in _ADDED_COLUMNS:
+            if column in present:
+                continue
+            kind = sqlite_type if self.dialect == "sqlite" else postgres_type
+            cur.execute(f"ALTER TABLE feedback ADD COLUMN {column} {kind}")
+            if column == "free_text":
+                true = "1" if self.dialect == "sqlite" else "TRUE"
+                cur.execute(f"UPDATE feedback SET free_text = {true} WHERE search_id IS NULL")
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> FeedbackLog:
@@ -328,13 +363,22 @@ class FeedbackLog:
         )
 
     def log_feedback(self, event: FeedbackEvent) -> int:
-        """Store one judgement (durable when this returns); returns its feedback id."""
+        """Store one judgement (durable when this returns); returns its feedback id.
+
+        With an `idempotency_key` already stored, nothing is written and the stored
+        judgement's id is returned (see `log_feedback_once`).
+        """
+        return self.log_feedback_once(event)[0]
+
+    def log_feedback_once(self, event: FeedbackEvent) -> tuple[int, bool]:
+        """Store one judgement unless its `idempotency_key` is stored: (feedback id, stored now)."""
         if event.label not in LABELS:
             raise FeedbackLogError(f"label must be one of {', '.join(LABELS)}, got {event.label!r}")
         rows = self._execute(
             "INSERT INTO feedback (search_id, query, chunk_id, doc_id, label, chunk_text, "
-            "model_version, collection, rank, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "model_version, collection, rank, created_at, free_text, idempotency_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             (
                 event.search_id,
                 event.query,
@@ -346,10 +390,45 @@ class FeedbackLog:
                 event.collection,
                 event.rank,
                 event.created_at,
+                event.free_text,
+                event.idempotency_key,
             ),
             fetch=True,
         )
-        return int(rows[0][0])
+        if rows:
+            return int(rows[0][0]), True
+        stored = self.feedback_by_key(event.idempotency_key or "")
+        if stored is None:  # pragma: no cover - a conflict means the row exists
+            raise FeedbackLogError("feedback was neither stored nor found by its idempotency key")
+        return stored[0], False
+
+    def feedback_by_key(self, idempotency_key: str) -> tuple[int, FeedbackEvent] | None:
+        """The judgement stored with `idempotency_key` and its id, or None."""
+        rows = self._execute(
+            "SELECT id, query, chunk_id, doc_id, label, chunk_text, model_version, collection, "
+            "search_id, rank, created_at, free_text FROM feedback WHERE idempotency_key = ?",
+            (idempotency_key,),
+            fetch=True,
+        )
+        if not rows:
+            return None
+        (fid, query, chunk_id, doc_id, label, text, version, collection, search_id, rank,
+         created_at, free_text) = rows[0]  # fmt: skip
+        event = FeedbackEvent(
+            query=query,
+            chunk_id=chunk_id,
+            doc_id=doc_id,
+            label=label,
+            chunk_text=text,
+            model_version=int(version),
+            collection=collection,
+            search_id=search_id,
+            rank=rank,
+            created_at=created_at,
+            free_text=bool(free_text),
+            idempotency_key=idempotency_key,
+        )
+        return int(fid), event
 
     # --- reads ---
     def get_search(self, search_id: str) -> SearchEvent | None:
@@ -395,7 +474,9 @@ class FeedbackLog:
             params.append(page)
             rows = self._execute(sql, tuple(params), fetch=True)
             for row in rows:
-                yield dict(zip(EXPORT_FIELDS, row, strict=True))
+                record = dict(zip(EXPORT_FIELDS, row, strict=True))
+                record["free_text"] = bool(record["free_text"])
+                yield record
             if len(rows) < page:
                 return
             last_id = int(rows[-1][0])
@@ -419,7 +500,10 @@ class FeedbackLog:
         ):
             by_version.setdefault(int(version), dict.fromkeys(LABELS, 0))[label] = int(n)
             by_label[label] = by_label.get(label, 0) + int(n)
+        free_text = self._execute("SELECT COUNT(*) FROM feedback WHERE free_text = ?", (True,),
+                                  fetch=True)[0][0]  # fmt: skip
         return FeedbackStats(
+            free_text=int(free_text),
             searches=sum(searches_by_version.values()),
             feedback=sum(by_label.values()),
             by_label=by_label,

@@ -130,6 +130,13 @@ class FeedbackRequest(_Request):
     )
     chunk_id: Annotated[Text, Field(min_length=1, max_length=2048)]
     label: Literal["relevant", "not_relevant"]
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[!-~]+$")] | (
+        None
+    ) = Field(
+        default=None,
+        description="Any unique string per judgement (or the `Idempotency-Key` header): a "
+        "retry with the same key is stored once and answered with the stored record.",
+    )
 
 
 class FeedbackResponse(BaseModel):
@@ -148,6 +155,11 @@ class FeedbackResponse(BaseModel):
         "not returned (or no search_id was given)."
     )
     created_at: str
+    free_text: bool = Field(
+        default=False,
+        description="True without a search_id: the query is the client's own; `ragctl retune` "
+        "leaves such judgements out unless given --include-free-text.",
+    )
 
 
 class DocumentIn(_Request):

@@ -60,10 +60,11 @@ class SearchOutcome:
 
 @dataclass(frozen=True)
 class FeedbackOutcome:
-    """A stored judgement and its id."""
+    """A stored judgement and its id; `replayed` when its idempotency key was stored before."""
 
     feedback_id: int
     event: FeedbackEvent
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,19 +224,30 @@ class RetrieverService:
         label: str,
         search_id: str | None = None,
         query: str | None = None,
+        idempotency_key: str | None = None,
     ) -> FeedbackOutcome:
         """Store a judgement of `chunk_id` for a logged search (or a bare query).
 
         With `search_id`, the query and model version come from the logged search and the chunk
         is looked up in the collection that search used (the serving one if that was dropped).
         The chunk need not be among the search's results: a relevant chunk the search missed is
-        the most useful signal; `rank` records where (or whether) it was returned.
+        the most useful signal; `rank` records where (or whether) it was returned. Without
+        `search_id` the judgement is stored as free text (`free_text`): the query is the
+        client's own, and `ragctl retune` leaves such rows out unless asked.
+
+        With `idempotency_key`, a retry of the same judgement (a lost response) is stored once:
+        the stored record comes back with `replayed` set.
 
         Raises:
             NotFoundError: Unknown `search_id` or `chunk_id` (nothing is written).
             InvalidRequestError: Neither `search_id` nor `query`, or a query that contradicts
                 the logged search.
+            ConflictError: `idempotency_key` was used for a different judgement.
         """
+        if idempotency_key is not None:
+            stored = self.feedback_log.feedback_by_key(idempotency_key)
+            if stored is not None:
+                return self._replay(stored, chunk_id, label, search_id, query)
         serving = self.holder.current()
         search = None
         if search_id is not None:
@@ -285,8 +297,40 @@ class RetrieverService:
             collection=collection,
             search_id=search_id,
             rank=rank,
+            free_text=search is None,
+            idempotency_key=idempotency_key,
         )
-        return FeedbackOutcome(self.feedback_log.log_feedback(event), event)
+        feedback_id, stored_now = self.feedback_log.log_feedback_once(event)
+        if not stored_now:  # a concurrent retry with the same key stored it first
+            stored = self.feedback_log.feedback_by_key(idempotency_key or "")
+            if stored is not None:
+                return self._replay(stored, chunk_id, label, search_id, query)
+        return FeedbackOutcome(feedback_id, event)
+
+    @staticmethod
+    def _replay(
+        stored: tuple[int, FeedbackEvent],
+        chunk_id: str,
+        label: str,
+        search_id: str | None,
+        query: str | None,
+    ) -> FeedbackOutcome:
+        feedback_id, event = stored
+        same = (
+            event.chunk_id == chunk_id
+            and event.label == label
+            and event.search_id == search_id
+            and (query is None or query.strip() == event.query.strip())
+        )
+        if not same:
+            raise ConflictError(
+                "idempotency_key_reused",
+                f"idempotency key {event.idempotency_key!r} was used for another judgement "
+                f"(feedback {feedback_id}: {event.label} for chunk {event.chunk_id!r}); "
+                "use a new key for each judgement",
+                field="idempotency_key",
+            )
+        return FeedbackOutcome(feedback_id, event, replayed=True)
 
     def _find_chunk(self, chunk_id: str, physical: str, fallback: str) -> tuple[Chunk | None, str]:
         try:

@@ -214,3 +214,40 @@ def test_retriever_feedback_log_postgres_round_trip():
         rows = list(log.iter_feedback(page=7))
         assert [r["feedback_id"] for r in rows] == sorted(ids)
         assert {r["doc_id"] for r in rows} == {f"doc{i}" for i in range(40)}
+
+
+def test_retriever_feedback_log_idempotency_key_stores_once(log):
+    keyed = FeedbackEvent(**{**_feedback(1).__dict__, "idempotency_key": "retry-1"})
+    first, stored = log.log_feedback_once(keyed)
+    again, stored_again = log.log_feedback_once(keyed)
+    assert (stored, stored_again) == (True, False) and again == first
+    assert log.log_feedback(keyed) == first
+    assert log.feedback_by_key("retry-1")[0] == first
+    assert log.feedback_by_key("other") is None
+    other = log.log_feedback(FeedbackEvent(**{**_feedback(2).__dict__, "idempotency_key": "k2"}))
+    unkeyed = [log.log_feedback(_feedback(3)) for _ in range(2)]  # no key: each one stored
+    assert len({first, other, *unkeyed}) == 4 and log.stats().feedback == 4
+
+
+def test_retriever_feedback_log_marks_free_text_and_migrates_old_logs(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the schema before free_text and idempotency keys
+        conn.executescript(
+            """CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, search_id TEXT,
+               query TEXT NOT NULL, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL,
+               label TEXT NOT NULL, chunk_text TEXT NOT NULL, model_version INTEGER NOT NULL,
+               collection TEXT NOT NULL, rank INTEGER, created_at TEXT NOT NULL);
+               INSERT INTO feedback VALUES (1, NULL, 'typed', 'a#0@1', 'a', 'relevant', 't', 1,
+                                            'docs__v1', NULL, '2025-01-01');
+               INSERT INTO feedback VALUES (2, 's1', 'asked', 'a#0@1', 'a', 'relevant', 't', 1,
+                                            'docs__v1', 1, '2025-01-02');"""
+        )
+    with FeedbackLog.open(f"sqlite:///{path}") as log:
+        log.log_feedback(FeedbackEvent(**{**_feedback(3).__dict__, "free_text": True}))
+        rows = list(log.iter_feedback())
+        assert [(r["query"], r["free_text"]) for r in rows] == [
+            ("typed", True), ("asked", False), ("query 3", True)
+        ]  # fmt: skip
+        assert log.stats().free_text == 2
+    with FeedbackLog.open(f"sqlite:///{path}") as log:  # opening again changes nothing
+        assert len(list(log.iter_feedback())) == 3

@@ -52,6 +52,17 @@ def normalize_query(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def is_free_text(record: Mapping[str, Any]) -> bool:
+    """True for feedback given without a search_id: its query is the client's own text.
+
+    Such rows are marked `free_text` in the retriever's log; in older exports without the
+    field, a missing `search_id` means the same.
+    """
+    if "free_text" in record:
+        return bool(record["free_text"])
+    return not record.get("search_id")
+
+
 def add_feedback(pair_set: PairSet, records: Iterable[Mapping[str, Any]]) -> None:
     """Add feedback events: `relevant` -> a positive pair, `not_relevant` -> a known negative.
 
