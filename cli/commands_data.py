@@ -81,7 +81,7 @@ def ingest(
         chunker = make_chunker(
             encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
         )
-        with _progress() as bar:
+        with _progress() as bar, _logs_above(bar):
 
             def on_progress(report: IngestReport) -> None:
                 # Refreshed on every call: a long document reports each part of its chunks
@@ -179,7 +179,9 @@ def search(
         from ragctl.retriever.client import RetrieverClient
 
         _refuse_with_api(collection=collection)
-        answer = RetrieverClient(api).search(request)
+        from ragctl.cli.commands_serve import api_key_for
+
+        answer = RetrieverClient(api, api_key=api_key_for(ctx, "read")).search(request)
         shown = f"v{answer['model_version']} ({answer.get('mode', '?')})"
         _print_hits(answer["collection"], shown, answer["results"], as_json)
         return
@@ -293,22 +295,31 @@ def collections(ctx: click.Context, as_json: bool) -> None:
 def delete(
     ctx: click.Context, doc_ids: tuple[str, ...], collection: str | None, api: str | None
 ) -> None:
-    """Delete documents (all their chunks) by doc id from the serving collection."""
+    """Delete documents (all their chunks) by doc id from the serving collection.
+
+    An id with no chunks there is named and the exit code is 1 (the others are deleted).
+    """
     from ragctl.core.store import open_store
 
     if api:
         from ragctl.cli.commands_serve import delete_via_api
 
         _refuse_with_api(collection=collection)
-        deleted, where = delete_via_api(api, doc_ids)
-        click.echo(f"deleted {deleted} chunks of {len(doc_ids)} document(s) from {where}")
-        return
-
-    settings = state(ctx).settings(collection=collection)
-    with open_store(settings) as store:
-        physical = store.resolve(settings.collection)
-        deleted = store.delete_documents(physical, list(doc_ids))
-    click.echo(f"deleted {deleted} chunks of {len(doc_ids)} document(s) from {physical}")
+        deleted, where, missing = delete_via_api(ctx, api, doc_ids)
+    else:
+        settings = state(ctx).settings(collection=collection)
+        with open_store(settings) as store:
+            where = store.resolve(settings.collection)
+            present = store.chunk_ids_of(where, list(doc_ids))
+            missing = [d for d in doc_ids if not present.get(d)]
+            found = [d for d in doc_ids if present.get(d)]
+            deleted = store.delete_documents(where, found) if found else 0
+    found_count = len(doc_ids) - len(missing)
+    if found_count:
+        click.echo(f"deleted {deleted} chunks of {found_count} document(s) from {where}")
+    if missing:
+        shown = ", ".join(repr(d) for d in missing)
+        raise click.ClickException(f"no document {shown} in {where}; nothing deleted for it")
 
 
 def _parse_filters(filters: tuple[str, ...]) -> dict[str, Any] | None:
@@ -325,3 +336,10 @@ def _progress() -> Any:
     from tqdm import tqdm
 
     return tqdm(desc="ingest", unit="doc", leave=False, dynamic_ncols=True)
+
+
+def _logs_above(bar: Any) -> Any:
+    """Log lines (one per skipped input) printed above the progress bar, not into it."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(tqdm_class=type(bar))

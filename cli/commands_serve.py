@@ -185,6 +185,11 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"searches logged: {result.searches}")
     labels = ", ".join(f"{label} {n}" for label, n in result.by_label.items())
     click.echo(f"feedback: {result.feedback} ({labels})")
+    if result.free_text:
+        click.echo(
+            f"free-text feedback (no search_id): {result.free_text}, left out of "
+            "`retune --from-log` unless --include-free-text"
+        )
     versions = sorted(set(result.searches_by_model_version) | set(result.feedback_by_model_version))
     if versions:
         rows = []
@@ -211,22 +216,37 @@ _API_BATCH_DOCS = 64
 _API_BATCH_CHARS = 4_000_000
 
 
-def delete_via_api(url: str, doc_ids: tuple[str, ...]) -> tuple[int, str]:
-    """Delete documents through a running retriever; returns (chunks deleted, collection)."""
+def api_key_for(ctx: click.Context, role: str) -> str | None:
+    """The key `--api` requests carry: the first configured key of `role` or a higher one."""
+    server = state(ctx).settings().retriever
+    order = {"read": ("read", "write", "admin"), "write": ("write", "admin")}[role]
+    for name in order:
+        keys = getattr(server, f"{name}_api_key")
+        if keys:
+            return str(keys[0].get_secret_value())
+    return None
+
+
+def delete_via_api(
+    ctx: click.Context, url: str, doc_ids: tuple[str, ...]
+) -> tuple[int, str, list[str]]:
+    """Delete documents through a running retriever: (chunks deleted, collection, not found)."""
     from ragctl.retriever.client import ApiClientError, RetrieverClient
 
-    client = RetrieverClient(url)
+    client = RetrieverClient(url, api_key=api_key_for(ctx, "write"))
     deleted, collection = 0, "the served collection"
+    missing: list[str] = []
     for doc_id in doc_ids:
         try:
             answer = client.delete_document(doc_id)
         except ApiClientError as exc:
             if exc.code != "document_not_found":
                 raise
+            missing.append(doc_id)
             continue
         deleted += int(answer["chunks_deleted"])
         collection = str(answer["collection"])
-    return deleted, collection
+    return deleted, collection, missing
 
 
 def ingest_via_api(
@@ -243,7 +263,7 @@ def ingest_via_api(
     from ragctl.retriever.client import RetrieverClient
 
     settings = state(ctx).settings()
-    client = RetrieverClient(url)
+    client = RetrieverClient(url, api_key=api_key_for(ctx, "write"))
     totals = dict.fromkeys(("documents", "unchanged", "chunks_written", "chunks_deleted"), 0)
     skipped = 0
     collection = "?"

@@ -38,7 +38,8 @@ class RetrieverClient:
 
     Args:
         base_url: Scheme, host and port of the server.
-        api_key: The admin key, for admin routes only.
+        api_key: A key sent with every request (`Authorization: Bearer`): a write key for
+            documents and feedback, an admin key for everything.
         timeout_s: Per-request timeout.
     """
 
@@ -77,7 +78,7 @@ class RetrieverClient:
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        if admin and self.api_key:
+        if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

@@ -82,11 +82,11 @@ class Server:
         return self.proc.returncode
 
 
-def _cli(data_dir, *args):
+def _cli(data_dir, *args, expect=0):
     result = CliRunner().invoke(
         main, ["--data-dir", str(data_dir), *args], prog_name="ragctl", catch_exceptions=False
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == expect, result.output
     return result.output
 
 
@@ -164,9 +164,12 @@ def test_retriever_e2e_feedback_survives_sigkill_and_restart(tmp_path):
         )
         assert found_tea["collection"] == "docs__v1"
         assert found_tea["results"][0]["text"].startswith("Green tea")
-        assert "deleted 1 chunks of 2 document(s)" in _cli(
-            data_dir, "delete", "--api", restarted.url, found_tea["results"][0]["doc_id"], "nope"
-        )
+        deleted = _cli(
+            data_dir, "delete", "--api", restarted.url, found_tea["results"][0]["doc_id"], "nope",
+            expect=1,
+        )  # fmt: skip
+        assert "deleted 1 chunks of 1 document(s) from docs__v1" in deleted
+        assert "Error: no document 'nope' in docs__v1; nothing deleted for it" in deleted
 
         metrics = restarted.client.get("/metrics").text
         assert 'ragctl_serving_model_version{collection="docs"} 1.0' in metrics
