@@ -60,6 +60,7 @@ def run(repo: Path, file: Path, data_dir: Path, timeout_s: float) -> dict[str, o
         cwd=file.parent,
     )
     peak = 0
+    cpu_s = 0.0
     updates: list[tuple[float, str]] = []
     stdout_chunks: list[bytes] = []
 
@@ -87,6 +88,8 @@ def run(repo: Path, file: Path, data_dir: Path, timeout_s: float) -> dict[str, o
     while proc.poll() is None:
         try:
             peak = max(peak, ps.memory_info().rss)
+            times = ps.cpu_times()
+            cpu_s = times.user + times.system
         except psutil.NoSuchProcess:
             break
         if time.monotonic() - started > timeout_s:
@@ -101,6 +104,7 @@ def run(repo: Path, file: Path, data_dir: Path, timeout_s: float) -> dict[str, o
     summary = b"".join(stdout_chunks).decode("utf-8", "replace").strip()
     return {
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu_s, 1),  # the machine is shared: CPU time is the steadier number
         "peak_rss_mib": round(peak / 2**20),
         "exit_code": proc.returncode,
         "timed_out": timed_out,
