@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.errors import RagctlError
-from ragctl.retriever.auth import AccessPolicy
+from ragctl.retriever.auth import AccessPolicy, Role
 from ragctl.retriever.docs_ui import install_docs
 from ragctl.retriever.error_handlers import install_error_handlers
 from ragctl.retriever.metrics import Metrics
@@ -84,7 +84,31 @@ def create_app(
     for module in (search, feedback, documents, health, admin):
         app.include_router(module.router)
     install_docs(app)
+    _document_access(app, app.state.access)
     return app
+
+
+def _document_access(app: FastAPI, policy: AccessPolicy) -> None:
+    """Mark the key as optional in the OpenAPI schema where this app's policy lets a request
+    through without one (searches without read keys, writes on a loopback bind without keys)."""
+    generate = app.openapi
+    open_tags = set()
+    if not policy.configured(Role.READ):
+        open_tags.add("search")
+    if policy.anonymous_writes:
+        open_tags.update(("documents", "feedback"))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "security" in operation and open_tags & set(operation.get("tags", ())):
+                        operation["security"] = [{}, *operation["security"]]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:

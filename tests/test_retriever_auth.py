@@ -182,3 +182,29 @@ def test_auth_keys_from_toml_and_environment(tmp_path, monkeypatch):
     retriever = load_settings().retriever
     assert [k.get_secret_value() for k in retriever.read_api_key] == [READ]
     assert retriever.admin_api_key == ()
+
+
+def test_auth_openapi_says_where_a_key_is_optional(tmp_path):
+    def security(app):
+        paths = app.openapi()["paths"]
+        return {
+            name: paths[path][method].get("security")
+            for name, path, method in (
+                ("search", "/v1/search", "post"),
+                ("documents", "/v1/documents", "post"),
+                ("feedback", "/v1/feedback", "post"),
+                ("admin", "/v1/admin/rollback", "post"),
+            )
+        }
+
+    bearer = [{"HTTPBearer": []}]
+    assert security(_app(tmp_path / "a", read_api_key=READ, write_api_key=WRITE)) == {
+        "search": bearer, "documents": bearer, "feedback": bearer, "admin": bearer,
+    }  # fmt: skip
+    assert security(_app(tmp_path / "b", write_api_key=WRITE)) == {
+        "search": [{}, *bearer], "documents": bearer, "feedback": bearer, "admin": bearer,
+    }  # fmt: skip
+    assert security(_app(tmp_path / "c")) == {  # no keys, loopback
+        "search": [{}, *bearer], "documents": [{}, *bearer], "feedback": [{}, *bearer],
+        "admin": bearer,
+    }  # fmt: skip
