@@ -213,7 +213,7 @@ API_OPTION_HELP = (
     "collection and model are used."
 )
 _API_BATCH_DOCS = 64
-_API_BATCH_CHARS = 4_000_000
+_API_BATCH_BYTES = 4_000_000
 
 
 def api_key_for(ctx: click.Context, role: str) -> str | None:
@@ -268,16 +268,20 @@ def ingest_via_api(
     skipped = 0
     collection = "?"
     batch: list[dict[str, Any]] = []
-    chars = 0
+    batch_bytes = 0
+    # The server's limits, as this side's settings give them (the same config, usually).
+    limits = settings.retriever
+    request_bytes = min(int(limits.max_request_text_mib * 1024 * 1024), _API_BATCH_BYTES)
+    request_docs = min(limits.max_documents_per_request, _API_BATCH_DOCS)
 
     def send() -> None:
-        nonlocal collection, batch, chars
+        nonlocal collection, batch, batch_bytes
         if batch:
             answer = client.upsert_documents(batch)
             collection = str(answer["collection"])
             for key in totals:
                 totals[key] += int(answer[key])
-            batch, chars = [], 0
+            batch, batch_bytes = [], 0
 
     items = iter_documents(
         list(paths),
@@ -291,12 +295,22 @@ def ingest_via_api(
             click.echo(f"skipped {item.source}: {item.reason}", err=True)
             skipped += 1
             continue
+        size = len(item.text.encode("utf-8"))
+        if size > request_bytes or len(item.text) > limits.max_document_chars:
+            click.echo(
+                f"skipped {item.source}: {len(item.text)} characters ({size} bytes) of text, over "
+                "what one request may carry (retriever.max_request_text_mib, "
+                "max_document_chars); ingest it without --api",
+                err=True,
+            )
+            skipped += 1
+            continue
+        if batch_bytes + size > request_bytes or len(batch) >= request_docs:
+            send()
         batch.append(
             {"id": item.doc_id, "text": item.text, "metadata": item.metadata, "source": item.source}
         )
-        chars += len(item.text)
-        if len(batch) >= _API_BATCH_DOCS or chars >= _API_BATCH_CHARS:
-            send()
+        batch_bytes += size
     send()
     click.echo(
         f"ingested through {url} into {collection}: {totals['documents']} documents "

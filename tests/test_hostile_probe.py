@@ -156,6 +156,20 @@ def test_probe_delete_of_an_unknown_id_fails_through_the_api(server):
     assert "no document 'never-ingested.md' in the served collection" in done.stderr
 
 
+def test_probe_ingest_through_the_api_keeps_requests_under_the_limits(server, tmp_path):
+    url, _, _ = server
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "huge.txt").write_text("Too much text for one request. " * 100_000)  # 3.1 MB
+    for i in range(3):
+        (folder / f"small{i}.md").write_text(f"Small document {i} about milk steaming. " * 20_000)
+    env = _env(RAGCTL_RETRIEVER__WRITE_API_KEY=WRITE_KEY)
+    done = _ragctl("ingest", "--api", url, "docs", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "skipped docs/huge.txt: 3100000 characters (3100000 bytes) of text" in done.stderr
+    assert "3 documents (0 unchanged)" in done.stdout and "1 skipped" in done.stdout
+
+
 def _hostile_folder(root):
     folder = root / "hostile"
     folder.mkdir()
