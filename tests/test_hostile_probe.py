@@ -162,7 +162,7 @@ def test_probe_ingest_through_the_api_keeps_requests_under_the_limits(server, tm
     folder.mkdir()
     (folder / "huge.txt").write_text("Too much text for one request. " * 100_000)  # 3.1 MB
     for i in range(3):
-        (folder / f"small{i}.md").write_text(f"Small document {i} about milk steaming. " * 20_000)
+        (folder / f"small{i}.md").write_text(f"Small document {i} about milk steaming. " * 50)
     env = _env(RAGCTL_RETRIEVER__WRITE_API_KEY=WRITE_KEY)
     done = _ragctl("ingest", "--api", url, "docs", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
