@@ -70,6 +70,10 @@ def run(repo: Path, file: Path, data_dir: Path, timeout_s: float) -> dict[str, o
         while chunk := proc.stderr.read1(4096):  # type: ignore[attr-defined]
             buffer += chunk
             *lines, buffer = re.split(rb"[\r\n]", buffer)
+            # tqdm writes "\r" + line: a line is complete once its closing "]" is there.
+            if buffer.rstrip().endswith(b"]"):
+                lines.append(buffer)
+                buffer = b""
             for raw in lines:
                 text = raw.decode("utf-8", "replace").strip()
                 match = _PROGRESS.search(text)
