@@ -95,9 +95,7 @@ def main() -> None:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 activate_then(lambda: None)
                 started = time.perf_counter()
-                upsert = pool.submit(
-                    timed, "POST", "/v1/documents", json={"documents": [big]}
-                )
+                upsert = pool.submit(timed, "POST", "/v1/documents", json={"documents": [big]})
                 time.sleep(args.delay_s)
                 rollback_s, rolled = timed("POST", "/v1/admin/rollback")
                 rollback_done_s = time.perf_counter() - started

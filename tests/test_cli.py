@@ -107,7 +107,9 @@ def test_cli_errors_are_one_line(corpus):
     assert "Invalid value for '-k': Input should be greater than or equal to 1 (got 0)" in _run(
         "search", "milk", "-k", "0", expect=2
     )
-    assert "cannot filter on 'text'" in _run("search", "milk", "--filter", "text=x", expect=1)
+    assert "Invalid value for '--filter': cannot filter on 'text'" in _run(
+        "search", "milk", "--filter", "text=x", expect=2
+    )
     assert "is not KEY=VALUE" in _run("search", "milk", "--filter", "nokey", expect=2)
     assert "does not exist" in _run("ingest", str(corpus / "missing"), expect=2)
     assert (
