@@ -73,7 +73,7 @@ def main() -> None:
         SequentialEvaluator,
     )
 
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.settings import ModelSettings
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.runs import EvalOptions, evaluate
@@ -82,7 +82,7 @@ def main() -> None:
     dataset = load_eval_dataset(args.dataset, args.split)
     if args.max_queries or args.max_corpus:
         dataset = dataset.subset(max_queries=args.max_queries, max_corpus=args.max_corpus)
-    encoder = Encoder.load(ModelSettings(batch_size=args.batch_size), (64,))
+    encoder = SentenceTransformerEncoder.load(ModelSettings(batch_size=args.batch_size), (64,))
     model = encoder.model
     model.encode(["warm up"] * 8)  # first-call overheads stay out of both timings
     load_before = os.getloadavg()

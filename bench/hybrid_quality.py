@@ -94,7 +94,7 @@ def cross_validated(
 
 
 def measure(dataset_path: Path, model: str, work: Path) -> dict:
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.lexical import LexicalSpec
     from ragctl.core.search import FusionMethod, FusionParams
     from ragctl.core.settings import ModelSettings
@@ -105,7 +105,7 @@ def measure(dataset_path: Path, model: str, work: Path) -> dict:
     from ragctl.evalkit.runs import FUSION_GRID
 
     data = load_eval_dataset(dataset_path, "test")
-    encoder = Encoder.load(ModelSettings(name_or_path=model), (64,))
+    encoder = SentenceTransformerEncoder.load(ModelSettings(name_or_path=model), (64,))
     naive = FusionParams(method=FusionMethod.RRF, sparse_weight=1.0)  # rrf k=60, 1:1
     fusions = (*FUSION_GRID, naive) if naive not in FUSION_GRID else FUSION_GRID
     started = time.perf_counter()

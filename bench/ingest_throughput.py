@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from ragctl.core.collections import open_or_create
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.settings import load_settings
     from ragctl.core.store.edge import EdgeStore
     from ragctl.ingest.loaders import Document, iter_documents
@@ -47,7 +47,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp))
-        encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
+        encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
         chunker = make_chunker(
             encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
         )

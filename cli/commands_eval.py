@@ -114,7 +114,7 @@ def eval_command(
     Example:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
     """
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.profile import settings_fusion
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.report import format_text, write_outputs
@@ -135,7 +135,7 @@ def eval_command(
         err=True,
     )
     click.echo(f"loading model {settings.model.name_or_path}", err=True)
-    encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
+    encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
     options = EvalOptions(
         dims=parsed_dims,
         pipeline=pipeline,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ragctl.core.encoder import Encoder
+from ragctl.core.encoder import Encoder, SentenceTransformerEncoder
 from ragctl.core.lexical import LexicalSpec
 from ragctl.core.registry import ModelRegistry, resolve_ref
 from ragctl.core.settings import Settings
@@ -30,7 +30,7 @@ def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
             "document_prompt": spec.document_prompt,
         }
     )
-    encoder = Encoder.load(model, spec.shortlist_dims)
+    encoder = SentenceTransformerEncoder.load(model, spec.shortlist_dims)
     encoder.model_ref = spec.model  # report the registry ref, not the resolved path
     return encoder
 
@@ -76,7 +76,7 @@ def open_or_create(
             encoder = encoder_for(spec, settings)
         return spec, encoder
     if encoder is None:
-        encoder = Encoder.load(settings.model, settings.store.shortlist_dims)
+        encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
     registry = ModelRegistry(settings.data_dir)
     version = registry.ensure_base(encoder.model_ref).version
     physical = physical_name(name, version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,11 +61,72 @@ class Embeddings:
         return Embeddings(self.full[rows], {d: v[rows] for d, v in self.shortlist.items()})
 
 
-class Encoder:
-    """A sentence-transformers model plus the prompts and shortlist dims ragctl uses with it.
+class Encoder(Protocol):
+    """What ragctl asks of an embedding model: full vectors (L2-normalized) plus the Matryoshka
+    shortlist vectors of its `shortlist_dims`, with the prompts a collection was embedded with,
+    and the tokenizer and input limit that token-aware chunking needs.
 
-    Build one with `Encoder.load(settings.model, shortlist_dims)`; tests may wrap any
-    already-loaded `SentenceTransformer`.
+    `SentenceTransformerEncoder` is the torch implementation; anything with these members
+    (a test double, an encoder wrapping another) is one too. Nothing here needs torch.
+    """
+
+    @property
+    def model_ref(self) -> str:
+        """The model's name as collection specs and the registry record it."""
+
+    @property
+    def dim(self) -> int:
+        """Size of the full vectors."""
+
+    @property
+    def shortlist_dims(self) -> tuple[int, ...]:
+        """Matryoshka shortlist sizes, ascending, each smaller than `dim`."""
+
+    @property
+    def query_prompt(self) -> str:
+        """Prefix put before every query ("" for none)."""
+
+    @property
+    def document_prompt(self) -> str:
+        """Prefix put before every chunk ("" for none)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per model call."""
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens (special tokens included) the model reads without truncating."""
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's fast tokenizer (a `tokenizers.Tokenizer`), for token-aware chunking."""
+
+    @property
+    def document_prompt_tokens(self) -> int:
+        """Tokens the document prompt adds in front of every chunk."""
+
+    def encode_full(
+        self, texts: Sequence[str], prompt: str, *, show_progress: bool = False
+    ) -> NDArray[np.float32]:
+        """Normalized full-size vectors of `texts`, each prefixed by `prompt`."""
+
+    def encode_queries(self, texts: Sequence[str]) -> Embeddings:
+        """Embed search queries (query prompt applied)."""
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Embeddings:
+        """Embed chunks (document prompt applied)."""
+
+    def embeddings_from_full(self, full: NDArray[np.float32]) -> Embeddings:
+        """Derive the shortlist vectors of already-normalized full vectors."""
+
+
+class SentenceTransformerEncoder:
+    """An `Encoder` on a sentence-transformers model (torch), with the prompts and shortlist
+    dims ragctl uses with it.
+
+    Build one with `SentenceTransformerEncoder.load(settings.model, shortlist_dims)`; tests may
+    wrap any already-loaded `SentenceTransformer`. `model` is the torch model itself.
     """
 
     def __init__(
@@ -101,7 +162,9 @@ class Encoder:
         )
 
     @classmethod
-    def load(cls, settings: ModelSettings, shortlist_dims: Sequence[int]) -> Encoder:
+    def load(
+        cls, settings: ModelSettings, shortlist_dims: Sequence[int]
+    ) -> SentenceTransformerEncoder:
         """Load a model by Hub id or local path (`default` = packaged all-MiniLM-L6-v2)."""
         path = resolve_model(settings.name_or_path)
         device = pick_device(settings.device)
@@ -125,6 +188,11 @@ class Encoder:
             document_prompt=settings.document_prompt,
             batch_size=settings.batch_size,
         )
+
+    @property
+    def device(self) -> str:
+        """Where the model runs (`cpu`, `cuda:0`, ...)."""
+        return str(self.model.device)
 
     @property
     def max_seq_length(self) -> int:

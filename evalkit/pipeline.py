@@ -49,24 +49,33 @@ class PipelineRun:
     reused_vectors: int = 0
 
 
-class _ReusingEncoder(Encoder):
-    """An encoder that returns already-computed vectors for texts it has seen.
+class _ReusingEncoder:
+    """`base`, except that documents whose text it has seen get their known vector.
 
     A corpus entry that fits in one chunk is chunked to its own (stripped) text, so its vector
     is the one the exact run computed; only split documents are encoded again.
     """
 
     def __init__(self, base: Encoder, known: Mapping[str, NDArray[np.float32]]) -> None:
-        super().__init__(
-            base.model,
-            model_ref=base.model_ref,
-            shortlist_dims=base.shortlist_dims,
-            query_prompt=base.query_prompt,
-            document_prompt=base.document_prompt,
-            batch_size=base.batch_size,
-        )
+        self.base = base
+        self.model_ref, self.dim, self.batch_size = base.model_ref, base.dim, base.batch_size
+        self.shortlist_dims = base.shortlist_dims
+        self.query_prompt, self.document_prompt = base.query_prompt, base.document_prompt
+        self.max_seq_length, self.tokenizer = base.max_seq_length, base.tokenizer
+        self.document_prompt_tokens = base.document_prompt_tokens
         self._known = known
         self.reused = 0
+
+    def encode_full(
+        self, texts: Sequence[str], prompt: str, *, show_progress: bool = False
+    ) -> NDArray[np.float32]:
+        return self.base.encode_full(texts, prompt, show_progress=show_progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> Embeddings:
+        return self.base.encode_queries(texts)
+
+    def embeddings_from_full(self, full: NDArray[np.float32]) -> Embeddings:
+        return self.base.embeddings_from_full(full)
 
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Embeddings:
         rows: list[NDArray[np.float32] | None] = [self._known.get(t) for t in texts]

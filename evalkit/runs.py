@@ -340,7 +340,7 @@ def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict
         "metrics": options.metrics.to_dict(),
         "query_prompt": encoder.query_prompt,
         "document_prompt": encoder.document_prompt,
-        "device": str(getattr(encoder.model, "device", "")),
+        "device": str(getattr(encoder, "device", "")),
         "batch_size": encoder.batch_size,
     }
     if options.pipeline:

@@ -2,8 +2,8 @@
 
 `KeywordEncoder` embeds a text as the hashed bag of its lower-cased words (one bucket per word,
 plus a small constant component so no vector is zero), L2-normalized: texts sharing more words
-score higher, exactly and reproducibly. It implements the surface of `core.encoder.Encoder`
-that ingest, the store and the retriever use, and chunks with the packaged model's tokenizer.
+score higher, exactly and reproducibly. It is an `Encoder` (the protocol of `core.encoder`)
+and chunks with the packaged model's tokenizer.
 """
 
 from __future__ import annotations

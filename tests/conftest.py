@@ -34,10 +34,10 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def real_encoder():
     """The packaged all-MiniLM-L6-v2 (384-d) with a 64-d shortlist, loaded once."""
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.settings import ModelSettings
 
-    return Encoder.load(ModelSettings(), (64,))
+    return SentenceTransformerEncoder.load(ModelSettings(), (64,))
 
 
 @pytest.fixture(scope="session")

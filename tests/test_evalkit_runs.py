@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragctl.core.encoder import Encoder
+from ragctl.core.encoder import SentenceTransformerEncoder
 from ragctl.core.settings import ModelSettings
 from ragctl.evalkit.datasets import EvalDataset, load_beir
 from ragctl.evalkit.metrics import MetricConfig
@@ -68,8 +68,8 @@ def write_tiny_beir(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder() -> Encoder:
-    return Encoder.load(ModelSettings(), (64,))
+def encoder() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder.load(ModelSettings(), (64,))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> EvalDataset:
 
 @pytest.fixture(scope="module")
 def report(
-    encoder: Encoder, tiny: EvalDataset, tmp_path_factory: pytest.TempPathFactory
+    encoder: SentenceTransformerEncoder, tiny: EvalDataset, tmp_path_factory: pytest.TempPathFactory
 ) -> EvalReport:
     options = EvalOptions(
         dims=(256, 128, 64),
@@ -124,7 +124,7 @@ def test_runs_report_has_exact_pipeline_and_bm25_rows(report: EvalReport) -> Non
 
 
 def test_runs_exact_rows_equal_sentence_transformers_evaluator(
-    encoder: Encoder, tiny: EvalDataset, report: EvalReport
+    encoder: SentenceTransformerEncoder, tiny: EvalDataset, report: EvalReport
 ) -> None:
     from sentence_transformers.sentence_transformer.evaluation import (
         InformationRetrievalEvaluator,
