@@ -90,9 +90,9 @@ def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[st
             info = json.loads(marker.read_text())
             info["points"] = store.count(store.resolve(COLLECTION))
             return info
-        spec, encoder = open_or_create(store, settings, COLLECTION)
+        target = open_or_create(store, settings, COLLECTION)
         chunker = make_chunker(
-            encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
+            target.encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
         )
         deadline = time.monotonic() + max_seconds
 
@@ -102,12 +102,11 @@ def ensure_ingested(data_dir: Path, corpus: Path, max_seconds: float) -> dict[st
             if time.monotonic() > deadline:
                 raise SystemExit(f"ingest took longer than {max_seconds:.0f} s; rerun to resume")
 
-        report = ingest_paths([corpus], store=store, physical=spec.physical, encoder=encoder,
-                              chunker=chunker, on_progress=on_progress)  # fmt: skip
-        store.optimize(spec.physical)
+        report = ingest_paths([corpus], target, chunker, on_progress=on_progress)
+        store.optimize(target.physical)
         info = {"documents": report.documents, "ingest_s": round(report.seconds, 1)}
         marker.write_text(json.dumps(info))
-        info["points"] = store.count(spec.physical)
+        info["points"] = store.count(target.physical)
         return info
 
 

@@ -70,14 +70,10 @@ def main() -> None:
         raw_before = raw_encode()
         print(f"raw encode: {raw_before:.1f} s", flush=True)
         store = EdgeStore(settings.qdrant_path)
-        spec, _ = open_or_create(store, settings, "bench", encoder=encoder)
-        report = ingest_documents(
-            docs, store=store, physical=spec.physical, encoder=encoder, chunker=chunker
-        )
-        points = store.count(spec.physical)
-        again = ingest_documents(
-            docs, store=store, physical=spec.physical, encoder=encoder, chunker=chunker
-        )
+        target = open_or_create(store, settings, "bench", encoder=encoder)
+        report = ingest_documents(docs, target, chunker)
+        points = store.count(target.physical)
+        again = ingest_documents(docs, target, chunker)
         store.close()
         print(
             f"ingest: {report.seconds:.1f} s; re-ingest (unchanged): {again.seconds:.1f} s",

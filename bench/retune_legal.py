@@ -125,15 +125,10 @@ def main() -> None:
         tmp = str(args.keep) if args.keep else scratch
         settings = load_settings(data_dir=Path(tmp), collection="legal")
         store = EdgeStore(settings.qdrant_path)
-        spec, encoder = open_or_create(store, settings, "legal")
+        serving = open_or_create(store, settings, "legal")
+        spec, encoder = serving.spec, serving.encoder
         chunker = make_chunker(encoder, 256, 32)
-        ingest = ingest_documents(
-            iter_documents([DATA / "corpus.jsonl"]),
-            store=store,
-            physical=spec.physical,
-            encoder=encoder,
-            chunker=chunker,
-        )
+        ingest = ingest_documents(iter_documents([DATA / "corpus.jsonl"]), serving, chunker)
         print(f"ingested {ingest.chunks_written} chunks in {ingest.seconds:.0f} s", flush=True)
         chunk_of = {
             doc: next(iter(ids))

@@ -66,15 +66,10 @@ def main() -> None:
     data_dir = args.data_dir or Path(tmp.name)  # type: ignore[union-attr]
     settings = load_settings(data_dir=data_dir)
     store = EdgeStore(settings.qdrant_path)
-    spec, encoder = open_or_create(store, settings, args.collection)
+    target = open_or_create(store, settings, args.collection)
+    spec, encoder = target.spec, target.encoder
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
-    report = ingest_documents(
-        iter_documents([args.dataset / "corpus.jsonl"]),
-        store=store,
-        physical=spec.physical,
-        encoder=encoder,
-        chunker=chunker,
-    )
+    report = ingest_documents(iter_documents([args.dataset / "corpus.jsonl"]), target, chunker)
     print(
         f"ingest: {report.documents} docs, {report.chunks_written} chunks, {report.seconds:.0f} s",
         flush=True,

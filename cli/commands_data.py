@@ -77,9 +77,9 @@ def ingest(
         chunking={"size_tokens": chunk_size, "overlap_tokens": chunk_overlap},
     )
     with open_store(settings) as store:
-        spec, encoder = open_or_create(store, settings, settings.collection)
+        target = open_or_create(store, settings, settings.collection)
         chunker = make_chunker(
-            encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
+            target.encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens
         )
         with _progress() as bar, _logs_above(bar):
 
@@ -91,10 +91,8 @@ def ingest(
 
             report = ingest_paths(
                 list(paths),
-                store=store,
-                physical=spec.physical,
-                encoder=encoder,
-                chunker=chunker,
+                target,
+                chunker,
                 include=include,
                 exclude=exclude,
                 max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
@@ -102,13 +100,13 @@ def ingest(
                 on_progress=on_progress,
                 follow_symlinks=follow_symlinks,
             )
-        total = store.count(spec.physical)
+        total = store.count(target.physical)
         changed = report.chunks_written or report.chunks_deleted
         if changed and total >= settings.store.index_threshold:
             click.echo(f"building the search index for {total} chunks ...", err=True)
-            store.optimize(spec.physical)
+            store.optimize(target.physical)
     click.echo(
-        f"ingested into {settings.collection} ({spec.physical}): {report.documents} documents "
+        f"ingested into {settings.collection} ({target.physical}): {report.documents} documents "
         f"({report.unchanged} unchanged), {report.chunks_written} chunks written, "
         f"{report.chunks_deleted} deleted, {len(report.skipped)} skipped, "
         f"{report.seconds:.1f} s (encoding {report.encode_seconds:.1f} s); "

@@ -43,7 +43,7 @@ def _synthesize(
     per_chunk: int,
 ) -> list[SyntheticQuestion]:
     """About `count` questions for random chunks, round-trip filtered with the serving model."""
-    from ragctl.core.collections import encoder_for
+    from ragctl.core.collections import BoundCollection, encoder_for
     from ragctl.tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
 
     chunks = [c for batch in store.scroll_chunks(physical, batch_size=1024) for c in batch]
@@ -59,10 +59,9 @@ def _synthesize(
             questions = generator.generate(sample, per_chunk=per_chunk)
         finally:
             generator.close()
-    encoder = encoder_for(store.spec(physical), settings)
-    kept = round_trip_filter(
-        questions, store=store, physical=physical, encoder=encoder, k=settings.tuner.round_trip_k
-    )
+    spec = store.spec(physical)
+    serving = BoundCollection(store, spec, encoder_for(spec, settings))
+    kept = round_trip_filter(questions, serving, k=settings.tuner.round_trip_k)
     click.echo(
         f"synthetic questions: {len(questions)} generated, "
         f"{len(kept)} kept by the round-trip filter",

@@ -1,12 +1,14 @@
 """Pairing collections with the model that embedded them.
 
 Query vectors and stored vectors must always come from the same model: a collection's spec
-names its model, and `encoder_for` loads exactly that one.
+names its model, `encoder_for` loads exactly that one, and a `BoundCollection` carries the
+two together with the store that holds the collection.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from ragctl.core.encoder import Encoder, SentenceTransformerEncoder
 from ragctl.core.lexical import LexicalSpec
@@ -15,6 +17,21 @@ from ragctl.core.settings import Settings
 from ragctl.core.store.base import CollectionSpec, VectorStore, physical_name
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BoundCollection:
+    """A physical collection, the store holding it, and the encoder of the model that embedded
+    it: what reading, searching and writing the collection take."""
+
+    store: VectorStore
+    spec: CollectionSpec
+    encoder: Encoder
+
+    @property
+    def physical(self) -> str:
+        """The physical collection (`NAME__vN`)."""
+        return self.spec.physical
 
 
 def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
@@ -54,8 +71,8 @@ def spec_for_new(
 
 def open_or_create(
     store: VectorStore, settings: Settings, name: str, *, encoder: Encoder | None = None
-) -> tuple[CollectionSpec, Encoder]:
-    """The serving collection `name` and its encoder, creating `NAME__v1` if there is none.
+) -> BoundCollection:
+    """The serving collection `name` with its encoder, creating `NAME__v1` if there is none.
 
     An existing collection keeps the model it was embedded with; a different model setting
     is reported and ignored (switching models is a re-embed, done by promotion).
@@ -74,7 +91,7 @@ def open_or_create(
             )
         if encoder is None or encoder.model_ref != spec.model:
             encoder = encoder_for(spec, settings)
-        return spec, encoder
+        return BoundCollection(store, spec, encoder)
     if encoder is None:
         encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
     registry = ModelRegistry(settings.data_dir)
@@ -88,4 +105,4 @@ def open_or_create(
         store.create_collection(spec)
     store.set_alias(name, spec.physical)
     registry.mark_serving(name, version)
-    return spec, encoder
+    return BoundCollection(store, spec, encoder)

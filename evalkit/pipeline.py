@@ -147,7 +147,7 @@ def run_pipeline(
         lexical: Build lexical vectors with this recipe and rank in sparse mode too.
         fusions: With `lexical`, rank in hybrid mode once per fusion (`hybrid#i`).
     """
-    from ragctl.core.collections import spec_for_new
+    from ragctl.core.collections import BoundCollection, spec_for_new
     from ragctl.core.store.edge import EdgeStore
     from ragctl.ingest.pipeline import IngestReport, ingest_documents, make_chunker
 
@@ -171,13 +171,9 @@ def run_pipeline(
                 def progress(report: IngestReport) -> None:
                     bar.update(report.documents - bar.n)
 
+                target = BoundCollection(store, spec, ingest_encoder)
                 report = ingest_documents(
-                    _documents(corpus, name),
-                    store=store,
-                    physical=spec.physical,
-                    encoder=ingest_encoder,
-                    chunker=chunker,
-                    on_progress=progress,
+                    _documents(corpus, name), target, chunker, on_progress=progress
                 )
             if optimize:
                 store.optimize(spec.physical)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragctl.core.collections import BoundCollection
 from ragctl.core.encoder import Encoder
 from ragctl.core.records import Chunk, Document
 from ragctl.core.store.base import VectorStore
@@ -64,21 +65,21 @@ def make_chunker(encoder: Encoder, size_tokens: int, overlap_tokens: int) -> Chu
 
 def ingest_documents(
     items: Iterable[Document | Skipped],
-    *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
+    target: BoundCollection,
     chunker: Chunker,
+    *,
     upsert_batch_size: int = 256,
     on_progress: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
-    """Chunk, embed and store documents into the physical collection `physical`.
+    """Chunk, embed (with the target's encoder) and store documents into `target`.
 
     Args:
         items: Documents to store and Skipped inputs to report (as `iter_documents` yields).
+        chunker: Made for the target's encoder (`make_chunker`).
         on_progress: Called after each written batch (for a document longer than one chunker
             segment, after each part of its chunks) with the running report.
     """
+    store, physical, encoder = target.store, target.physical, target.encoder
     report = IngestReport(collection=physical)
     started = time.perf_counter()
     seen: dict[str, str] = {}
@@ -86,10 +87,8 @@ def ingest_documents(
         if len(batch) == 1 and len(batch[0].text) > chunker.segment_chars:
             ingest_long_document(
                 batch[0],
-                store=store,
-                physical=physical,
-                encoder=encoder,
-                chunker=chunker,
+                target,
+                chunker,
                 report=report,
                 upsert_batch_size=upsert_batch_size,
                 on_progress=on_progress,
@@ -120,11 +119,9 @@ def ingest_documents(
 
 def ingest_paths(
     paths: Sequence[Path],
-    *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
+    target: BoundCollection,
     chunker: Chunker,
+    *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     max_file_bytes: int = 50 * 1024 * 1024,
@@ -143,13 +140,7 @@ def ingest_paths(
         follow_symlinks=follow_symlinks,
     )
     return ingest_documents(
-        items,
-        store=store,
-        physical=physical,
-        encoder=encoder,
-        chunker=chunker,
-        upsert_batch_size=upsert_batch_size,
-        on_progress=on_progress,
+        items, target, chunker, upsert_batch_size=upsert_batch_size, on_progress=on_progress
     )
 
 

@@ -24,9 +24,9 @@ from ragctl.core.encoder import Embeddings
 from ragctl.ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:
+    from ragctl.core.collections import BoundCollection
     from ragctl.core.encoder import Encoder
     from ragctl.core.records import Chunk, Document
-    from ragctl.core.store.base import VectorStore
     from ragctl.ingest.chunker import Chunker
 
 _ENCODE_PART = 2048  # chunks per model call, as the pipeline does
@@ -44,19 +44,15 @@ class PreparedDocuments:
 
 
 def prepare_documents(
-    documents: Sequence[Document],
-    *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
-    chunker: Chunker,
+    documents: Sequence[Document], target: BoundCollection, chunker: Chunker
 ) -> PreparedDocuments:
-    """Chunk `documents` and embed their chunks not stored in `physical` yet (no lock needed).
+    """Chunk `documents` and embed their chunks not stored in `target` yet (no lock needed).
 
     A later document with the same id as an earlier one replaces it.
     """
+    physical = target.physical
     chunks_by_doc = {doc.doc_id: chunker.chunk(doc) for doc in documents}
-    stored = store.chunk_ids_of(physical, list(chunks_by_doc))
+    stored = target.store.chunk_ids_of(physical, list(chunks_by_doc))
     fresh = [
         chunk
         for doc_id, chunks in chunks_by_doc.items()
@@ -66,24 +62,21 @@ def prepare_documents(
     prepared = PreparedDocuments(physical=physical, chunks_by_doc=chunks_by_doc)
     if fresh:
         started = time.perf_counter()
-        prepared.vectors = _encode(encoder, fresh)
+        prepared.vectors = _encode(target.encoder, fresh)
         prepared.encode_seconds = time.perf_counter() - started
         prepared.rows = {chunk.chunk_id: row for row, chunk in enumerate(fresh)}
     return prepared
 
 
 def commit_prepared(
-    prepared: PreparedDocuments,
-    *,
-    store: VectorStore,
-    encoder: Encoder,
-    upsert_batch_size: int = 256,
+    prepared: PreparedDocuments, target: BoundCollection, *, upsert_batch_size: int = 256
 ) -> IngestReport:
     """Write what `prepare_documents` embedded, re-planned against the store as it is now.
 
-    Call it under the lock that serializes writers (and with the encoder that prepared it).
+    Call it under the lock that serializes writers, with the target it was prepared for.
     """
     started = time.perf_counter()
+    store, encoder = target.store, target.encoder
     physical = prepared.physical
     report = IngestReport(collection=physical, encode_seconds=prepared.encode_seconds)
     stored = store.chunk_ids_of(physical, list(prepared.chunks_by_doc))

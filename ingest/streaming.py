@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.collections import BoundCollection
     from ragctl.core.records import Chunk, Document
-    from ragctl.core.store.base import VectorStore
     from ragctl.ingest.chunker import Chunker
     from ragctl.ingest.pipeline import IngestReport
 
@@ -29,18 +28,17 @@ PART_CHUNKS = 512
 
 def ingest_long_document(
     document: Document,
-    *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
+    target: BoundCollection,
     chunker: Chunker,
+    *,
     report: IngestReport,
     upsert_batch_size: int,
     on_progress: Callable[[IngestReport], None] | None = None,
     started: float | None = None,
 ) -> None:
-    """Ingest `document` into `physical` part by part, updating `report` as it goes."""
+    """Ingest `document` into `target` part by part, updating `report` as it goes."""
     started = time.perf_counter() if started is None else started
+    store, physical = target.store, target.physical
     stored = store.chunk_ids_of(physical, [document.doc_id]).get(document.doc_id, set())
     seen: set[str] = set()
     part: list[Chunk] = []
@@ -49,7 +47,7 @@ def ingest_long_document(
     def flush() -> None:
         nonlocal part, written
         if part:
-            _write(part, store, physical, encoder, report, upsert_batch_size)
+            _write(part, target, report, upsert_batch_size)
             written += len(part)
             part = []
         report.seconds = time.perf_counter() - started
@@ -63,7 +61,7 @@ def ingest_long_document(
             if len(part) >= PART_CHUNKS:
                 flush()
     if part:
-        _write(part, store, physical, encoder, report, upsert_batch_size)
+        _write(part, target, report, upsert_batch_size)
         written += len(part)
         part = []
     stale = sorted(stored - seen)  # deleted only once every new chunk is stored
@@ -76,17 +74,12 @@ def ingest_long_document(
 
 
 def _write(
-    chunks: list[Chunk],
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
-    report: IngestReport,
-    upsert_batch_size: int,
+    chunks: list[Chunk], target: BoundCollection, report: IngestReport, upsert_batch_size: int
 ) -> None:
     encode_started = time.perf_counter()
-    embeddings = encoder.encode_documents([c.text for c in chunks])
+    embeddings = target.encoder.encode_documents([c.text for c in chunks])
     report.encode_seconds += time.perf_counter() - encode_started
     for offset in range(0, len(chunks), upsert_batch_size):
         rows = slice(offset, offset + upsert_batch_size)
-        store.upsert(physical, chunks[rows], embeddings.embeddings_slice(rows))
+        target.store.upsert(target.physical, chunks[rows], embeddings.embeddings_slice(rows))
     report.chunks_written += len(chunks)

@@ -360,20 +360,11 @@ class RetrieverService:
         self._check_documents(documents)
         for _ in range(_SWAPS_BEFORE_LOCKING):
             serving = self.holder.current()
-            prepared = prepare_documents(
-                documents,
-                store=self.store,
-                physical=serving.physical,
-                encoder=serving.encoder,
-                chunker=serving.chunker,
-            )
+            prepared = prepare_documents(documents, serving, serving.chunker)
             with self.write_lock:
                 if self.holder.current() is serving:
                     report = commit_prepared(
-                        prepared,
-                        store=self.store,
-                        encoder=serving.encoder,
-                        upsert_batch_size=self.settings.store.upsert_batch_size,
+                        prepared, serving, upsert_batch_size=self.settings.store.upsert_batch_size
                     )
                     return serving, report
             logger.info("the serving pair changed while documents were embedded; again")
@@ -381,10 +372,8 @@ class RetrieverService:
             serving = self.holder.current()
             report = ingest_documents(
                 documents,
-                store=self.store,
-                physical=serving.physical,
-                encoder=serving.encoder,
-                chunker=serving.chunker,
+                serving,
+                serving.chunker,
                 upsert_batch_size=self.settings.store.upsert_batch_size,
             )
         return serving, report
@@ -472,7 +461,9 @@ class RetrieverService:
         if target == current.physical:
             return ReloadOutcome(current, current)
         with self.write_lock:
-            fresh = build_serving(self.store.spec(target), self.settings, encoder=current.encoder)
+            fresh = build_serving(
+                self.store, self.store.spec(target), self.settings, encoder=current.encoder
+            )
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 
@@ -511,10 +502,14 @@ class RetrieverService:
         encoder = version_encoder(current.spec, record, self.settings)
         reembed(self.store, collection=collection, version=version, encoder=encoder, verify=False)
         with self.write_lock:
-            target = physical_name(collection, version)
-            sync_collection(self.store, source=current.physical, target=target, encoder=encoder)
+            fresh = build_serving(
+                self.store,
+                self.store.spec(physical_name(collection, version)),
+                self.settings,
+                encoder=encoder,
+            )
+            sync_collection(fresh, current.physical)
             switch(self.store, registry, collection, version)
-            fresh = build_serving(self.store.spec(target), self.settings, encoder=encoder)
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 
@@ -546,7 +541,7 @@ class RetrieverService:
                 load_encoder=lambda spec: encoder_for(spec, self.settings),
                 force=force,
             )
-            fresh = build_serving(self.store.spec(report.to_physical), self.settings)
+            fresh = build_serving(self.store, self.store.spec(report.to_physical), self.settings)
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ragctl.core.collections import encoder_for, open_or_create
+from ragctl.core.collections import BoundCollection, encoder_for, open_or_create
 from ragctl.core.profile import SearchProfile, resolve_profile, tuned_profile
 from ragctl.ingest.pipeline import make_chunker
 
@@ -26,18 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Serving:
-    """A physical collection, the model that embedded it, and a chunker for that model."""
+class Serving(BoundCollection):
+    """The served collection with its store and encoder, a chunker for that model, and the
+    collection's default search mode and fusion."""
 
-    spec: CollectionSpec
-    encoder: Encoder
     chunker: Chunker
-    profile: SearchProfile  # the default search mode and fusion of this collection
-
-    @property
-    def physical(self) -> str:
-        """The physical collection searched (`NAME__vN`)."""
-        return self.spec.physical
+    profile: SearchProfile
 
     @property
     def model_version(self) -> int:
@@ -70,22 +64,22 @@ class ServingHolder:
 
 
 def build_serving(
-    spec: CollectionSpec, settings: Settings, *, encoder: Encoder | None = None
+    store: VectorStore, spec: CollectionSpec, settings: Settings, *, encoder: Encoder | None = None
 ) -> Serving:
     """The serving pair of `spec`, reusing `encoder` when it is the model that embedded it."""
     if encoder is None or not _embedded_by(spec, encoder):
         encoder = encoder_for(spec, settings)
     chunker = make_chunker(encoder, settings.chunking.size_tokens, settings.chunking.overlap_tokens)
     profile = resolve_profile(settings, spec, tuned_profile(settings, spec))
-    return Serving(spec=spec, encoder=encoder, chunker=chunker, profile=profile)
+    return Serving(store, spec, encoder, chunker, profile)
 
 
 def load_serving(
     store: VectorStore, settings: Settings, *, encoder: Encoder | None = None
 ) -> Serving:
     """The pair behind the alias `settings.collection`, creating `NAME__v1` if there is none."""
-    spec, encoder = open_or_create(store, settings, settings.collection, encoder=encoder)
-    return build_serving(spec, settings, encoder=encoder)
+    opened = open_or_create(store, settings, settings.collection, encoder=encoder)
+    return build_serving(store, opened.spec, settings, encoder=opened.encoder)
 
 
 def _embedded_by(spec: CollectionSpec, encoder: Encoder) -> bool:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from ragctl.core.collections import spec_for_new
+from ragctl.core.collections import BoundCollection, spec_for_new
 from ragctl.core.encoder import Embeddings
 from ragctl.core.errors import StoreError
 from ragctl.core.ids import chunk_id
@@ -175,10 +175,8 @@ def test_hybrid_vectors_stay_in_step_through_ingest_delete_reingest_promotion_ro
     docs = [Document(f"d{i}", text * 6, f"d{i}.txt") for i, text in enumerate(TEXTS)]
 
     def ingest(documents):
-        ingest_documents(
-            documents, store=store, physical=store.resolve("docs"), encoder=real_encoder,
-            chunker=chunker,
-        )  # fmt: skip
+        target = BoundCollection(store, store.spec(store.resolve("docs")), real_encoder)
+        ingest_documents(documents, target, chunker)
 
     def check(physical, doc_ids):
         stored = store.stored_vectors(physical)

@@ -19,9 +19,8 @@ PARAGRAPH = (
 def setup(tmp_path, real_encoder):
     settings = load_settings(data_dir=tmp_path / "data")
     store = EdgeStore(settings.qdrant_path)
-    spec, encoder = open_or_create(store, settings, "docs", encoder=real_encoder)
-    chunker = make_chunker(encoder, 64, 8)
-    yield store, spec.physical, encoder, chunker
+    target = open_or_create(store, settings, "docs", encoder=real_encoder)
+    yield target, make_chunker(target.encoder, 64, 8)
     store.close()
 
 
@@ -33,25 +32,20 @@ def _docs(long_text):
 
 
 def test_ingest_is_idempotent_and_replaces_only_changed_chunks(setup):
-    store, physical, encoder, chunker = setup
+    target, chunker = setup
+    store, physical = target.store, target.physical
     long_text = "\n\n".join(f"Section {i}. " + PARAGRAPH * 2 for i in range(6))
-    first = ingest_documents(
-        _docs(long_text), store=store, physical=physical, encoder=encoder, chunker=chunker
-    )
+    first = ingest_documents(_docs(long_text), target, chunker)
     total = store.count(physical)
     assert first.documents == 2 and first.chunks_written == total > 6
 
-    again = ingest_documents(
-        _docs(long_text), store=store, physical=physical, encoder=encoder, chunker=chunker
-    )
+    again = ingest_documents(_docs(long_text), target, chunker)
     assert (again.chunks_written, again.chunks_deleted, again.unchanged) == (0, 0, 2)
     assert store.count(physical) == total
 
     before = store.chunk_ids_of(physical, ["long", "short"])
     edited = long_text.replace("Section 5.", "Section five, rewritten.")
-    changed = ingest_documents(
-        _docs(edited), store=store, physical=physical, encoder=encoder, chunker=chunker
-    )
+    changed = ingest_documents(_docs(edited), target, chunker)
     after = store.chunk_ids_of(physical, ["long", "short"])
     assert after["short"] == before["short"]
     replaced = before["long"] - after["long"]
@@ -61,15 +55,10 @@ def test_ingest_is_idempotent_and_replaces_only_changed_chunks(setup):
 
 
 def test_ingest_chunks_fit_the_model_and_keep_offsets(setup):
-    store, physical, encoder, chunker = setup
+    target, chunker = setup
+    store, physical, encoder = target.store, target.physical, target.encoder
     text = PARAGRAPH * 40
-    ingest_documents(
-        [Document("d", text, "d.txt")],
-        store=store,
-        physical=physical,
-        encoder=encoder,
-        chunker=chunker,
-    )
+    ingest_documents([Document("d", text, "d.txt")], target, chunker)
     stored = [c for batch in store.scroll_chunks(physical) for c in batch]
     assert len(stored) > 1
     for chunk in stored:
@@ -79,45 +68,31 @@ def test_ingest_chunks_fit_the_model_and_keep_offsets(setup):
 
 
 def test_ingest_reports_skipped_and_keeps_stored_data(setup, tmp_path):
-    store, physical, encoder, chunker = setup
+    target, chunker = setup
+    store, physical = target.store, target.physical
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "good.md").write_text("# Good\n\nGrinders are cleaned every Monday.")
     (folder / "empty.txt").write_text("   \n")
     (folder / "blob.txt").write_bytes(b"\x00\x01\x02binary")
-    report = ingest_paths(
-        [folder],
-        store=store,
-        physical=physical,
-        encoder=encoder,
-        chunker=chunker,
-        base_dir=tmp_path,
-    )
+    report = ingest_paths([folder], target, chunker, base_dir=tmp_path)
     assert report.documents == 1 and report.chunks_written == 1
     assert sorted(s.source for s in report.skipped) == ["in/blob.txt", "in/empty.txt"]
     # The good document is now unreadable: it is skipped and its stored chunks stay.
     (folder / "good.md").write_bytes(b"\x00" * 10)
-    report = ingest_paths(
-        [folder],
-        store=store,
-        physical=physical,
-        encoder=encoder,
-        chunker=chunker,
-        base_dir=tmp_path,
-    )
+    report = ingest_paths([folder], target, chunker, base_dir=tmp_path)
     assert report.chunks_deleted == 0 and store.count(physical) == 1
 
 
 def test_ingest_duplicate_doc_id_later_wins(setup):
-    store, physical, encoder, chunker = setup
+    target, chunker = setup
+    store, physical = target.store, target.physical
     items = [
         Document("same", "first version of the text", "a.jsonl:1"),
         Skipped("a.jsonl:2", "line 2: missing field 'text'"),
         Document("same", "second version of the text", "b.jsonl:1"),
     ]
-    report = ingest_documents(
-        items, store=store, physical=physical, encoder=encoder, chunker=chunker
-    )
+    report = ingest_documents(items, target, chunker)
     assert report.documents == 1 and len(report.skipped) == 1
     [chunk] = [c for batch in store.scroll_chunks(physical) for c in batch]
     assert chunk.text == "second version of the text"
@@ -126,7 +101,7 @@ def test_ingest_duplicate_doc_id_later_wins(setup):
 def test_open_or_create_keeps_the_collection_model(tmp_path, real_encoder):
     settings = load_settings(data_dir=tmp_path / "data")
     with EdgeStore(settings.qdrant_path) as store:
-        spec, _ = open_or_create(store, settings, "docs", encoder=real_encoder)
+        spec = open_or_create(store, settings, "docs", encoder=real_encoder).spec
         assert (spec.physical, spec.model, spec.dim, spec.shortlist_dims) == (
             "docs__v1",
             "default",
@@ -134,8 +109,8 @@ def test_open_or_create_keeps_the_collection_model(tmp_path, real_encoder):
             (64,),
         )
         assert store.resolve("docs") == "docs__v1"
-        again, encoder = open_or_create(store, settings, "docs", encoder=real_encoder)
-        assert again == spec and encoder is real_encoder
+        again = open_or_create(store, settings, "docs", encoder=real_encoder)
+        assert again.spec == spec and again.encoder is real_encoder
 
 
 def test_ingest_streams_a_long_document_part_by_part(tmp_path):
@@ -146,7 +121,7 @@ def test_ingest_streams_a_long_document_part_by_part(tmp_path):
     settings = load_settings(data_dir=tmp_path / "data")
     encoder = KeywordEncoder()
     with EdgeStore(settings.qdrant_path) as store:
-        spec, encoder = open_or_create(store, settings, "docs", encoder=encoder)
+        target = open_or_create(store, settings, "docs", encoder=encoder)
         chunker = Chunker(encoder.tokenizer, 32, 4, 128, segment_chars=20_000)
         text = "\n\n".join(f"Section {i}. " + PARAGRAPH * 2 for i in range(150))
         steps = []
@@ -155,12 +130,12 @@ def test_ingest_streams_a_long_document_part_by_part(tmp_path):
             return ingest_documents(
                 [Document("short", "Milk is steamed to 60 degrees.", "s.txt"),
                  Document("long", body, "long.txt")],
-                store=store, physical=spec.physical, encoder=encoder, chunker=chunker,
+                target, chunker,
                 on_progress=lambda r: steps.append((r.documents, r.chunks_written)),
             )  # fmt: skip
 
         first = ingest(text)
-        stored = store.chunk_ids_of(spec.physical, ["long"])["long"]
+        stored = store.chunk_ids_of(target.physical, ["long"])["long"]
         assert first.documents == 2 and first.chunks_written == len(stored) + 1 > PART_CHUNKS
         # Progress moved while the long document was still being written (documents == 1).
         assert [s for s in steps if s[0] == 1 and 1 < s[1] < first.chunks_written]
@@ -171,6 +146,6 @@ def test_ingest_streams_a_long_document_part_by_part(tmp_path):
 
         edited = text.replace("Section 149.", "Section 149, rewritten.")
         changed = ingest(edited)
-        after = store.chunk_ids_of(spec.physical, ["long"])["long"]
+        after = store.chunk_ids_of(target.physical, ["long"])["long"]
         assert changed.chunks_written == changed.chunks_deleted == len(stored - after) >= 1
         assert len(after) == len(stored)

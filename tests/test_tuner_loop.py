@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from conftest import REPO_ROOT
 
-from ragctl.core.collections import encoder_for, open_or_create
+from ragctl.core.collections import BoundCollection, encoder_for, open_or_create
 from ragctl.core.records import Document
 from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.core.settings import load_settings
@@ -28,19 +28,17 @@ def demo_store_template(tmp_path_factory, real_encoder):
     data_dir = tmp_path_factory.mktemp("demo") / "data"
     settings = load_settings(data_dir=data_dir)
     with EdgeStore(settings.qdrant_path) as store:
-        spec, encoder = open_or_create(store, settings, "docs", encoder=real_encoder)
+        serving = open_or_create(store, settings, "docs", encoder=real_encoder)
         ingest_documents(
             iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
-            store=store,
-            physical=spec.physical,
-            encoder=encoder,
-            chunker=make_chunker(encoder, 256, 32),
+            serving,
+            make_chunker(serving.encoder, 256, 32),
         )
         records = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
-        feedback = pin_to_chunks(records, store=store, physical=spec.physical, encoder=encoder)
+        feedback = pin_to_chunks(records, serving)
         queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
         judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
-        pinned = pin_to_chunks(judged, store=store, physical=spec.physical, encoder=encoder)
+        pinned = pin_to_chunks(judged, serving)
     eval_set = data_dir.parent / "eval.jsonl"
     eval_set.write_text(
         "".join(
@@ -207,13 +205,8 @@ def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):
 
     # A document written while v2 serves is caught up on rollback, with v1's own model.
     new_doc = Document("late.md", "Decaf is served after 6 pm on request.", "late.md")
-    ingest_documents(
-        [new_doc],
-        store=store,
-        physical="docs__v2",
-        encoder=candidate,
-        chunker=make_chunker(candidate, 256, 32),
-    )
+    v2 = BoundCollection(store, store.spec("docs__v2"), candidate)
+    ingest_documents([new_doc], v2, make_chunker(candidate, 256, 32))
     back = rollback(
         store,
         registry,
@@ -236,13 +229,11 @@ def test_hard_negatives_from_each_ranker_skip_positives_and_false_negatives(
 
     settings, store, feedback, _ = demo
     physical = store.resolve("docs")
+    serving = BoundCollection(store, store.spec(physical), real_encoder)
     relevant = [r for r in feedback if r["label"] == "relevant"][:20]
     pairs = [TrainingPair(r["query"], r["chunk_text"], r["chunk_id"]) for r in relevant]
     judged = {normalize_query(r["query"]): {r["chunk_id"]} for r in relevant}
-    mined, report = mine_hard_negatives(
-        pairs, store=store, physical=physical, encoder=real_encoder, relevant=judged,
-        source=source,
-    )  # fmt: skip
+    mined, report = mine_hard_negatives(pairs, serving, relevant=judged, source=source)
     assert report.pairs == 20 and report.mined > 10
     assert all(p.negative and p.negative != p.positive for p in mined)
     if source == "sparse":  # BM25 candidates share a term with their query
@@ -252,8 +243,5 @@ def test_hard_negatives_from_each_ranker_skip_positives_and_false_negatives(
             [negative] = lexical.documents([pair.negative])
             assert set(query.indices) & set(negative.indices), pair.query
     # A margin no candidate can clear: every mined candidate is a possible false negative.
-    _, strict = mine_hard_negatives(
-        pairs, store=store, physical=physical, encoder=real_encoder, relevant=judged,
-        source=source, margin=2.0,
-    )  # fmt: skip
+    _, strict = mine_hard_negatives(pairs, serving, relevant=judged, source=source, margin=2.0)
     assert strict.mined == 0 and strict.skipped_as_false_negative > 0

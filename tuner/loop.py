@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ragctl.core.collections import encoder_for
+from ragctl.core.collections import BoundCollection, encoder_for
 from ragctl.core.encoder import Encoder, resolve_model
 from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
@@ -143,7 +143,7 @@ def guard_reports(
     return evaluate(guard, candidate, dense_only), evaluate(guard, serving, dense_only)
 
 
-def collect_pairs(options: RetuneOptions, store: VectorStore, physical: str) -> PairSet:
+def collect_pairs(options: RetuneOptions, serving: BoundCollection) -> PairSet:
     """Feedback, pair files and synthetic pairs, checked against the store and deduplicated."""
     pair_set = PairSet()
     add_feedback(pair_set, options.feedback)
@@ -153,7 +153,7 @@ def collect_pairs(options: RetuneOptions, store: VectorStore, physical: str) -> 
         pair_set.count("pair_file_rows", len(pairs))
     pair_set.pairs.extend(options.synthetic)
     pair_set.count("synthetic", len(options.synthetic))
-    refresh_from_store(pair_set, store, physical)
+    refresh_from_store(pair_set, serving)
     before = len(pair_set.pairs)
     pair_set.pairs = deduplicate(pair_set.pairs)
     pair_set.count("duplicates_dropped", before - len(pair_set.pairs))
@@ -168,8 +168,7 @@ def collect_pairs(options: RetuneOptions, store: VectorStore, physical: str) -> 
 
 def heldout_dataset(
     heldout: Sequence[TrainingPair],
-    store: VectorStore,
-    physical: str,
+    serving: BoundCollection,
     *,
     name: str,
     corpus_limit: int,
@@ -181,7 +180,7 @@ def heldout_dataset(
     """
     corpus: dict[str, str] = {}
     by_text: dict[str, str] = {}
-    for batch in store.scroll_chunks(physical, batch_size=1024):
+    for batch in serving.store.scroll_chunks(serving.physical, batch_size=1024):
         for chunk in batch:
             corpus[chunk.chunk_id] = chunk.text
             by_text.setdefault(chunk.text, chunk.chunk_id)
@@ -228,16 +227,13 @@ def retune(
     if serving_encoder is None or serving_encoder.model_ref != spec.model:
         serving_encoder = encoder_for(spec, settings)
     parent = registry.ensure_base(spec.model)
+    serving = BoundCollection(store, spec, serving_encoder)
 
     step("collecting training pairs")
-    options.feedback = pin_doc_level(
-        options.feedback, store=store, physical=physical, encoder=serving_encoder
-    )
-    pair_set = collect_pairs(options, store, physical)
+    options.feedback = pin_doc_level(options.feedback, serving)
+    pair_set = collect_pairs(options, serving)
     if options.eval_set is not None:
-        heldout = read_eval_set(
-            options.eval_set, store=store, physical=physical, encoder=serving_encoder
-        )
+        heldout = read_eval_set(options.eval_set, serving)
         train_pairs = drop_queries(pair_set.pairs, [p.query for p in heldout])
         source = f"eval set {options.eval_set.name}"
     else:
@@ -266,9 +262,7 @@ def retune(
         step(f"mining hard negatives ({options.negatives_from} candidates)")
         train_pairs, result.mining = mine_hard_negatives(
             train_pairs,
-            store=store,
-            physical=physical,
-            encoder=serving_encoder,
+            serving,
             relevant=pair_set.relevant,
             not_relevant=pair_set.not_relevant,
             margin=options.negative_margin,
@@ -320,8 +314,7 @@ def retune(
     candidate_encoder = version_encoder(spec, record, settings)
     dataset = heldout_dataset(
         heldout,
-        store,
-        physical,
+        serving,
         name=f"{options.collection}-heldout",
         corpus_limit=options.eval_corpus_limit,
         seed=options.train.seed,

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ragctl.core.collections import BoundCollection
 from ragctl.core.encoder import Encoder
 from ragctl.core.records import Hit
 from ragctl.core.search import SearchMode, SearchParams
-from ragctl.core.store.base import VectorStore
 from ragctl.tuner.pairs import TrainingPair, normalize_query
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,8 @@ class MiningReport:
 
 def mine_hard_negatives(
     pairs: Sequence[TrainingPair],
+    serving: BoundCollection,
     *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
     relevant: Mapping[str, set[str]],
     not_relevant: Mapping[str, set[str]] | None = None,
     candidates: int = 20,
@@ -52,11 +50,12 @@ def mine_hard_negatives(
     source: SearchMode = SearchMode.DENSE,
     guard_depth: int = 3,
 ) -> tuple[list[TrainingPair], MiningReport]:
-    """Give every pair a negative.
+    """Give every pair a negative, mined from the `serving` collection with its encoder.
 
     A pair with no safe hard negative among its candidates gets a random candidate of
     another query (an easy negative): the trainer needs a negative on every row or none.
     """
+    encoder = serving.encoder
     not_relevant = not_relevant or {}
     params = SearchParams(k=candidates, shortlist=max(100, candidates), mode=source)
     out: list[TrainingPair] = []
@@ -67,7 +66,9 @@ def mine_hard_negatives(
         queries = encoder.encode_queries([p.query for p in batch])
         positives = encoder.encode_documents([p.positive for p in batch])
         positive_scores = np.einsum("ij,ij->i", queries.full, positives.full)
-        hits = store.search_batch(physical, queries, params, [p.query for p in batch])
+        hits = serving.store.search_batch(
+            serving.physical, queries, params, [p.query for p in batch]
+        )
         if params.mode is not SearchMode.DENSE:  # the guard compares cosines: score the top few
             hits = _with_cosines(hits, queries.full, encoder, guard_depth)
         for pair, pos_score, found in zip(batch, positive_scores, hits, strict=True):

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragctl.core.encoder import Encoder
+from ragctl.core.collections import BoundCollection
 from ragctl.core.search import SearchParams
-from ragctl.core.store.base import VectorStore
 from ragctl.evalkit.sources.records import iter_table_records, text_field
 from ragctl.tuner.errors import TunerError
 
@@ -105,12 +104,12 @@ def read_pair_file(path: Path) -> list[TrainingPair]:
     return pairs
 
 
-def refresh_from_store(pair_set: PairSet, store: VectorStore, physical: str) -> None:
+def refresh_from_store(pair_set: PairSet, serving: BoundCollection) -> None:
     """Give chunk-backed pairs the stored text; drop those whose chunk no longer exists."""
     ids = sorted({p.positive_id for p in pair_set.pairs if p.positive_id})
     stored = {}
     for start in range(0, len(ids), 1000):
-        stored.update(store.get_chunks(physical, ids[start : start + 1000]))
+        stored.update(serving.store.get_chunks(serving.physical, ids[start : start + 1000]))
     kept = []
     for pair in pair_set.pairs:
         if pair.positive_id is None:
@@ -139,7 +138,7 @@ def deduplicate(pairs: Sequence[TrainingPair]) -> list[TrainingPair]:
 
 
 def pin_to_chunks(
-    records: Sequence[Mapping[str, Any]], *, store: VectorStore, physical: str, encoder: Encoder
+    records: Sequence[Mapping[str, Any]], serving: BoundCollection
 ) -> list[dict[str, Any]]:
     """Feedback given per document (`query`, `doc_id`, `label`) pinned to the chunk of that
     document that best answers the query, as a RAG app logging chunk-level feedback would.
@@ -147,10 +146,11 @@ def pin_to_chunks(
     Records naming a document with no stored chunks are dropped (and logged).
     """
     out: list[dict[str, Any]] = []
-    vectors = encoder.encode_queries([str(r["query"]) for r in records])
+    vectors = serving.encoder.encode_queries([str(r["query"]) for r in records])
     for row, record in enumerate(records):
         params = SearchParams(k=1, filter={"doc_id": str(record["doc_id"])})
-        hits = store.search(physical, vectors.embeddings_slice(slice(row, row + 1)), params)
+        query = vectors.embeddings_slice(slice(row, row + 1))
+        hits = serving.store.search(serving.physical, query, params)
         if not hits:
             logger.warning("no stored chunk of document %r; feedback dropped", record["doc_id"])
             continue
@@ -159,7 +159,7 @@ def pin_to_chunks(
 
 
 def pin_doc_level(
-    records: Iterable[Mapping[str, Any]], *, store: VectorStore, physical: str, encoder: Encoder
+    records: Iterable[Mapping[str, Any]], serving: BoundCollection
 ) -> list[dict[str, Any]]:
     """Feedback records as they are, except those naming only a `doc_id`, which get pinned to
     that document's best chunk (see `pin_to_chunks`)."""
@@ -167,13 +167,11 @@ def pin_doc_level(
     doc_level = [r for r in records if not r.get("chunk_id") and r.get("doc_id") and r.get("query")]
     if not doc_level:
         return [dict(r) for r in records]
-    pinned = pin_to_chunks(doc_level, store=store, physical=physical, encoder=encoder)
+    pinned = pin_to_chunks(doc_level, serving)
     return [dict(r) for r in records if r.get("chunk_id")] + pinned
 
 
-def read_eval_set(
-    path: Path, *, store: VectorStore, physical: str, encoder: Encoder
-) -> list[TrainingPair]:
+def read_eval_set(path: Path, serving: BoundCollection) -> list[TrainingPair]:
     """A golden eval set: a pair file (anchor, positive), or JSON lines of judged queries
     `{"text" or "query": ..., "relevant": [doc ids]}` pinned to the documents' best chunks."""
     if not path.is_file():
@@ -190,5 +188,5 @@ def read_eval_set(
         if not isinstance(docs, list) or not docs:
             raise TunerError(f"{loc}: field 'relevant' must be a non-empty list of doc ids")
         judged.extend({"query": query, "doc_id": str(d)} for d in docs)
-    pinned = pin_to_chunks(judged, store=store, physical=physical, encoder=encoder)
+    pinned = pin_to_chunks(judged, serving)
     return [TrainingPair(r["query"], r["chunk_text"], r["chunk_id"], origin="eval") for r in pinned]

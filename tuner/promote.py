@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ragctl.core.collections import encoder_for, spec_for_new
+from ragctl.core.collections import BoundCollection, encoder_for, spec_for_new
 from ragctl.core.encoder import Encoder
 from ragctl.core.errors import CollectionNotFoundError
 from ragctl.core.registry import ModelRecord, ModelRegistry
@@ -37,23 +37,23 @@ class SyncReport:
 
 
 def sync_collection(
-    store: VectorStore,
-    *,
+    target: BoundCollection,
     source: str,
-    target: str,
-    encoder: Encoder,
+    *,
     batch_size: int = 256,
     on_progress: Progress | None = None,
     verify: bool = True,
 ) -> SyncReport:
-    """Make `target` hold exactly the chunks of `source`, embedded by `encoder`.
+    """Make `target` hold exactly the chunks of the physical collection `source` (in the same
+    store), embedded by the target's encoder.
 
     Chunks already in `target` (same chunk id = same text) are kept as they are. With
     `verify`, equal point counts are required at the end (pass False for a first pass while
     the source may still be written to; a final pass under a write lock then verifies).
     """
     started = time.perf_counter()
-    have = store.all_chunk_ids(target)
+    store, encoder = target.store, target.encoder
+    have = store.all_chunk_ids(target.physical)
     want: set[str] = set()
     total = store.count(source)
     embedded = done = 0
@@ -62,21 +62,21 @@ def sync_collection(
         missing = [c for c in batch if c.chunk_id not in have]
         if missing:
             vectors = encoder.encode_documents([c.text for c in missing])
-            store.upsert(target, missing, vectors)
+            store.upsert(target.physical, missing, vectors)
             embedded += len(missing)
         done += len(batch)
         if on_progress is not None:
             on_progress(done, total)
     extra = sorted(have - want)
-    store.delete_chunks(target, extra)
-    source_count, target_count = store.count(source), store.count(target)
+    store.delete_chunks(target.physical, extra)
+    source_count, target_count = store.count(source), store.count(target.physical)
     if verify and source_count != target_count:
         raise TunerError(
-            f"re-embedding left {target} with {target_count} points but {source} has "
+            f"re-embedding left {target.physical} with {target_count} points but {source} has "
             f"{source_count}; was the collection written to meanwhile? Run it again to catch up"
         )
     return SyncReport(
-        source, target, target_count, embedded, len(extra), time.perf_counter() - started
+        source, target.physical, target_count, embedded, len(extra), time.perf_counter() - started
     )
 
 
@@ -92,23 +92,19 @@ def reembed(
 ) -> SyncReport:
     """Build (or finish building) `NAME__v{version}` from the serving collection's chunks."""
     source = store.resolve(collection)
-    target = physical_name(collection, version)
-    if target not in {s.physical for s in store.list_specs()}:
+    physical = physical_name(collection, version)
+    if physical not in {s.physical for s in store.list_specs()}:
         # The lexical vectors do not depend on the model: the same recipe, recomputed.
         lexical = store.spec(source).lexical
         store.create_collection(spec_for_new(collection, version, encoder, lexical))
-    elif store.spec(target).model != encoder.model_ref:
-        raise TunerError(f"{target} exists but was embedded by {store.spec(target).model!r}")
+    spec = store.spec(physical)
+    if spec.model != encoder.model_ref:
+        raise TunerError(f"{physical} exists but was embedded by {spec.model!r}")
+    target = BoundCollection(store, spec, encoder)
     report = sync_collection(
-        store,
-        source=source,
-        target=target,
-        encoder=encoder,
-        batch_size=batch_size,
-        on_progress=on_progress,
-        verify=verify,
+        target, source, batch_size=batch_size, on_progress=on_progress, verify=verify
     )
-    logger.info("re-embedded %s -> %s: %s", source, target, report)
+    logger.info("re-embedded %s -> %s: %s", source, physical, report)
     return report
 
 
@@ -194,9 +190,7 @@ def _rollback(
         ) from exc
     caught_up = None
     if store.all_chunk_ids(current) != store.all_chunk_ids(target):
-        caught_up = sync_collection(
-            store, source=current, target=target, encoder=load_encoder(spec)
-        )
+        caught_up = sync_collection(BoundCollection(store, spec, load_encoder(spec)), current)
     store.set_alias(collection, target)
     registry.mark_rolled_back(collection, from_version=store.spec(current).version)
     return RollbackReport(collection, current, target, version, caught_up)

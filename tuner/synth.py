@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragctl.core.encoder import Encoder
+from ragctl.core.collections import BoundCollection
 from ragctl.core.records import Chunk
 from ragctl.core.search import SearchParams
 from ragctl.core.settings import LLMSettings
-from ragctl.core.store.base import VectorStore
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.pairs import TrainingPair
 
@@ -241,10 +240,8 @@ def parse_questions(content: str) -> list[str]:
 
 def round_trip_filter(
     questions: Sequence[SyntheticQuestion],
+    serving: BoundCollection,
     *,
-    store: VectorStore,
-    physical: str,
-    encoder: Encoder,
     k: int,
     batch_size: int = 256,
 ) -> list[SyntheticQuestion]:
@@ -253,8 +250,8 @@ def round_trip_filter(
     params = SearchParams(k=k, shortlist=max(100, k))
     for start in range(0, len(questions), batch_size):
         batch = questions[start : start + batch_size]
-        vectors = encoder.encode_queries([q.question for q in batch])
-        hits = store.search_batch(physical, vectors, params)
+        vectors = serving.encoder.encode_queries([q.question for q in batch])
+        hits = serving.store.search_batch(serving.physical, vectors, params)
         for question, found in zip(batch, hits, strict=True):
             if any(h.chunk_id == question.chunk_id for h in found):
                 kept.append(question)
