@@ -102,25 +102,22 @@ def measure(dataset_path: Path, model: str, work: Path) -> dict:
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
     from ragctl.evalkit.pipeline import run_pipeline
-    from ragctl.evalkit.runs import FUSION_GRID
+    from ragctl.evalkit.runs import FUSION_GRID, EvalOptions
 
     data = load_eval_dataset(dataset_path, "test")
     encoder = SentenceTransformerEncoder.load(ModelSettings(name_or_path=model), (64,))
     naive = FusionParams(method=FusionMethod.RRF, sparse_weight=1.0)  # rrf k=60, 1:1
     fusions = (*FUSION_GRID, naive) if naive not in FUSION_GRID else FUSION_GRID
     started = time.perf_counter()
-    run = run_pipeline(
-        data.corpus,
-        data.queries,
-        encoder,
-        k=10,
+    options = EvalOptions(  # rankings of 10 docs (the deepest cut-off), shortlist 100
+        metrics=MetricConfig(map_at_k=(10,)),
         shortlist=100,
         single_stage=False,
         work_dir=work,
-        name=data.name,
         lexical=LexicalSpec(),
         fusions=fusions,
     )
+    run = run_pipeline(data, encoder, options)
     seconds = time.perf_counter() - started
     config = MetricConfig()
 

@@ -14,18 +14,21 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ragctl.core.encoder import Embeddings, Encoder
-from ragctl.core.lexical import LexicalSpec
 from ragctl.core.records import Document
-from ragctl.core.search import FusionParams, SearchMode, SearchParams
+from ragctl.core.search import SearchMode, SearchParams
 from ragctl.core.store.base import VectorStore
 from ragctl.evalkit.errors import EvalError
 from ragctl.evalkit.results import HYBRID, SINGLE_STAGE, SPARSE, TWO_STAGE
+
+if TYPE_CHECKING:
+    from ragctl.evalkit.datasets import EvalDataset
+    from ragctl.evalkit.runs import Encoded, EvalOptions
 
 logger = logging.getLogger(__name__)
 
@@ -109,43 +112,20 @@ def doc_ranking(hits: Sequence[tuple[str, float]], k: int) -> list[str]:
 
 
 def run_pipeline(
-    corpus: Mapping[str, str],
-    queries: Mapping[str, str],
+    dataset: EvalDataset,
     encoder: Encoder,
-    *,
-    k: int,
-    shortlist: int = 100,
-    single_stage: bool = True,
-    chunk_size_tokens: int = 256,
-    chunk_overlap_tokens: int = 32,
-    query_vectors: NDArray[np.float32] | None = None,
-    known_vectors: Mapping[str, NDArray[np.float32]] | None = None,
-    work_dir: Path | None = None,
-    optimize: bool = True,
-    name: str = "eval",
-    show_progress: bool = False,
-    lexical: LexicalSpec | None = None,
-    fusions: Sequence[FusionParams] = (),
+    options: EvalOptions,
+    encoded: Encoded | None = None,
 ) -> PipelineRun:
-    """Ingest `corpus` into a fresh Qdrant Edge store and rank it for every query.
+    """Ingest `dataset`'s corpus into a fresh Qdrant Edge store and rank it for every query.
 
     Args:
-        corpus: Doc id -> text (one document each).
-        queries: Query id -> text.
+        dataset: Corpus (one document per entry, labelled with the dataset's name) and queries.
         encoder: The model (its first shortlist dim is the two-stage prefetch vector).
-        k: Docs wanted per query (enough chunk hits are taken to fill them).
-        shortlist: Two-stage prefetch size.
-        single_stage: Also rank with single-stage full-vector search.
-        chunk_size_tokens: Chunker size, as in production settings.
-        chunk_overlap_tokens: Chunker overlap.
-        query_vectors: Normalized full query vectors in `queries` order (else encoded here).
-        known_vectors: Text -> full vector already computed (one-chunk docs reuse them).
-        work_dir: Where the temporary store lives (default: a temp dir, removed after).
-        optimize: Build the store's indexes (HNSW) before searching, as a served collection.
-        name: Source label of the documents.
-        show_progress: Show a progress bar while ingesting.
-        lexical: Build lexical vectors with this recipe and rank in sparse mode too.
-        fusions: With `lexical`, rank in hybrid mode once per fusion (`hybrid#i`).
+        options: How: shortlist, single stage, chunking, store indexes, lexical recipe and
+            fusions, work dir, progress; rankings hold `options.metrics.max_k` docs.
+        encoded: The dataset's vectors from the exact run: the queries are not encoded again,
+            and with `options.reuse_vectors` one-chunk documents reuse theirs.
     """
     from ragctl.core.collections import BoundCollection, spec_for_new
     from ragctl.core.store.edge import EdgeStore
@@ -155,27 +135,31 @@ def run_pipeline(
         raise EvalError(
             "the pipeline run needs an encoder with a shortlist dim (store.shortlist_dims, e.g. 64)"
         )
+    k, shortlist, lexical = options.metrics.max_k, options.shortlist, options.lexical
+    known: dict[str, NDArray[np.float32]] = {}
+    if encoded is not None and options.reuse_vectors:
+        known = {dataset.corpus[d]: encoded.corpus[i] for i, d in enumerate(encoded.corpus_ids)}
     run = PipelineRun()
-    with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=work_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=options.work_dir) as tmp:
         store: VectorStore = EdgeStore(Path(tmp) / "qdrant")
         try:
             spec = spec_for_new(COLLECTION, 1, encoder, lexical)
             store.create_collection(spec)
             run.shortlist_dim = spec.shortlist_dims[0]
-            ingest_encoder = _ReusingEncoder(encoder, known_vectors or {})
-            chunker = make_chunker(encoder, chunk_size_tokens, chunk_overlap_tokens)
+            ingest_encoder = _ReusingEncoder(encoder, known)
+            chunker = make_chunker(encoder, options.chunk_size_tokens, options.chunk_overlap_tokens)
             started = time.perf_counter()
 
-            with _progress_bar(len(corpus), show_progress) as bar:
+            with _progress_bar(len(dataset.corpus), options.show_progress) as bar:
 
                 def progress(report: IngestReport) -> None:
                     bar.update(report.documents - bar.n)
 
                 target = BoundCollection(store, spec, ingest_encoder)
                 report = ingest_documents(
-                    _documents(corpus, name), target, chunker, on_progress=progress
+                    _documents(dataset.corpus, dataset.name), target, chunker, on_progress=progress
                 )
-            if optimize:
+            if options.optimize_store:
                 store.optimize(spec.physical)
             run.ingest_seconds = time.perf_counter() - started
             run.encode_seconds = report.encode_seconds
@@ -186,13 +170,16 @@ def run_pipeline(
                 for chunk in batch:
                     per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
             run.max_chunks_per_doc = max(per_doc.values(), default=1)
-            if query_vectors is None:
-                query_vectors = encoder.encode_full(list(queries.values()), encoder.query_prompt)
+            query_ids, texts = list(dataset.queries), list(dataset.queries.values())
+            query_vectors = (
+                encoded.queries
+                if encoded is not None
+                else encoder.encode_full(texts, encoder.query_prompt)
+            )
             query_embeddings = encoder.embeddings_from_full(query_vectors)
             wanted = max(1, min(k * run.max_chunks_per_doc, run.chunks))
-            texts = list(queries.values())
             run.searches[TWO_STAGE] = SearchParams(k=min(wanted, shortlist), shortlist=shortlist)
-            if single_stage:
+            if options.single_stage:
                 run.searches[SINGLE_STAGE] = SearchParams(
                     k=wanted, shortlist=wanted, single_stage=True
                 )
@@ -200,7 +187,7 @@ def run_pipeline(
                 run.searches[SPARSE] = SearchParams(
                     k=wanted, shortlist=wanted, mode=SearchMode.SPARSE
                 )
-                for i, fusion in enumerate(fusions):
+                for i, fusion in enumerate(options.fusions):
                     hits_k = min(wanted, max(shortlist, fusion.candidates))
                     run.searches[f"{HYBRID}#{i}"] = SearchParams(
                         k=hits_k,
@@ -211,7 +198,7 @@ def run_pipeline(
             for label, params in run.searches.items():
                 started = time.perf_counter()
                 run.rankings[label] = _search_all(
-                    store, spec.physical, list(queries), query_embeddings, texts, k, params
+                    store, spec.physical, query_ids, query_embeddings, texts, k, params
                 )
                 run.seconds[label] = time.perf_counter() - started
         finally:

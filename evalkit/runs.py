@@ -249,28 +249,7 @@ def pipeline_rows(
     """Two-stage (and single-stage) rows through a real store; fills `timings` and `sizes`."""
     from ragctl.evalkit.pipeline import run_pipeline
 
-    known = None
-    if options.reuse_vectors:
-        texts = (dataset.corpus[d] for d in encoded.corpus_ids)
-        known = {text: encoded.corpus[i] for i, text in enumerate(texts)}
-    run = run_pipeline(
-        dataset.corpus,
-        dataset.queries,
-        encoder,
-        k=options.metrics.max_k,
-        shortlist=options.shortlist,
-        single_stage=options.single_stage,
-        chunk_size_tokens=options.chunk_size_tokens,
-        chunk_overlap_tokens=options.chunk_overlap_tokens,
-        query_vectors=encoded.queries,
-        known_vectors=known,
-        work_dir=options.work_dir,
-        optimize=options.optimize_store,
-        name=dataset.name,
-        show_progress=options.show_progress,
-        lexical=options.lexical,
-        fusions=options.fusions,
-    )
+    run = run_pipeline(dataset, encoder, options, encoded)
     timings["ingest"] = run.ingest_seconds
     timings["ingest_encode"] = run.encode_seconds
     sizes["chunks"] = run.chunks
