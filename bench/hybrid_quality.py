@@ -41,9 +41,10 @@ def _kv(text: str) -> tuple[str, str]:
 def train_scifact(out: Path) -> str:
     """1 epoch of the notebook recipe on scifact's train qrels (query, relevant abstract)."""
     from ragctl.core.encoder import resolve_model
+    from ragctl.core.settings import TrainSettings
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.tuner.pairs import TrainingPair
-    from ragctl.tuner.train import TrainConfig, train
+    from ragctl.tuner.train import train
 
     if (out / "config.json").exists():
         return str(out)
@@ -57,7 +58,7 @@ def train_scifact(out: Path) -> str:
     result = train(
         resolve_model("default"),
         pairs,
-        TrainConfig(epochs=1, batch_size=32, learning_rate=2e-5),
+        TrainSettings(epochs=1, batch_size=32, learning_rate=2e-5),
         output_dir=out,
         checkpoint_dir=out.parent / (out.name + "-checkpoints"),
         shortlist_dims=(64,),

@@ -100,7 +100,7 @@ def main() -> None:
     from ragctl.ingest.loaders import iter_documents
     from ragctl.ingest.pipeline import ingest_documents, make_chunker
     from ragctl.tuner.loop import RetuneOptions, retune
-    from ragctl.tuner.train import TrainConfig, matryoshka_dims
+    from ragctl.tuner.train import matryoshka_dims
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,7 +123,18 @@ def main() -> None:
     train_rows = _pairs(DATA / "raw/train_dataset.json")
     with tempfile.TemporaryDirectory() as scratch:
         tmp = str(args.keep) if args.keep else scratch
-        settings = load_settings(data_dir=Path(tmp), collection="legal")
+        settings = load_settings(
+            data_dir=Path(tmp),
+            collection="legal",
+            tuner={
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "learning_rate": args.lr,
+                "checkpoint_steps": 100,
+                "hard_negatives": args.hard_negatives,
+                "negatives_from": args.negatives_from,
+            },
+        )
         store = EdgeStore(settings.qdrant_path)
         serving = open_or_create(store, settings, "legal")
         spec, encoder = serving.spec, serving.encoder
@@ -147,12 +158,6 @@ def main() -> None:
         ]
         eval_set = Path(tmp) / "test_pairs.jsonl"
         eval_set.write_text((DATA / "raw/test_dataset.json").read_text())
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            checkpoint_steps=100,
-        )
         steps: list[tuple[float, str]] = []
         started = time.perf_counter()
         result = retune(
@@ -162,9 +167,6 @@ def main() -> None:
                 collection="legal",
                 feedback=feedback,
                 eval_set=eval_set,
-                train=config,
-                hard_negatives=args.hard_negatives,
-                negatives_from=args.negatives_from,
                 show_progress=False,
             ),
             on_step=lambda m: (
@@ -191,8 +193,9 @@ def main() -> None:
         row = report.row(name)
         return None if row is None else round(row.metrics["ndcg@10"], 4)
 
-    columns = [r.name for r in result.serving_report.rows]
-    training = result.training
+    serving_report, candidate_report = result.evaluation.serving, result.evaluation.candidate
+    columns = [r.name for r in serving_report.rows]
+    training = result.candidate.training
     out = {
         "tag": args.tag,
         "dataset": "legal-rag-positives-synthetic (corpus 2,316 chunks; "
@@ -206,7 +209,7 @@ def main() -> None:
             "loss": training.loss,
         },
         "ndcg@10": {
-            c: {"base": ndcg(result.serving_report, c), "tuned": ndcg(result.candidate_report, c)}
+            c: {"base": ndcg(serving_report, c), "tuned": ndcg(candidate_report, c)}
             for c in columns
         },
         "gate": {"promote": result.decision.promote, "reason": result.decision.reason},

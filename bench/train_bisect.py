@@ -40,10 +40,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def bare_seconds(model_path: str, rows: list[dict], extra: dict[str, Any]) -> float:
     from retune_legal import bare_trainer_seconds
 
-    from ragctl.tuner.train import TrainConfig, matryoshka_dims, training_arguments
+    from ragctl.core.settings import TrainSettings
+    from ragctl.tuner.train import matryoshka_dims, training_arguments
 
     def ragctl_args(out: Path) -> Any:
-        return training_arguments(TrainConfig(), out, device="cpu", show_progress=False)
+        return training_arguments(TrainSettings(), out, device="cpu", show_progress=False)
 
     return bare_trainer_seconds(
         model_path,
@@ -58,14 +59,15 @@ def bare_seconds(model_path: str, rows: list[dict], extra: dict[str, Any]) -> fl
 
 
 def ours_seconds(model_path: str, rows: list[dict]) -> float:
+    from ragctl.core.settings import TrainSettings
     from ragctl.tuner.pairs import TrainingPair
-    from ragctl.tuner.train import TrainConfig, train
+    from ragctl.tuner.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         result = train(
             model_path,
             [TrainingPair(r["anchor"], r["positive"]) for r in rows],
-            TrainConfig(),
+            TrainSettings(),
             output_dir=Path(tmp) / "out",
             checkpoint_dir=Path(tmp) / "ck",
             shortlist_dims=(64,),

@@ -30,8 +30,9 @@ def main() -> None:
     from retune_legal import bare_trainer_seconds
 
     from ragctl.core.encoder import resolve_model
+    from ragctl.core.settings import TrainSettings
     from ragctl.tuner.pairs import TrainingPair
-    from ragctl.tuner.train import TrainConfig, TrainResult, matryoshka_dims, train
+    from ragctl.tuner.train import TrainResult, matryoshka_dims, train
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,7 +54,7 @@ def main() -> None:
             result = train(
                 model,
                 [TrainingPair(r["anchor"], r["positive"]) for r in rows],
-                TrainConfig(checkpoint_steps=100),
+                TrainSettings(checkpoint_steps=100),
                 output_dir=Path(tmp) / "out",
                 checkpoint_dir=Path(tmp) / "ck",
                 shortlist_dims=(64,),

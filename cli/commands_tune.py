@@ -16,6 +16,7 @@ from ragctl.cli.output import table
 if TYPE_CHECKING:
     from ragctl.core.settings import Settings
     from ragctl.core.store.base import VectorStore
+    from ragctl.tuner.loop import RetuneResult
     from ragctl.tuner.synth import SyntheticQuestion
 
 _COLLECTION = click.option("--collection", "-c", help="Collection (alias) name; default `docs`.")
@@ -163,7 +164,6 @@ def retune(
     from ragctl.core.store import open_store
     from ragctl.tuner.loop import RetuneOptions
     from ragctl.tuner.loop import retune as run_retune
-    from ragctl.tuner.train import TrainConfig
 
     settings = state(ctx).settings(
         collection=collection,
@@ -197,7 +197,6 @@ def retune(
                 err=True,
             )
         feedback = kept
-    tuner = settings.tuner
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         synthetic_pairs = []
@@ -212,17 +211,6 @@ def retune(
             pair_files=pair_files,
             synthetic=synthetic_pairs,
             eval_set=eval_set,
-            train=TrainConfig(
-                epochs=tuner.epochs,
-                batch_size=tuner.batch_size,
-                learning_rate=tuner.learning_rate,
-                seed=tuner.seed,
-                max_minutes=tuner.max_minutes,
-            ),
-            hard_negatives=tuner.hard_negatives,
-            negatives_from=tuner.negatives_from,
-            negative_margin=tuner.negative_margin,
-            heldout_fraction=tuner.heldout_fraction,
             promote=not no_promote,
             dry_run=dry_run,
         )
@@ -232,18 +220,19 @@ def retune(
     if as_json:
         click.echo(json.dumps(_result_json(result), indent=2, default=str))
         return
+    split, evaluation, candidate = result.split, result.evaluation, result.candidate
     click.echo(f"pairs: {result.counts}")
     click.echo(
-        f"training pairs {result.train_pairs}, held-out queries {result.heldout_queries} "
-        f"({result.heldout_source})"
+        f"training pairs {len(split.train)}, held-out queries {split.heldout_queries} "
+        f"({split.source})"
     )
-    if result.candidate_report and result.serving_report and result.decision:
-        click.echo(_before_after(result.serving_report, result.candidate_report))
+    if evaluation and candidate and result.decision:
+        click.echo(_before_after(evaluation.serving, evaluation.candidate))
         verdict = "PROMOTE" if result.decision.promote else "REJECT"
         click.echo(f"gate: {verdict} -- {result.decision.reason}")
         for who, profile in (
-            ("serving", result.serving_profile),
-            ("candidate", result.candidate_profile),
+            ("serving", evaluation.serving_profile),
+            ("candidate", evaluation.candidate_profile),
         ):
             if profile:
                 fusion = profile.get("fusion") or {}
@@ -251,19 +240,19 @@ def retune(
                     f"{who} searches best in {profile['mode']} mode {profile['ndcg@10']}"
                     + (f"; hybrid fusion {fusion}" if fusion else "")
                 )
-        if result.promoted and result.sync:
+        version = candidate.version
+        if result.sync:
             click.echo(
-                f"now serving v{result.version}: {settings.collection} -> "
-                f"{settings.collection}__v{result.version} ({result.sync.points} chunks, "
+                f"now serving v{version}: {settings.collection} -> "
+                f"{settings.collection}__v{version} ({result.sync.points} chunks, "
                 f"re-embedded in {result.sync.seconds:.0f} s)"
             )
         elif result.decision.promote:
             click.echo(
-                f"v{result.version} passed the gate; serve it with "
-                f"`ragctl models activate {result.version}`"
+                f"v{version} passed the gate; serve it with `ragctl models activate {version}`"
             )
         else:
-            click.echo(f"v{result.version} rejected; still serving v{result.serving.version}")
+            click.echo(f"v{version} rejected; still serving v{result.serving.version}")
 
 
 def _before_after(serving: Any, candidate: Any) -> str:
@@ -286,31 +275,27 @@ def _before_after(serving: Any, candidate: Any) -> str:
     return table(["column", *metrics], rows)
 
 
-def _result_json(result: Any) -> dict[str, Any]:
-    decision = result.decision
+def _result_json(result: RetuneResult) -> dict[str, Any]:
+    decision, evaluation, candidate = result.decision, result.evaluation, result.candidate
     return {
         "serving_version": result.serving.version,
-        "candidate_version": result.version,
+        "candidate_version": None if candidate is None else candidate.version,
         "counts": result.counts,
-        "train_pairs": result.train_pairs,
-        "heldout_queries": result.heldout_queries,
+        "train_pairs": len(result.split.train),
+        "heldout_queries": result.split.heldout_queries,
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
         "promoted": result.promoted,
-        "serving_profile": result.serving_profile,
-        "candidate_profile": result.candidate_profile,
-        "serving_report": None
-        if result.serving_report is None
-        else result.serving_report.to_dict(),
-        "candidate_report": None
-        if result.candidate_report is None
-        else result.candidate_report.to_dict(),
+        "serving_profile": None if evaluation is None else evaluation.serving_profile,
+        "candidate_profile": None if evaluation is None else evaluation.candidate_profile,
+        "serving_report": None if evaluation is None else evaluation.serving.to_dict(),
+        "candidate_report": None if evaluation is None else evaluation.candidate.to_dict(),
         "training": None
-        if result.training is None
+        if candidate is None
         else {
-            **result.training.config,
-            "steps": result.training.steps,
-            "seconds": result.training.seconds,
+            **candidate.training.config,
+            "steps": candidate.training.steps,
+            "seconds": candidate.training.seconds,
         },
     }
 

@@ -223,31 +223,48 @@ class LLMSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """When a candidate may replace the serving model (compared on ndcg@10, absolute)."""
+    """When a candidate may replace the serving model: differences of ndcg@10 (candidate minus
+    serving, absolute) on the held-out queries (`evalkit.gate.decide`)."""
 
-    min_gain: float = Field(default=0.005, ge=0, le=1)  # at the full dim and two-stage
-    max_regression: float = Field(default=0.01, ge=0, le=1)  # at any dim
-    guard_tolerance: float = Field(default=0.01, ge=0, le=1)
+    min_gain: float = Field(default=0.005, ge=0, le=1)  # at the full dim and in the serving mode
+    max_regression: float = Field(default=0.01, ge=0, le=1)  # at any dim or pipeline mode
+    guard_tolerance: float = Field(default=0.01, ge=0, le=1)  # on the guard set
     guard_dataset: Path | None = None  # a general-domain BEIR folder against forgetting
 
 
-class TunerSettings(BaseModel):
-    """`ragctl retune`: data, training and gate."""
+class TrainSettings(BaseModel):
+    """Hyperparameters of one training run (recorded in the registry and the model card)."""
 
     epochs: float = Field(default=1.0, gt=0, le=100)
-    batch_size: int = Field(default=32, ge=2, le=65_536)
+    batch_size: int = Field(default=32, ge=2, le=65_536)  # = in-batch negatives
     learning_rate: float = Field(default=2e-5, gt=0, lt=1)
-    max_minutes: float | None = Field(default=None, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 42
+    max_minutes: float | None = Field(default=None, gt=0)  # stops in time, keeps the model
+    # Past this batch size the cached loss (GradCache) keeps memory flat: it embeds in
+    # mini-batches of `mini_batch_size` and still uses the whole batch as negatives.
+    max_uncached_batch: int = Field(default=64, ge=2)
+    mini_batch_size: int = Field(default=32, ge=1)
+    checkpoint_steps: int = Field(default=200, ge=1)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields of `TrainSettings` (not those a subclass adds), as recorded."""
+        return self.model_dump(include=set(TrainSettings.model_fields))
+
+
+class TunerSettings(TrainSettings):
+    """`ragctl retune`: training (the fields of `TrainSettings`), data and gate."""
+
     heldout_fraction: float = Field(default=0.1, gt=0, lt=1)
     # On by default: on legal, mined negatives lifted ndcg@10 at every dim over the notebook
     # recipe (+0.005 at 384, +0.018 at 64-d) for 1.6x the training time
     # (bench/results/retune_legal_hard-negatives.md); --no-hard-negatives turns it off.
     hard_negatives: bool = True
     # Who ranks the hard-negative candidates: the serving model, BM25, or both fused.
-    negatives_from: str = Field(default="dense", pattern=r"^(dense|sparse|hybrid)$")
+    negatives_from: SearchMode = SearchMode.DENSE
     negative_margin: float = Field(default=0.05, ge=0, le=2)
     round_trip_k: int = Field(default=10, ge=1, le=1000)  # synthetic-question filter
-    seed: int = 42
     llm: LLMSettings = LLMSettings()
     gate: GateSettings = GateSettings()
 

@@ -1,7 +1,7 @@
 """The promotion gate (pure): does a candidate model beat the serving one on held-out queries?
 
 Promote only when all hold:
-1. gain: `metric` (ndcg@10) improves by at least `min_gain` at the full dim AND in the serving
+1. gain: ndcg@10 (`METRIC`) improves by at least `min_gain` at the full dim AND in the serving
    mode: through the two-stage pipeline (dense; both reports need a two-stage row by default),
    or the hybrid row when the collection is served hybrid;
 2. no regression: at every exact dim and pipeline mode both reports share (sparse and hybrid
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ragctl.core.settings import GateSettings
 from ragctl.evalkit.errors import EvalError
 from ragctl.evalkit.results import (
     EXACT,
@@ -33,36 +34,8 @@ GAIN = "gain"
 REGRESSION = "regression"
 GUARD = "guard"
 
-
-@dataclass(frozen=True)
-class GateRule:
-    """Thresholds of the promotion gate.
-
-    Attributes:
-        metric: The metric compared (`ndcg@10`).
-        min_gain: Least improvement at the full dim and through two-stage.
-        max_regression: Largest drop allowed at any dim / pipeline mode.
-        guard_tolerance: Largest drop allowed on the guard set.
-        require_two_stage: Refuse to decide without two-stage rows in both reports.
-        serving_row: The pipeline row of the serving mode, where the gain is required:
-            `two-stage` (dense, or sparse: the model does not change sparse results) or
-            `hybrid` (falls back to `two-stage` when a report has no hybrid row).
-    """
-
-    metric: str = "ndcg@10"
-    min_gain: float = 0.005
-    max_regression: float = 0.01
-    guard_tolerance: float = 0.01
-    require_two_stage: bool = True
-    serving_row: str = TWO_STAGE
-
-    def __post_init__(self) -> None:
-        if self.serving_row not in (TWO_STAGE, HYBRID):
-            raise EvalError(f"serving_row must be two-stage or hybrid, got {self.serving_row!r}")
-        for name in ("min_gain", "max_regression", "guard_tolerance"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise EvalError(f"gate rule {name} must be in [0, 1], got {value}")
+METRIC = "ndcg@10"
+"""The metric the gate compares."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +109,7 @@ def _check_comparable(candidate: EvalReport, serving: EvalReport, what: str) -> 
 
 
 def _compare(
-    check: str,
-    column: str,
-    candidate: EvalReport,
-    serving: EvalReport,
-    rule: GateRule,
-    threshold: float,
+    check: str, column: str, candidate: EvalReport, serving: EvalReport, threshold: float
 ) -> GateComparison:
     what = f"{check} check at {column}"
     if column == "full":
@@ -149,16 +117,18 @@ def _compare(
         column = str(candidate.full_dim)
     else:
         c_row, s_row = candidate.row(column), serving.row(column)
-    c = _value(candidate, c_row, rule.metric, what)
-    s = _value(serving, s_row, rule.metric, what)
-    return GateComparison(check, column, rule.metric, c, s, threshold, c - s >= threshold - _EPS)
+    c = _value(candidate, c_row, METRIC, what)
+    s = _value(serving, s_row, METRIC, what)
+    return GateComparison(check, column, METRIC, c, s, threshold, c - s >= threshold - _EPS)
 
 
 def decide(
     candidate: EvalReport,
     serving: EvalReport,
-    rule: GateRule | None = None,
+    rule: GateSettings | None = None,
     *,
+    serving_row: str = TWO_STAGE,
+    require_two_stage: bool = True,
     candidate_guard: EvalReport | None = None,
     serving_guard: EvalReport | None = None,
 ) -> GateDecision:
@@ -167,30 +137,36 @@ def decide(
     Args:
         candidate: Report of the candidate model on the held-out set.
         serving: Report of the serving model on the same set.
-        rule: Thresholds (defaults: gain 0.005, regression 0.01, guard 0.01 on ndcg@10).
+        rule: Thresholds (defaults: gain 0.005, regression 0.01, guard 0.01).
+        serving_row: The pipeline row of the serving mode, where the gain is required:
+            `two-stage` (dense, or sparse: the model does not change sparse results) or
+            `hybrid` (falls back to `two-stage` when a report has no hybrid row).
+        require_two_stage: Refuse to decide without two-stage rows in both reports.
         candidate_guard: Candidate's report on the guard set (give both guard reports or none).
         serving_guard: Serving model's report on the guard set.
 
     Raises:
         EvalError: The reports are not comparable (other dataset or sizes, a missing full-dim or
-            required two-stage row, only one guard report).
+            required two-stage row, only one guard report), or `serving_row` is another row.
     """
-    rule = rule or GateRule()
+    rule = rule or GateSettings()
+    if serving_row not in (TWO_STAGE, HYBRID):
+        raise EvalError(f"serving_row must be two-stage or hybrid, got {serving_row!r}")
     _check_comparable(candidate, serving, "gate")
     if (candidate_guard is None) != (serving_guard is None):
         raise EvalError("the guard check needs both the candidate's and the serving guard report")
     has_two_stage = candidate.row(TWO_STAGE) is not None and serving.row(TWO_STAGE) is not None
-    if rule.require_two_stage and not has_two_stage:
+    if require_two_stage and not has_two_stage:
         raise EvalError(
             "the gate needs two-stage rows in both reports (evaluate with the pipeline), "
-            "or a rule with require_two_stage=False"
+            "or require_two_stage=False"
         )
-    comparisons = [_compare(GAIN, "full", candidate, serving, rule, rule.min_gain)]
-    gain_row = rule.serving_row
+    comparisons = [_compare(GAIN, "full", candidate, serving, rule.min_gain)]
+    gain_row = serving_row
     if candidate.row(gain_row) is None or serving.row(gain_row) is None:
         gain_row = TWO_STAGE
     if has_two_stage or gain_row != TWO_STAGE:
-        comparisons.append(_compare(GAIN, gain_row, candidate, serving, rule, rule.min_gain))
+        comparisons.append(_compare(GAIN, gain_row, candidate, serving, rule.min_gain))
     shared = [
         r.name
         for r in candidate.rows
@@ -198,19 +174,14 @@ def decide(
         and serving.row(r.name) is not None
     ]
     for column in shared:
-        comparisons.append(
-            _compare(REGRESSION, column, candidate, serving, rule, -rule.max_regression)
-        )
+        comparisons.append(_compare(REGRESSION, column, candidate, serving, -rule.max_regression))
     if candidate_guard is not None and serving_guard is not None:
         _check_comparable(candidate_guard, serving_guard, "guard")
-        comparisons.append(
-            _compare(GUARD, "full", candidate_guard, serving_guard, rule, -rule.guard_tolerance)
-        )
+        tolerance = -rule.guard_tolerance
+        comparisons.append(_compare(GUARD, "full", candidate_guard, serving_guard, tolerance))
         if candidate_guard.row(TWO_STAGE) is not None and serving_guard.row(TWO_STAGE) is not None:
             comparisons.append(
-                _compare(
-                    GUARD, TWO_STAGE, candidate_guard, serving_guard, rule, -rule.guard_tolerance
-                )
+                _compare(GUARD, TWO_STAGE, candidate_guard, serving_guard, tolerance)
             )
     return GateDecision(_all_passed(comparisons), _reason(comparisons, rule), comparisons)
 
@@ -219,13 +190,13 @@ def _all_passed(comparisons: list[GateComparison]) -> bool:
     return all(c.passed for c in comparisons)
 
 
-def _reason(comparisons: list[GateComparison], rule: GateRule) -> str:
+def _reason(comparisons: list[GateComparison], rule: GateSettings) -> str:
     failed = [c for c in comparisons if not c.passed]
     gains = ", ".join(f"{c.delta:+.4f} at {c.column}" for c in comparisons if c.check == GAIN)
     if not failed:
         worst = min((c.delta for c in comparisons if c.check == REGRESSION), default=0.0)
         text = (
-            f"promote: {rule.metric} {gains} (>= +{rule.min_gain:.4f}); no column regressed "
+            f"promote: {METRIC} {gains} (>= +{rule.min_gain:.4f}); no column regressed "
             f"more than {rule.max_regression:.4f} (worst {worst:+.4f})"
         )
         if any(c.check == GUARD for c in comparisons):
@@ -234,17 +205,14 @@ def _reason(comparisons: list[GateComparison], rule: GateRule) -> str:
     parts = []
     for c in failed:
         if c.check == GAIN:
-            parts.append(
-                f"{rule.metric} gain at {c.column} is {c.delta:+.4f} < +{rule.min_gain:.4f}"
-            )
+            parts.append(f"{METRIC} gain at {c.column} is {c.delta:+.4f} < +{rule.min_gain:.4f}")
         elif c.check == REGRESSION:
             parts.append(
-                f"{rule.metric} at {c.column} regressed by {-c.delta:.4f} "
-                f"> {rule.max_regression:.4f}"
+                f"{METRIC} at {c.column} regressed by {-c.delta:.4f} > {rule.max_regression:.4f}"
             )
         else:
             parts.append(
-                f"guard set {rule.metric} at {c.column} dropped by {-c.delta:.4f} "
+                f"guard set {METRIC} at {c.column} dropped by {-c.delta:.4f} "
                 f"> {rule.guard_tolerance:.4f}"
             )
     return "reject: " + "; ".join(parts)

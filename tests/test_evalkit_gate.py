@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from ragctl.core.settings import GateSettings
 from ragctl.evalkit.errors import EvalError
-from ragctl.evalkit.gate import GateRule, decide
+from ragctl.evalkit.gate import decide
 from ragctl.evalkit.results import EvalReport, RunRow
 
 
@@ -91,7 +93,7 @@ def test_gate_rejects_a_dropping_guard_set() -> None:
     ok = decide(
         _report("cand", candidate),
         _report("serving", SERVING),
-        GateRule(guard_tolerance=0.05),
+        GateSettings(guard_tolerance=0.05),
         candidate_guard=guard_candidate,
         serving_guard=guard_serving,
     )
@@ -116,13 +118,15 @@ def test_gate_refuses_incomparable_reports() -> None:
     decision = decide(
         _report("c", dict(no_pipeline, **{"384": 0.7})),
         _report("s", no_pipeline),
-        GateRule(require_two_stage=False),
+        require_two_stage=False,
     )
     assert decision.promote
     with pytest.raises(EvalError, match="has no such row"):
         decide(_report("c", {"256": 0.5, "two-stage": 0.5}), _report("s", SERVING))
 
 
-def test_gate_rule_validates_thresholds() -> None:
-    with pytest.raises(EvalError, match="min_gain must be in"):
-        GateRule(min_gain=-0.1)
+def test_gate_validates_thresholds_and_the_serving_row() -> None:
+    with pytest.raises(ValidationError, match="min_gain"):
+        GateSettings(min_gain=-0.1)
+    with pytest.raises(EvalError, match="serving_row must be two-stage or hybrid"):
+        decide(_report("c", SERVING), _report("s", SERVING), serving_row="sparse")

@@ -18,7 +18,7 @@ from ragctl.core.settings import StoreSettings, load_settings
 from ragctl.core.store.base import CollectionSpec
 from ragctl.core.store.edge import EdgeStore
 from ragctl.core.store.server import ServerStore
-from ragctl.evalkit.gate import GateRule, decide
+from ragctl.evalkit.gate import decide
 from ragctl.evalkit.results import EvalReport, RunRow
 from ragctl.ingest.pipeline import ingest_documents, make_chunker
 from ragctl.retriever.app import create_app
@@ -266,10 +266,10 @@ def _report(two_stage, hybrid, sparse=0.7, full=None):
 def test_hybrid_gate_requires_the_gain_in_the_serving_mode_and_profile_picks_the_best():
     serving = _report(0.50, 0.75)
     candidate = _report(0.60, 0.752)  # dense much better, hybrid barely
-    assert decide(candidate, serving, GateRule()).promote
-    hybrid_gate = decide(candidate, serving, GateRule(serving_row="hybrid"))
+    assert decide(candidate, serving).promote
+    hybrid_gate = decide(candidate, serving, serving_row="hybrid")
     assert not hybrid_gate.promote and "hybrid" in hybrid_gate.reason
-    assert decide(_report(0.6, 0.8), serving, GateRule(serving_row="hybrid")).promote
+    assert decide(_report(0.6, 0.8), serving, serving_row="hybrid").promote
     profile = measured_profile(candidate, "test")
     assert profile["mode"] == "hybrid" and profile["fusion"]["sparse_weight"] == 2.0
     assert measured_profile(_report(0.9, 0.8, sparse=0.85), "t")["mode"] == "dense"

@@ -19,7 +19,6 @@ from ragctl.tuner.loop import RetuneOptions, retune
 from ragctl.tuner.pairs import pin_to_chunks
 from ragctl.tuner.promote import reembed, rollback, switch
 from ragctl.tuner.publish import files_to_upload
-from ragctl.tuner.train import TrainConfig
 
 
 @pytest.fixture(scope="session")
@@ -95,13 +94,17 @@ def _guard_set(folder):
 def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder):
     settings, store, feedback, eval_set = demo
     guard = _guard_set(settings.data_dir.parent / "guard")
-    settings = settings.model_copy(
+    tuner = settings.tuner.model_copy(
         update={
-            "tuner": settings.tuner.model_copy(
-                update={"gate": settings.tuner.gate.model_copy(update={"guard_dataset": guard})}
-            )
+            "epochs": 1,
+            "batch_size": 8,
+            "learning_rate": 1e-4,
+            "checkpoint_steps": 1000,
+            "hard_negatives": False,
+            "gate": settings.tuner.gate.model_copy(update={"guard_dataset": guard}),
         }
     )
+    settings = settings.model_copy(update={"tuner": tuner})
     relevant = [r for r in feedback if r["label"] == "relevant"]
     texts = [r["chunk_text"] for r in relevant]
     random.Random(0).shuffle(texts)
@@ -122,7 +125,6 @@ def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder
             collection="docs",
             pair_files=[pairs],
             eval_set=eval_set,
-            train=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-4, checkpoint_steps=1000),
             show_progress=False,
         ),
         serving_encoder=real_encoder,
@@ -138,7 +140,8 @@ def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder
     assert {"guard_serving", "guard_candidate"} <= set(registry.get(2).evaluation or {})
     # Dense, sparse and hybrid were measured; the gate asked for the gain in the serving mode
     # (hybrid: no profile measured yet), and each version's best mode was recorded.
-    assert {"sparse", "hybrid"} <= {r.name for r in result.candidate_report.rows}
+    assert result.evaluation is not None
+    assert {"sparse", "hybrid"} <= {r.name for r in result.evaluation.candidate.rows}
     assert ("gain", "hybrid") in checks
     for version in (1, 2):
         profile = registry.get(version).search
@@ -168,8 +171,8 @@ def test_retune_dry_run_pins_document_level_feedback_and_eval_set(demo, real_enc
         serving_encoder=real_encoder,
     )
     assert result.counts["feedback_relevant"] == 50 and result.counts["feedback_not_relevant"] == 10
-    assert (result.train_pairs, result.heldout_queries) == (50, 40)
-    assert result.version is None and ModelRegistry(settings.data_dir).next_version() == 2
+    assert (len(result.split.train), result.split.heldout_queries) == (50, 40)
+    assert result.candidate is None and ModelRegistry(settings.data_dir).next_version() == 2
 
 
 def test_reembed_resumes_then_switch_and_rollback(demo, real_encoder):

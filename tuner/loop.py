@@ -1,15 +1,20 @@
-"""`retune`: pairs -> split -> (hard negatives) -> train -> gate -> (re-embed + switch).
+"""`retune`: pairs -> split -> (hard negatives) -> train -> evaluate -> gate -> record ->
+(re-embed + switch).
 
-Every step reports through `on_step`, so the CLI (or the retriever's job runner) can show
-progress; the result carries every number for the table and the registry.
+Each phase is a function with a typed result that reads its inputs and changes none of them;
+`retune` runs them in order. Every phase reports through `step`, so the CLI (or the
+retriever's job runner) can show progress; the result carries every number for the table and
+the registry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +23,10 @@ from ragctl.core.encoder import Encoder, resolve_model
 from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
 from ragctl.core.search import SearchMode
-from ragctl.core.settings import Settings
+from ragctl.core.settings import Settings, TunerSettings
 from ragctl.core.store.base import CollectionSpec, VectorStore
 from ragctl.evalkit.datasets import EvalDataset
-from ragctl.evalkit.gate import GateDecision, GateRule, decide
+from ragctl.evalkit.gate import GateDecision, decide
 from ragctl.evalkit.results import HYBRID as HYBRID_ROW
 from ragctl.evalkit.results import SPARSE as SPARSE_ROW
 from ragctl.evalkit.results import TWO_STAGE, EvalReport
@@ -42,63 +47,407 @@ from ragctl.tuner.pairs import (
 )
 from ragctl.tuner.promote import SyncReport, reembed, switch, version_encoder
 from ragctl.tuner.split import drop_queries, split_heldout
-from ragctl.tuner.train import TrainConfig, TrainResult, train
+from ragctl.tuner.train import TrainResult, train
 
 logger = logging.getLogger(__name__)
 
 Step = Callable[[str], None]
 
 
-@dataclass
+def _quiet(_message: str) -> None:
+    """A `Step` that reports nothing."""
+
+
+@dataclass(frozen=True)
 class RetuneOptions:
-    """One retune run's inputs beyond settings."""
+    """One retune run's inputs beyond settings (`settings.tuner`: training, data, gate)."""
 
     collection: str
-    feedback: Iterable[Mapping[str, Any]] = ()
+    feedback: Sequence[Mapping[str, Any]] = ()
     pair_files: Sequence[Path] = ()
     synthetic: Sequence[TrainingPair] = ()
     eval_set: Path | None = None
-    train: TrainConfig = field(default_factory=TrainConfig)
-    hard_negatives: bool = False
-    negatives_from: str = "dense"  # the ranker of the candidates: dense | sparse | hybrid
-    negative_margin: float = 0.05
-    heldout_fraction: float = 0.1
     eval_corpus_limit: int = 20_000
     promote: bool = True
     dry_run: bool = False
     show_progress: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
+class Split:
+    """Training pairs, and the held-out pairs the gate measures on (no query on both sides)."""
+
+    train: list[TrainingPair]
+    heldout: list[TrainingPair]
+    source: str  # where the held-out pairs come from
+
+    @property
+    def heldout_queries(self) -> int:
+        """Distinct held-out queries."""
+        return len({normalize_query(p.query) for p in self.heldout})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained model version, registered as a candidate."""
+
+    record: ModelRecord
+    training: TrainResult
+    fingerprint: str  # SHA-256 of the training rows (`tuner.card.data_fingerprint`)
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Both models on the held-out queries (and on the guard set, when one is configured),
+    with the search profile each measured best there."""
+
+    serving: EvalReport
+    candidate: EvalReport
+    serving_guard: EvalReport | None
+    candidate_guard: EvalReport | None
+    serving_profile: dict[str, Any] | None
+    candidate_profile: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class RetuneResult:
-    """What a run did; fields after `split` stay None when the run stopped early."""
+    """What a run did: each phase's result. Those after `split` stay None when the run stopped
+    early (dry run); `sync` stays None unless the candidate was promoted."""
 
     serving: CollectionSpec
     counts: dict[str, int]
-    train_pairs: int
-    heldout_queries: int
-    heldout_source: str
+    split: Split
     mining: MiningReport | None = None
-    version: int | None = None
-    training: TrainResult | None = None
-    serving_report: EvalReport | None = None
-    candidate_report: EvalReport | None = None
+    candidate: Candidate | None = None
+    evaluation: Evaluation | None = None
     decision: GateDecision | None = None
     sync: SyncReport | None = None
-    promoted: bool = False
-    candidate_profile: dict[str, Any] | None = None  # best mode + fusion measured
-    serving_profile: dict[str, Any] | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.sync is not None
 
 
-def gate_rule(settings: Settings, serving_mode: SearchMode = SearchMode.DENSE) -> GateRule:
-    """The gate of `settings`, requiring the gain in `serving_mode` (dense or hybrid)."""
-    gate = settings.tuner.gate
-    return GateRule(
-        min_gain=gate.min_gain,
-        max_regression=gate.max_regression,
-        guard_tolerance=gate.guard_tolerance,
-        serving_row=HYBRID_ROW if serving_mode is SearchMode.HYBRID else TWO_STAGE,
+def retune(
+    settings: Settings,
+    store: VectorStore,
+    options: RetuneOptions,
+    *,
+    on_step: Step | None = None,
+    serving_encoder: Encoder | None = None,
+) -> RetuneResult:
+    """Run the loop once, phase by phase. Returns what happened; raises TunerError on bad input.
+
+    `serving_encoder` is used when it is the model of the serving collection (else it is loaded).
+    """
+    step = on_step or _quiet
+    serving = open_serving(settings, store, options.collection, serving_encoder)
+    pair_set = collect_pairs(options, serving, step)
+    split = split_pairs(pair_set.pairs, serving, options.eval_set, settings.tuner, step)
+    result = RetuneResult(serving.spec, dict(pair_set.counts), split)
+    if options.dry_run:
+        return result
+    train_pairs, mining = add_hard_negatives(split.train, pair_set, serving, settings.tuner, step)
+    candidate = train_candidate(settings, serving.spec, train_pairs, options.show_progress, step)
+    candidate_encoder = version_encoder(serving.spec, candidate.record, settings)
+    evaluation = evaluate_models(settings, serving, candidate_encoder, split, options, step)
+    decision = decide_promotion(settings, serving.spec, evaluation, step)
+    record_outcome(
+        settings, serving.spec, pair_set.counts, split, candidate, evaluation, decision, step
     )
+    result = replace(
+        result, mining=mining, candidate=candidate, evaluation=evaluation, decision=decision
+    )
+    if not (decision.promote and options.promote):
+        return result
+    sync = promote_candidate(settings, serving, candidate.version, candidate_encoder, step)
+    return replace(result, sync=sync)
+
+
+def open_serving(
+    settings: Settings, store: VectorStore, collection: str, encoder: Encoder | None = None
+) -> BoundCollection:
+    """The collection behind the alias `collection`, with its model (`encoder` if it is that
+    model, else loaded)."""
+    spec = store.spec(store.resolve(collection))
+    if encoder is None or encoder.model_ref != spec.model:
+        encoder = encoder_for(spec, settings)
+    return BoundCollection(store, spec, encoder)
+
+
+def collect_pairs(options: RetuneOptions, serving: BoundCollection, step: Step = _quiet) -> PairSet:
+    """Feedback (records naming only a document pinned to its best chunk), pair files and
+    synthetic pairs, checked against the serving collection and deduplicated."""
+    step("collecting training pairs")
+    pair_set = PairSet()
+    add_feedback(pair_set, pin_doc_level(options.feedback, serving))
+    for path in options.pair_files:
+        pairs = read_pair_file(path)
+        pair_set.pairs.extend(pairs)
+        pair_set.count("pair_file_rows", len(pairs))
+    pair_set.pairs.extend(options.synthetic)
+    pair_set.count("synthetic", len(options.synthetic))
+    refresh_from_store(pair_set, serving)
+    before = len(pair_set.pairs)
+    pair_set.pairs = deduplicate(pair_set.pairs)
+    pair_set.count("duplicates_dropped", before - len(pair_set.pairs))
+    pair_set.count("pairs", len(pair_set.pairs))
+    if not pair_set.pairs:
+        raise TunerError(
+            "no training pairs: log feedback through the retriever (/v1/feedback), give "
+            "--feedback FILE, --pairs FILE, or --synthetic N"
+        )
+    return pair_set
+
+
+def split_pairs(
+    pairs: Sequence[TrainingPair],
+    serving: BoundCollection,
+    eval_set: Path | None,
+    tuner: TunerSettings,
+    step: Step = _quiet,
+) -> Split:
+    """Hold out the golden `eval_set` (its queries leave the training pairs), else
+    `tuner.heldout_fraction` of the queries."""
+    if eval_set is not None:
+        heldout = read_eval_set(eval_set, serving)
+        train_pairs = drop_queries(pairs, [p.query for p in heldout])
+        split = Split(train_pairs, heldout, f"eval set {eval_set.name}")
+    else:
+        fraction = tuner.heldout_fraction
+        train_pairs, heldout = split_heldout(pairs, fraction, seed=tuner.seed)
+        split = Split(train_pairs, heldout, f"{fraction:.0%} of queries held out")
+    step(
+        f"{len(split.train)} training pairs, {split.heldout_queries} held-out queries "
+        f"({split.source})"
+    )
+    return split
+
+
+def add_hard_negatives(
+    pairs: Sequence[TrainingPair],
+    pair_set: PairSet,
+    serving: BoundCollection,
+    tuner: TunerSettings,
+    step: Step = _quiet,
+) -> tuple[list[TrainingPair], MiningReport | None]:
+    """With `tuner.hard_negatives`, every pair with a negative mined from the serving
+    collection (never a chunk `pair_set` knows as relevant); else the pairs as they are."""
+    if not tuner.hard_negatives:
+        return list(pairs), None
+    if tuner.negatives_from is not SearchMode.DENSE and serving.spec.lexical is None:
+        raise TunerError(
+            f"--negatives-from {tuner.negatives_from} needs lexical vectors, and "
+            f"{serving.physical} has none; use dense"
+        )
+    step(f"mining hard negatives ({tuner.negatives_from} candidates)")
+    return mine_hard_negatives(
+        pairs,
+        serving,
+        relevant=pair_set.relevant,
+        not_relevant=pair_set.not_relevant,
+        margin=tuner.negative_margin,
+        source=tuner.negatives_from,
+    )
+
+
+def train_candidate(
+    settings: Settings,
+    serving: CollectionSpec,
+    pairs: Sequence[TrainingPair],
+    show_progress: bool = True,
+    step: Step = _quiet,
+) -> Candidate:
+    """Fine-tune the serving model on `pairs` into the next version, and register it.
+
+    Checkpoints are keyed by the data and the hyperparameters, so the same run resumes.
+    """
+    registry = ModelRegistry(settings.data_dir)
+    parent = registry.ensure_base(serving.model)
+    version = registry.next_version()
+    hyperparameters = settings.tuner.hyperparameters()
+    fingerprint = data_fingerprint(pairs)
+    config_key = hashlib.sha256(json.dumps(hyperparameters, sort_keys=True).encode()).hexdigest()
+    checkpoints = settings.data_dir / "checkpoints" / f"{fingerprint[:16]}-{config_key[:8]}"
+    step(f"training v{version} from v{serving.version} ({serving.model}) on {len(pairs)} pairs")
+    training = train(
+        resolve_model(resolve_ref(serving.model, settings.data_dir)),
+        pairs,
+        settings.tuner,
+        output_dir=registry.model_dir(version),
+        checkpoint_dir=checkpoints,
+        shortlist_dims=serving.shortlist_dims,
+        query_prompt=serving.query_prompt,
+        document_prompt=serving.document_prompt,
+        device=settings.model.device,
+        trust_remote_code=settings.model.trust_remote_code,
+        show_progress=show_progress,
+    )
+    record = registry.add(
+        ModelRecord(
+            version=version,
+            ref=f"models/v{version}",
+            parent=serving.version,
+            base_model=parent.base_model,
+            training={
+                **training.config,
+                "loss": training.loss,
+                "steps": training.steps,
+                "seconds": round(training.seconds, 1),
+                "device": training.device,
+                "precision": training.precision,
+                "pairs": len(pairs),
+                "data_sha256": fingerprint,
+            },
+        )
+    )
+    return Candidate(record, training, fingerprint)
+
+
+def evaluate_models(
+    settings: Settings,
+    serving: BoundCollection,
+    candidate: Encoder,
+    split: Split,
+    options: RetuneOptions,
+    step: Step = _quiet,
+) -> Evaluation:
+    """Both models on the held-out queries against the collection's own chunks, at every dim
+    and through the store in every mode the collection has, and on the guard set if set.
+
+    With lexical vectors the sparse row and the hybrid row (best fusion of the grid, for each
+    model) are measured too: the mode and fusion are learned on the held-out queries.
+    """
+    step("evaluating candidate vs serving on the held-out queries")
+    dataset = heldout_dataset(
+        split.heldout,
+        serving,
+        name=f"{options.collection}-heldout",
+        corpus_limit=options.eval_corpus_limit,
+        seed=settings.tuner.seed,
+    )
+    lexical = serving.spec.lexical
+    eval_options = EvalOptions(
+        shortlist=settings.search.shortlist,
+        chunk_size_tokens=settings.chunking.size_tokens,
+        chunk_overlap_tokens=settings.chunking.overlap_tokens,
+        work_dir=settings.data_dir,
+        show_progress=options.show_progress,
+        lexical=lexical,
+        fusions=FUSION_GRID if lexical is not None else (settings_fusion(settings),),
+    )
+    serving_report = evaluate(dataset, serving.encoder, eval_options)
+    candidate_report = evaluate(dataset, candidate, eval_options)
+    candidate_guard, serving_guard = guard_reports(
+        settings, serving.encoder, candidate, eval_options, options.eval_corpus_limit
+    )
+    if candidate_guard is not None:
+        step("evaluated both models on the guard set " + str(settings.tuner.gate.guard_dataset))
+    return Evaluation(
+        serving=serving_report,
+        candidate=candidate_report,
+        serving_guard=serving_guard,
+        candidate_guard=candidate_guard,
+        serving_profile=measured_profile(serving_report, split.source),
+        candidate_profile=measured_profile(candidate_report, split.source),
+    )
+
+
+def decide_promotion(
+    settings: Settings, serving: CollectionSpec, evaluation: Evaluation, step: Step = _quiet
+) -> GateDecision:
+    """The gate of `settings.tuner.gate`, requiring the gain in the mode the collection is
+    served in (hybrid: the hybrid row; dense or sparse: two-stage)."""
+    mode = resolve_profile(settings, serving, tuned_profile(settings, serving)).mode
+    decision = decide(
+        evaluation.candidate,
+        evaluation.serving,
+        settings.tuner.gate,
+        serving_row=HYBRID_ROW if mode is SearchMode.HYBRID else TWO_STAGE,
+        candidate_guard=evaluation.candidate_guard,
+        serving_guard=evaluation.serving_guard,
+    )
+    verdict = "promote" if decision.promote else "reject"
+    step(f"gate ({mode} serving): {verdict} -- {decision.reason}")
+    return decision
+
+
+def record_outcome(
+    settings: Settings,
+    serving: CollectionSpec,
+    counts: Mapping[str, int],
+    split: Split,
+    candidate: Candidate,
+    evaluation: Evaluation,
+    decision: GateDecision,
+    step: Step = _quiet,
+) -> None:
+    """The gate's decision, both evaluations and the measured search profiles into the
+    registry, and the model card (with the pair `counts`) into the candidate's folder."""
+    registry = ModelRegistry(settings.data_dir)
+    guards = {}
+    if evaluation.serving_guard is not None and evaluation.candidate_guard is not None:
+        guards = {
+            "guard_serving": evaluation.serving_guard.to_dict(),
+            "guard_candidate": evaluation.candidate_guard.to_dict(),
+        }
+    gate = {"promote": decision.promote, "reason": decision.reason}
+    registry.update(
+        candidate.version,
+        status="candidate" if decision.promote else "rejected",
+        gate=gate,
+        evaluation={
+            "serving": evaluation.serving.to_dict(),
+            "candidate": evaluation.candidate.to_dict(),
+            **guards,
+        },
+        search=evaluation.candidate_profile,
+    )
+    if evaluation.serving_profile is not None:  # what serves best today, on the same queries
+        registry.update(serving.version, search=evaluation.serving_profile)
+    record = candidate.record
+    write_card(
+        registry.model_dir(candidate.version),
+        {
+            "version": candidate.version,
+            "parent": serving.version,
+            "base_model": record.base_model,
+            "data": {
+                "training_pairs": candidate.training.pairs,
+                "heldout_queries": split.heldout_queries,
+                "heldout": split.source,
+                "sha256": candidate.fingerprint,
+                **{f"count_{k}": v for k, v in counts.items()},
+            },
+            "training": record.training,
+            "evaluation": {"table": _card_table(evaluation.serving, evaluation.candidate)},
+            "gate": gate,
+        },
+    )
+    if evaluation.candidate_profile is not None:
+        chosen = evaluation.candidate_profile
+        step(f"v{candidate.version} measured best in {chosen['mode']} mode: {chosen['ndcg@10']}")
+
+
+def promote_candidate(
+    settings: Settings,
+    serving: BoundCollection,
+    version: int,
+    encoder: Encoder,
+    step: Step = _quiet,
+) -> SyncReport:
+    """Re-embed the serving collection into `NAME__v{version}` with `encoder`, then switch the
+    alias to it (the previous collection is kept for rollback)."""
+    name = serving.spec.name
+    step(f"re-embedding {serving.physical} into {name}__v{version}")
+    sync = reembed(serving.store, collection=name, version=version, encoder=encoder)
+    switch(serving.store, ModelRegistry(settings.data_dir), name, version)
+    step(f"serving v{version} ({sync.points} chunks)")
+    return sync
 
 
 def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
@@ -106,7 +455,7 @@ def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
 
     Ties go to dense, then hybrid, then sparse. None when the report has no pipeline rows.
     """
-    scores: dict[str, float] = {}
+    scores: dict[str, float] = {}  # by the mode's name: the registry and the CLI show it
     for mode, row_name in (
         (SearchMode.DENSE, TWO_STAGE),
         (SearchMode.HYBRID, HYBRID_ROW),
@@ -114,7 +463,7 @@ def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
     ):
         row = report.row(row_name)
         if row is not None and "ndcg@10" in row.metrics:
-            scores[mode] = row.metrics["ndcg@10"]
+            scores[mode.value] = row.metrics["ndcg@10"]
     if not scores:
         return None
     best = max(scores, key=lambda mode: scores[mode])  # first (dense) wins ties
@@ -141,29 +490,6 @@ def guard_reports(
     # Forgetting is a property of the dense model: no lexical rows on the guard set.
     dense_only = replace(options, lexical=None)
     return evaluate(guard, candidate, dense_only), evaluate(guard, serving, dense_only)
-
-
-def collect_pairs(options: RetuneOptions, serving: BoundCollection) -> PairSet:
-    """Feedback, pair files and synthetic pairs, checked against the store and deduplicated."""
-    pair_set = PairSet()
-    add_feedback(pair_set, options.feedback)
-    for path in options.pair_files:
-        pairs = read_pair_file(path)
-        pair_set.pairs.extend(pairs)
-        pair_set.count("pair_file_rows", len(pairs))
-    pair_set.pairs.extend(options.synthetic)
-    pair_set.count("synthetic", len(options.synthetic))
-    refresh_from_store(pair_set, serving)
-    before = len(pair_set.pairs)
-    pair_set.pairs = deduplicate(pair_set.pairs)
-    pair_set.count("duplicates_dropped", before - len(pair_set.pairs))
-    pair_set.count("pairs", len(pair_set.pairs))
-    if not pair_set.pairs:
-        raise TunerError(
-            "no training pairs: log feedback through the retriever (/v1/feedback), give "
-            "--feedback FILE, --pairs FILE, or --synthetic N"
-        )
-    return pair_set
 
 
 def heldout_dataset(
@@ -209,205 +535,6 @@ def heldout_dataset(
     return EvalDataset(
         name=name, split="heldout", corpus=corpus, queries=queries, qrels=qrels, notes=notes
     )
-
-
-def retune(
-    settings: Settings,
-    store: VectorStore,
-    options: RetuneOptions,
-    *,
-    on_step: Step | None = None,
-    serving_encoder: Encoder | None = None,
-) -> RetuneResult:
-    """Run the loop once. Returns what happened; raises TunerError on bad input."""
-    step = on_step or (lambda _msg: None)
-    registry = ModelRegistry(settings.data_dir)
-    physical = store.resolve(options.collection)
-    spec = store.spec(physical)
-    if serving_encoder is None or serving_encoder.model_ref != spec.model:
-        serving_encoder = encoder_for(spec, settings)
-    parent = registry.ensure_base(spec.model)
-    serving = BoundCollection(store, spec, serving_encoder)
-
-    step("collecting training pairs")
-    options.feedback = pin_doc_level(options.feedback, serving)
-    pair_set = collect_pairs(options, serving)
-    if options.eval_set is not None:
-        heldout = read_eval_set(options.eval_set, serving)
-        train_pairs = drop_queries(pair_set.pairs, [p.query for p in heldout])
-        source = f"eval set {options.eval_set.name}"
-    else:
-        train_pairs, heldout = split_heldout(
-            pair_set.pairs, options.heldout_fraction, seed=options.train.seed
-        )
-        source = f"{options.heldout_fraction:.0%} of queries held out"
-    heldout_queries = len({normalize_query(p.query) for p in heldout})
-    result = RetuneResult(
-        serving=spec,
-        counts=dict(pair_set.counts),
-        train_pairs=len(train_pairs),
-        heldout_queries=heldout_queries,
-        heldout_source=source,
-    )
-    step(f"{len(train_pairs)} training pairs, {heldout_queries} held-out queries ({source})")
-    if options.dry_run:
-        return result
-
-    if options.hard_negatives:
-        if options.negatives_from != "dense" and spec.lexical is None:
-            raise TunerError(
-                f"--negatives-from {options.negatives_from} needs lexical vectors, and "
-                f"{physical} has none; use dense"
-            )
-        step(f"mining hard negatives ({options.negatives_from} candidates)")
-        train_pairs, result.mining = mine_hard_negatives(
-            train_pairs,
-            serving,
-            relevant=pair_set.relevant,
-            not_relevant=pair_set.not_relevant,
-            margin=options.negative_margin,
-            source=SearchMode(options.negatives_from),
-        )
-
-    version = registry.next_version()
-    result.version = version
-    model_dir = registry.model_dir(version)
-    fingerprint = data_fingerprint(train_pairs)
-    checkpoints = (
-        settings.data_dir / "checkpoints" / f"{fingerprint[:16]}-{_config_key(options.train)}"
-    )
-    step(f"training v{version} from v{spec.version} ({spec.model}) on {len(train_pairs)} pairs")
-    result.training = train(
-        resolve_model(resolve_ref(spec.model, settings.data_dir)),
-        train_pairs,
-        options.train,
-        output_dir=model_dir,
-        checkpoint_dir=checkpoints,
-        shortlist_dims=spec.shortlist_dims,
-        query_prompt=spec.query_prompt,
-        document_prompt=spec.document_prompt,
-        device=settings.model.device,
-        trust_remote_code=settings.model.trust_remote_code,
-        show_progress=options.show_progress,
-    )
-    ref = f"models/v{version}"
-    record = registry.add(
-        ModelRecord(
-            version=version,
-            ref=ref,
-            parent=spec.version,
-            base_model=parent.base_model,
-            training={
-                **result.training.config,
-                "loss": result.training.loss,
-                "steps": result.training.steps,
-                "seconds": round(result.training.seconds, 1),
-                "device": result.training.device,
-                "precision": result.training.precision,
-                "pairs": len(train_pairs),
-                "data_sha256": fingerprint,
-            },
-        )
-    )
-
-    step("evaluating candidate vs serving on the held-out queries")
-    candidate_encoder = version_encoder(spec, record, settings)
-    dataset = heldout_dataset(
-        heldout,
-        serving,
-        name=f"{options.collection}-heldout",
-        corpus_limit=options.eval_corpus_limit,
-        seed=options.train.seed,
-    )
-    # With lexical vectors, the sparse row and the hybrid row (best fusion of the grid, for
-    # each model) are measured too: the mode and fusion are learned on the held-out queries.
-    eval_options = EvalOptions(
-        shortlist=settings.search.shortlist,
-        chunk_size_tokens=settings.chunking.size_tokens,
-        chunk_overlap_tokens=settings.chunking.overlap_tokens,
-        work_dir=settings.data_dir,
-        show_progress=options.show_progress,
-        lexical=spec.lexical,
-        fusions=FUSION_GRID if spec.lexical is not None else (settings_fusion(settings),),
-    )
-    serving_mode = resolve_profile(settings, spec, tuned_profile(settings, spec)).mode
-    result.serving_report = evaluate(dataset, serving_encoder, eval_options)
-    result.candidate_report = evaluate(dataset, candidate_encoder, eval_options)
-    candidate_guard, serving_guard = guard_reports(
-        settings, serving_encoder, candidate_encoder, eval_options, options.eval_corpus_limit
-    )
-    if candidate_guard is not None:
-        step("evaluated both models on the guard set " + str(settings.tuner.gate.guard_dataset))
-    result.decision = decide(
-        result.candidate_report,
-        result.serving_report,
-        gate_rule(settings, serving_mode),
-        candidate_guard=candidate_guard,
-        serving_guard=serving_guard,
-    )
-    decision = result.decision
-    result.candidate_profile = measured_profile(result.candidate_report, source)
-    result.serving_profile = measured_profile(result.serving_report, source)
-    registry.update(
-        version,
-        status="candidate" if decision.promote else "rejected",
-        gate={"promote": decision.promote, "reason": decision.reason},
-        evaluation={
-            "serving": result.serving_report.to_dict(),
-            "candidate": result.candidate_report.to_dict(),
-            **(
-                {
-                    "guard_serving": serving_guard.to_dict(),
-                    "guard_candidate": candidate_guard.to_dict(),
-                }
-                if candidate_guard is not None and serving_guard is not None
-                else {}
-            ),
-        },
-        search=result.candidate_profile,
-    )
-    if result.serving_profile is not None:  # what serves best today, on the same queries
-        registry.update(spec.version, search=result.serving_profile)
-    write_card(
-        model_dir,
-        {
-            "version": version,
-            "parent": spec.version,
-            "base_model": record.base_model,
-            "data": {
-                "training_pairs": len(train_pairs),
-                "heldout_queries": heldout_queries,
-                "heldout": source,
-                "sha256": fingerprint,
-                **{f"count_{k}": v for k, v in pair_set.counts.items()},
-            },
-            "training": record.training,
-            "evaluation": {"table": _card_table(result.serving_report, result.candidate_report)},
-            "gate": {"promote": decision.promote, "reason": decision.reason},
-        },
-    )
-    verdict = "promote" if decision.promote else "reject"
-    step(f"gate ({serving_mode} serving): {verdict} -- {decision.reason}")
-    if result.candidate_profile is not None:
-        chosen = result.candidate_profile
-        step(f"v{version} measured best in {chosen['mode']} mode: {chosen['ndcg@10']}")
-    if not (decision.promote and options.promote):
-        return result
-
-    step(f"re-embedding {physical} into {options.collection}__v{version}")
-    result.sync = reembed(
-        store, collection=options.collection, version=version, encoder=candidate_encoder
-    )
-    switch(store, registry, options.collection, version)
-    result.promoted = True
-    step(f"serving v{version} ({result.sync.points} chunks)")
-    return result
-
-
-def _config_key(config: TrainConfig) -> str:
-    import hashlib
-
-    return hashlib.sha256(repr(config).encode()).hexdigest()[:8]
 
 
 def _card_table(serving: EvalReport, candidate: EvalReport) -> str:

@@ -10,44 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragctl.core.settings import TrainSettings
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.pairs import TrainingPair
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one training run (recorded in the model card)."""
-
-    epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    max_minutes: float | None = None
-    # Past this batch size the cached loss (GradCache) keeps memory flat: it embeds in
-    # mini-batches of `mini_batch_size` and still uses the whole batch as negatives.
-    max_uncached_batch: int = 64
-    mini_batch_size: int = 32
-    checkpoint_steps: int = 200
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0:
-            raise TunerError(f"epochs must be > 0, got {self.epochs}")
-        if not 2 <= self.batch_size <= 65536:
-            raise TunerError(
-                f"batch_size must be in [2, 65536] (in-batch negatives), got {self.batch_size}"
-            )
-        if not 0 < self.learning_rate < 1:
-            raise TunerError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise TunerError(f"max_minutes must be > 0, got {self.max_minutes}")
 
 
 @dataclass
@@ -87,7 +58,7 @@ def matryoshka_dims(full_dim: int, shortlist_dims: Sequence[int]) -> list[int]:
 def train(
     model_path: str,
     pairs: Sequence[TrainingPair],
-    config: TrainConfig,
+    config: TrainSettings,
     *,
     output_dir: Path,
     checkpoint_dir: Path,
@@ -183,12 +154,12 @@ def train(
         stopped_by_budget=budget.hit,
         device=device,
         precision="bf16" if bf16 else "tf32" if on_gpu else "fp32",
-        config=asdict(config),
+        config=config.hyperparameters(),
     )
 
 
 def training_arguments(
-    config: TrainConfig,
+    config: TrainSettings,
     checkpoint_dir: Path,
     *,
     device: str,
