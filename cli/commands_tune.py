@@ -44,7 +44,7 @@ def _synthesize(
     per_chunk: int,
 ) -> list[SyntheticQuestion]:
     """About `count` questions for random chunks, round-trip filtered with the serving model."""
-    from ragctl.core.collections import BoundCollection, encoder_for
+    from ragctl.core.collections import bind_collection
     from ragctl.tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
 
     chunks = [c for batch in store.scroll_chunks(physical, batch_size=1024) for c in batch]
@@ -60,8 +60,7 @@ def _synthesize(
             questions = generator.generate(sample, per_chunk=per_chunk)
         finally:
             generator.close()
-    spec = store.spec(physical)
-    serving = BoundCollection(store, spec, encoder_for(spec, settings))
+    serving = bind_collection(store, store.spec(physical), settings)
     kept = round_trip_filter(questions, serving, k=settings.tuner.round_trip_k)
     click.echo(
         f"synthetic questions: {len(questions)} generated, "

@@ -52,6 +52,16 @@ def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
     return encoder
 
 
+def bind_collection(
+    store: VectorStore, spec: CollectionSpec, settings: Settings, *, encoder: Encoder | None = None
+) -> BoundCollection:
+    """`spec` in `store` with the model that embedded it: `encoder` if it is that model, else
+    that model loaded."""
+    if encoder is None or encoder.model_ref != spec.model:
+        encoder = encoder_for(spec, settings)
+    return BoundCollection(store, spec, encoder)
+
+
 def spec_for_new(
     name: str, version: int, encoder: Encoder, lexical: LexicalSpec | None = None
 ) -> CollectionSpec:
@@ -89,9 +99,7 @@ def open_or_create(
                 spec.version,
                 settings.model.name_or_path,
             )
-        if encoder is None or encoder.model_ref != spec.model:
-            encoder = encoder_for(spec, settings)
-        return BoundCollection(store, spec, encoder)
+        return bind_collection(store, spec, settings, encoder=encoder)
     if encoder is None:
         encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
     registry = ModelRegistry(settings.data_dir)

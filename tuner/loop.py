@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ragctl.core.collections import BoundCollection, encoder_for
+from ragctl.core.collections import BoundCollection, bind_collection
 from ragctl.core.encoder import Encoder, resolve_model
 from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
@@ -145,7 +145,8 @@ def retune(
     `serving_encoder` is used when it is the model of the serving collection (else it is loaded).
     """
     step = on_step or _quiet
-    serving = open_serving(settings, store, options.collection, serving_encoder)
+    spec = store.spec(store.resolve(options.collection))
+    serving = bind_collection(store, spec, settings, encoder=serving_encoder)
     pair_set = collect_pairs(options, serving, step)
     split = split_pairs(pair_set.pairs, serving, options.eval_set, settings.tuner, step)
     result = RetuneResult(serving.spec, dict(pair_set.counts), split)
@@ -166,17 +167,6 @@ def retune(
         return result
     sync = promote_candidate(settings, serving, candidate.version, candidate_encoder, step)
     return replace(result, sync=sync)
-
-
-def open_serving(
-    settings: Settings, store: VectorStore, collection: str, encoder: Encoder | None = None
-) -> BoundCollection:
-    """The collection behind the alias `collection`, with its model (`encoder` if it is that
-    model, else loaded)."""
-    spec = store.spec(store.resolve(collection))
-    if encoder is None or encoder.model_ref != spec.model:
-        encoder = encoder_for(spec, settings)
-    return BoundCollection(store, spec, encoder)
 
 
 def collect_pairs(options: RetuneOptions, serving: BoundCollection, step: Step = _quiet) -> PairSet:
@@ -269,10 +259,10 @@ def train_candidate(
     registry = ModelRegistry(settings.data_dir)
     parent = registry.ensure_base(serving.model)
     version = registry.next_version()
-    hyperparameters = settings.tuner.hyperparameters()
     fingerprint = data_fingerprint(pairs)
-    config_key = hashlib.sha256(json.dumps(hyperparameters, sort_keys=True).encode()).hexdigest()
-    checkpoints = settings.data_dir / "checkpoints" / f"{fingerprint[:16]}-{config_key[:8]}"
+    hyperparameters = json.dumps(settings.tuner.hyperparameters(), sort_keys=True)
+    config_key = hashlib.sha256(hyperparameters.encode()).hexdigest()[:8]
+    checkpoints = settings.data_dir / "checkpoints" / f"{fingerprint[:16]}-{config_key}"
     step(f"training v{version} from v{serving.version} ({serving.model}) on {len(pairs)} pairs")
     training = train(
         resolve_model(resolve_ref(serving.model, settings.data_dir)),
