@@ -388,7 +388,6 @@ def record_outcome(
     gate = {"promote": decision.promote, "reason": decision.reason}
     registry.update(
         candidate.version,
-        status="candidate" if decision.promote else "rejected",
         gate=gate,
         evaluation={
             "serving": evaluation.serving.to_dict(),
