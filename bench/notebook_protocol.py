@@ -93,7 +93,7 @@ def main() -> None:
     if not RAW.is_dir():
         raise SystemExit(f"needs the notebook's pair files under {RAW}")
 
-    from ragctl.core.encoder import Encoder, resolve_model
+    from ragctl.core.encoder import SentenceTransformerEncoder, resolve_model
     from ragctl.core.settings import ModelSettings
     from ragctl.evalkit.runs import EvalOptions, evaluate
 
@@ -101,7 +101,9 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.model) or {"base": "default"}
     results: dict[str, Any] = {}
     for name, ref in models.items():
-        encoder = Encoder.load(ModelSettings(name_or_path=ref, device="cpu"), (64,))
+        encoder = SentenceTransformerEncoder.load(
+            ModelSettings(name_or_path=ref, device="cpu"), (64,)
+        )
         started = time.perf_counter()
         report = evaluate(dataset, encoder, EvalOptions(pipeline=False, lexical=None))
         row = {r.name: round(r.metrics["ndcg@10"], 4) for r in report.exact_rows()}
