@@ -56,12 +56,12 @@ def main() -> None:
     import torch
     from fastapi.testclient import TestClient
 
-    from ragctl.core.encoder import Encoder
+    from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.registry import ModelRecord, ModelRegistry
     from ragctl.core.settings import ModelSettings, load_settings
     from ragctl.retriever.app import create_app
 
-    encoder = Encoder.load(ModelSettings(), (64,))
+    encoder = SentenceTransformerEncoder.load(ModelSettings(), (64,))
     big = {"id": "big.txt", "text": _prose(args.chars)}
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp), retriever={"admin_api_key": KEY})
