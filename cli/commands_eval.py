@@ -118,7 +118,7 @@ def eval_command(
     from ragctl.core.profile import settings_fusion
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.report import format_text, write_outputs
-    from ragctl.evalkit.runs import FUSION_GRID, EvalOptions, evaluate
+    from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid
 
     parsed_dims = _parse_dims(dims)
     settings = state(ctx).settings(
@@ -142,7 +142,9 @@ def eval_command(
         shortlist=settings.search.shortlist,
         bm25=bm25,
         lexical=settings.lexical.spec(),
-        fusions=FUSION_GRID if tune_fusion else (settings_fusion(settings),),
+        fusions=(
+            fusion_grid(settings_fusion(settings)) if tune_fusion else (settings_fusion(settings),)
+        ),
         chunk_size_tokens=settings.chunking.size_tokens,
         chunk_overlap_tokens=settings.chunking.overlap_tokens,
         show_progress=True,

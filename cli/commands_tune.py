@@ -156,9 +156,12 @@ def retune(
 
     Holds out 10% of the queries (or --eval-set), trains with MultipleNegativesRankingLoss in
     MatryoshkaLoss, evaluates candidate vs serving at every dim and through the store in
-    dense, sparse and hybrid mode (every fusion of the grid), records each model's best search
-    mode, and promotes only if the gate passes in the serving mode: re-embeds the collection
-    into NAME__vN and switches the alias. The previous collection is kept for `ragctl rollback`.
+    dense, sparse and hybrid mode (every fusion of the grid), and promotes only when the gate
+    passes: at least 30 held-out queries, a gain of ndcg@10 at the full dim and in the serving
+    mode that is significant (paired randomization test, p < 0.05), no column regressing. A
+    promotion re-embeds the collection into NAME__vN and switches the alias; the previous
+    collection is kept for `ragctl rollback`. A rejected or --no-promote run changes nothing
+    that serves (the candidate's measured search profile is recorded with it).
     """
     from ragctl.core.store import open_store
     from ragctl.tuner.loop import RetuneOptions
@@ -228,17 +231,23 @@ def retune(
     if evaluation and candidate and result.decision:
         click.echo(_before_after(evaluation.serving, evaluation.candidate))
         verdict = "PROMOTE" if result.decision.promote else "REJECT"
-        click.echo(f"gate: {verdict} -- {result.decision.reason}")
-        for who, profile in (
-            ("serving", evaluation.serving_profile),
-            ("candidate", evaluation.candidate_profile),
-        ):
-            if profile:
-                fusion = profile.get("fusion") or {}
-                click.echo(
-                    f"{who} searches best in {profile['mode']} mode {profile['ndcg@10']}"
-                    + (f"; hybrid fusion {fusion}" if fusion else "")
-                )
+        click.echo(f"gate: {verdict} on {result.decision.queries} held-out queries")
+        for comparison in result.decision.comparisons:
+            if comparison.check != "regression" or not comparison.passed:
+                mark = "ok  " if comparison.passed else "FAIL"
+                click.echo(f"  {mark} {comparison.describe()}")
+        click.echo(f"  {result.decision.reason}")
+        profile = evaluation.candidate_profile
+        if profile:
+            why = (
+                f"significantly better than {profile['default']}"
+                if profile["test"]
+                else "the default: no mode or fusion was significantly better"
+            )
+            click.echo(
+                f"v{candidate.version} search profile: {profile['mode']} ({profile['chosen']}, "
+                f"{why}); ndcg@10 {profile['ndcg@10']}"
+            )
         version = candidate.version
         if result.sync:
             click.echo(
@@ -284,6 +293,7 @@ def _result_json(result: RetuneResult) -> dict[str, Any]:
         "heldout_queries": result.split.heldout_queries,
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
+        "gate": None if decision is None else decision.to_dict(),
         "promoted": result.promoted,
         "serving_profile": None if evaluation is None else evaluation.serving_profile,
         "candidate_profile": None if evaluation is None else evaluation.candidate_profile,

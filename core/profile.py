@@ -36,6 +36,11 @@ def settings_fusion(settings: Settings) -> FusionParams:
     return FusionParams.model_validate(settings.search.model_dump())
 
 
+def default_profile(settings: Settings, spec: CollectionSpec) -> SearchProfile:
+    """The profile `spec` is served with when nothing was measured (no tuned profile)."""
+    return resolve_profile(settings, spec, None)
+
+
 def resolve_profile(
     settings: Settings, spec: CollectionSpec, tuned: Mapping[str, Any] | None
 ) -> SearchProfile:

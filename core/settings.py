@@ -230,6 +230,12 @@ class GateSettings(BaseModel):
     max_regression: float = Field(default=0.01, ge=0, le=1)  # at any dim or pipeline mode
     guard_tolerance: float = Field(default=0.01, ge=0, le=1)  # on the guard set
     guard_dataset: Path | None = None  # a general-domain BEIR folder against forgetting
+    # A gain must also be real: one-sided p-value of the paired randomization test over the
+    # held-out queries below `significance` (evalkit.significance).
+    significance: float = Field(default=0.05, gt=0, lt=1)
+    # Fewer held-out queries than this cannot promote (nor re-profile a collection).
+    min_queries: int = Field(default=30, ge=1, le=1_000_000)
+    resamples: int = Field(default=10_000, ge=100, le=1_000_000)  # of the test and the CI
 
 
 class TrainSettings(BaseModel):

@@ -1,19 +1,25 @@
 """The promotion gate (pure): does a candidate model beat the serving one on held-out queries?
 
 Promote only when all hold:
-1. gain: ndcg@10 (`METRIC`) improves by at least `min_gain` at the full dim AND in the serving
-   mode: through the two-stage pipeline (dense; both reports need a two-stage row by default),
-   or the hybrid row when the collection is served hybrid;
-2. no regression: at every exact dim and pipeline mode both reports share (sparse and hybrid
+1. enough queries: at least `min_queries` held-out queries (a gain on a handful is noise);
+2. gain: ndcg@10 (`METRIC`) improves by at least `min_gain` at the full dim AND in the serving
+   mode (the two-stage row when served dense, the hybrid row when served hybrid), and each of
+   those gains is significant: the one-sided p-value of a paired randomization test over the
+   per-query values is below `significance` (`evalkit.significance`, seeded, so the same
+   reports always give the same decision);
+3. no regression: at every exact dim and pipeline mode both reports share (sparse and hybrid
    included), the candidate loses at most `max_regression`;
-3. guard (optional): on a general-domain guard set, the candidate loses at most
+4. guard (optional): on a general-domain guard set, the candidate loses at most
    `guard_tolerance` at the full dim (and through two-stage when both guard reports have it).
-Differences are absolute (candidate - serving). BM25 rows are ignored.
+Differences are absolute (candidate - serving). BM25 rows are ignored. Every comparison with
+per-query values carries its paired test: the gain's confidence interval, p-values and the
+queries won, lost and tied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ragctl.core.settings import GateSettings
 from ragctl.evalkit.errors import EvalError
@@ -26,6 +32,7 @@ from ragctl.evalkit.results import (
     EvalReport,
     RunRow,
 )
+from ragctl.evalkit.significance import PairedTest, paired_test
 
 # Float noise allowance when comparing a difference with a threshold.
 _EPS = 1e-12
@@ -49,7 +56,8 @@ class GateComparison:
         candidate: Candidate's value.
         serving: Serving model's value.
         threshold: The bound on `delta`: `delta >= threshold` passes.
-        passed: Whether it passed.
+        passed: Whether it passed (a gain must also be significant).
+        test: The paired test over the per-query values (None when a report has none).
     """
 
     check: str
@@ -59,6 +67,7 @@ class GateComparison:
     serving: float
     threshold: float
     passed: bool
+    test: PairedTest | None = None
 
     @property
     def delta(self) -> float:
@@ -66,11 +75,26 @@ class GateComparison:
         return self.candidate - self.serving
 
     def describe(self) -> str:
-        """`ndcg@10 at 384: 0.6512 vs 0.6450 (+0.0062, needs >= +0.0050)`."""
+        """`gain ndcg@10 at 384: 0.6512 vs 0.6450 (+0.0062 [95% CI ...], p=0.01, ...)`."""
+        stats = self.test.describe() if self.test is not None else f"{self.delta:+.4f}"
         return (
             f"{self.check} {self.metric} at {self.column}: {self.candidate:.4f} vs "
-            f"{self.serving:.4f} ({self.delta:+.4f}, needs >= {self.threshold:+.4f})"
+            f"{self.serving:.4f}: {stats}; needs >= {self.threshold:+.4f}"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for the registry, the model card and the API)."""
+        return {
+            "check": self.check,
+            "column": self.column,
+            "metric": self.metric,
+            "candidate": round(self.candidate, 6),
+            "serving": round(self.serving, 6),
+            "delta": round(self.delta, 6),
+            "threshold": self.threshold,
+            "passed": self.passed,
+            "test": None if self.test is None else self.test.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -80,10 +104,22 @@ class GateDecision:
     promote: bool
     reason: str
     comparisons: list[GateComparison] = field(default_factory=list)
+    queries: int = 0  # held-out queries compared
+    significance: float = 0.05
 
     def failures(self) -> list[GateComparison]:
         """The comparisons that did not pass."""
         return [c for c in self.comparisons if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form: the verdict, its reason and every compared number."""
+        return {
+            "promote": self.promote,
+            "reason": self.reason,
+            "queries": self.queries,
+            "significance": self.significance,
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
 
 
 def _value(report: EvalReport, row: RunRow | None, metric: str, what: str) -> float:
@@ -109,7 +145,12 @@ def _check_comparable(candidate: EvalReport, serving: EvalReport, what: str) -> 
 
 
 def _compare(
-    check: str, column: str, candidate: EvalReport, serving: EvalReport, threshold: float
+    check: str,
+    column: str,
+    candidate: EvalReport,
+    serving: EvalReport,
+    threshold: float,
+    rule: GateSettings,
 ) -> GateComparison:
     what = f"{check} check at {column}"
     if column == "full":
@@ -119,7 +160,26 @@ def _compare(
         c_row, s_row = candidate.row(column), serving.row(column)
     c = _value(candidate, c_row, METRIC, what)
     s = _value(serving, s_row, METRIC, what)
-    return GateComparison(check, column, METRIC, c, s, threshold, c - s >= threshold - _EPS)
+    test = _paired(c_row, s_row, rule)
+    passed = c - s >= threshold - _EPS
+    if check == GAIN:  # a gain must be real, not the luck of which queries were held out
+        passed = passed and test is not None and test.p_better < rule.significance
+    return GateComparison(check, column, METRIC, c, s, threshold, passed, test)
+
+
+def _paired(
+    candidate: RunRow | None, serving: RunRow | None, rule: GateSettings
+) -> PairedTest | None:
+    """The paired test of two rows over the queries both have values for (None if none)."""
+    if candidate is None or serving is None:
+        return None
+    mine, theirs = candidate.query_values(METRIC), serving.query_values(METRIC)
+    shared = [q for q in theirs if q in mine]
+    if not shared:
+        return None
+    return paired_test(
+        [theirs[q] for q in shared], [mine[q] for q in shared], resamples=rule.resamples
+    )
 
 
 def decide(
@@ -137,7 +197,8 @@ def decide(
     Args:
         candidate: Report of the candidate model on the held-out set.
         serving: Report of the serving model on the same set.
-        rule: Thresholds (defaults: gain 0.005, regression 0.01, guard 0.01).
+        rule: Thresholds (defaults: gain 0.005 at p < 0.05 over >= 30 queries, regression
+            0.01, guard 0.01).
         serving_row: The pipeline row of the serving mode, where the gain is required:
             `two-stage` (dense, or sparse: the model does not change sparse results) or
             `hybrid` (falls back to `two-stage` when a report has no hybrid row).
@@ -161,12 +222,12 @@ def decide(
             "the gate needs two-stage rows in both reports (evaluate with the pipeline), "
             "or require_two_stage=False"
         )
-    comparisons = [_compare(GAIN, "full", candidate, serving, rule.min_gain)]
+    comparisons = [_compare(GAIN, "full", candidate, serving, rule.min_gain, rule)]
     gain_row = serving_row
     if candidate.row(gain_row) is None or serving.row(gain_row) is None:
         gain_row = TWO_STAGE
     if has_two_stage or gain_row != TWO_STAGE:
-        comparisons.append(_compare(GAIN, gain_row, candidate, serving, rule.min_gain))
+        comparisons.append(_compare(GAIN, gain_row, candidate, serving, rule.min_gain, rule))
     shared = [
         r.name
         for r in candidate.rows
@@ -174,38 +235,39 @@ def decide(
         and serving.row(r.name) is not None
     ]
     for column in shared:
-        comparisons.append(_compare(REGRESSION, column, candidate, serving, -rule.max_regression))
+        comparisons.append(
+            _compare(REGRESSION, column, candidate, serving, -rule.max_regression, rule)
+        )
     if candidate_guard is not None and serving_guard is not None:
         _check_comparable(candidate_guard, serving_guard, "guard")
         tolerance = -rule.guard_tolerance
-        comparisons.append(_compare(GUARD, "full", candidate_guard, serving_guard, tolerance))
+        comparisons.append(_compare(GUARD, "full", candidate_guard, serving_guard, tolerance, rule))
         if candidate_guard.row(TWO_STAGE) is not None and serving_guard.row(TWO_STAGE) is not None:
             comparisons.append(
-                _compare(GUARD, TWO_STAGE, candidate_guard, serving_guard, tolerance)
+                _compare(GUARD, TWO_STAGE, candidate_guard, serving_guard, tolerance, rule)
             )
-    return GateDecision(_all_passed(comparisons), _reason(comparisons, rule), comparisons)
+    queries = int(candidate.sizes.get("queries", 0))
+    too_few = queries < rule.min_queries
+    promote = not too_few and all(c.passed for c in comparisons)
+    return GateDecision(
+        promote, _reason(comparisons, rule, queries), comparisons, queries, rule.significance
+    )
 
 
-def _all_passed(comparisons: list[GateComparison]) -> bool:
-    return all(c.passed for c in comparisons)
-
-
-def _reason(comparisons: list[GateComparison], rule: GateSettings) -> str:
-    failed = [c for c in comparisons if not c.passed]
-    gains = ", ".join(f"{c.delta:+.4f} at {c.column}" for c in comparisons if c.check == GAIN)
-    if not failed:
-        worst = min((c.delta for c in comparisons if c.check == REGRESSION), default=0.0)
-        text = (
-            f"promote: {METRIC} {gains} (>= +{rule.min_gain:.4f}); no column regressed "
-            f"more than {rule.max_regression:.4f} (worst {worst:+.4f})"
-        )
-        if any(c.check == GUARD for c in comparisons):
-            text += f"; guard set within {rule.guard_tolerance:.4f}"
-        return text
+def _reason(comparisons: list[GateComparison], rule: GateSettings, queries: int) -> str:
+    """One readable line: why it promotes, or every reason it does not."""
     parts = []
-    for c in failed:
+    if queries < rule.min_queries:
+        parts.append(
+            f"only {queries} held-out queries (needs >= {rule.min_queries} to tell a gain from "
+            "noise): give --eval-set FILE with more judged queries, add --synthetic N, or log "
+            "more feedback"
+        )
+    for c in comparisons:
+        if c.passed:
+            continue
         if c.check == GAIN:
-            parts.append(f"{METRIC} gain at {c.column} is {c.delta:+.4f} < +{rule.min_gain:.4f}")
+            parts.append(_gain_failure(c, rule))
         elif c.check == REGRESSION:
             parts.append(
                 f"{METRIC} at {c.column} regressed by {-c.delta:.4f} > {rule.max_regression:.4f}"
@@ -215,4 +277,33 @@ def _reason(comparisons: list[GateComparison], rule: GateSettings) -> str:
                 f"guard set {METRIC} at {c.column} dropped by {-c.delta:.4f} "
                 f"> {rule.guard_tolerance:.4f}"
             )
-    return "reject: " + "; ".join(parts)
+    if parts:
+        return "reject: " + "; ".join(parts)
+    gains = "; ".join(
+        f"{c.column} {c.test.describe() if c.test else f'{c.delta:+.4f}'}"
+        for c in comparisons
+        if c.check == GAIN
+    )
+    worst = min((c.delta for c in comparisons if c.check == REGRESSION), default=0.0)
+    text = (
+        f"promote: {METRIC} gain {gains} (>= +{rule.min_gain:.4f} at p < {rule.significance:g}); "
+        f"no column regressed more than {rule.max_regression:.4f} (worst {worst:+.4f})"
+    )
+    if any(c.check == GUARD for c in comparisons):
+        text += f"; guard set within {rule.guard_tolerance:.4f}"
+    return text
+
+
+def _gain_failure(c: GateComparison, rule: GateSettings) -> str:
+    if c.test is None:
+        return (
+            f"{METRIC} gain at {c.column} cannot be tested: the reports have no per-query "
+            "values (evaluate both models again)"
+        )
+    stats = c.test.describe()
+    if c.delta < c.threshold - _EPS:
+        return f"{METRIC} gain at {c.column} is {stats}, below +{rule.min_gain:.4f}"
+    return (
+        f"{METRIC} gain at {c.column} is {stats}: not significant "
+        f"(p >= {rule.significance:g}; it may be noise)"
+    )

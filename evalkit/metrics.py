@@ -226,10 +226,10 @@ def evaluable_queries(qrels: Qrels) -> list[str]:
     return [qid for qid, judgments in qrels.items() if any(s > 0 for s in judgments.values())]
 
 
-def evaluate_rankings(
+def per_query_metrics(
     rankings: Rankings, qrels: Qrels, config: MetricConfig | None = None
-) -> dict[str, float]:
-    """Mean metrics over every query of `qrels` that has a relevant doc.
+) -> dict[str, dict[str, float]]:
+    """Every metric of `config` for each query of `qrels` that has a relevant doc.
 
     Args:
         rankings: Query id -> doc ids, best first. A missing query counts as an empty ranking;
@@ -244,15 +244,27 @@ def evaluate_rankings(
     query_ids = evaluable_queries(qrels)
     if not query_ids:
         raise EvalError("no query has a relevant document (qrels score > 0); nothing to evaluate")
-    totals = dict.fromkeys(config.keys(), 0.0)
+    out: dict[str, dict[str, float]] = {}
     for qid in query_ids:
         ranking = rankings.get(qid, ())
         if len(set(ranking)) != len(ranking):
             raise EvalError(f"the ranking of query {qid!r} lists a document more than once")
-        for key, value in query_metrics(ranking, qrels[qid], config).items():
-            totals[key] += value
-    n = len(query_ids)
-    return {key: total / n for key, total in totals.items()}
+        out[qid] = query_metrics(ranking, qrels[qid], config)
+    return out
+
+
+def mean_metrics(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The plain mean of each metric over the queries of `per_query`."""
+    values = list(per_query.values())
+    return {key: sum(v[key] for v in values) / len(values) for key in values[0]}
+
+
+def evaluate_rankings(
+    rankings: Rankings, qrels: Qrels, config: MetricConfig | None = None
+) -> dict[str, float]:
+    """Mean metrics over every query of `qrels` that has a relevant doc (see
+    `per_query_metrics` for the arguments and errors)."""
+    return mean_metrics(per_query_metrics(rankings, qrels, config))
 
 
 def rank_by_score(doc_ids: Sequence[str], scores: Sequence[float], k: int) -> list[str]:

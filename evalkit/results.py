@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,22 @@ SINGLE_STAGE = "single-stage"
 BM25 = "bm25"
 SPARSE = "sparse"  # the store's BM25 lexical vectors, through the production path
 HYBRID = "hybrid"  # dense two-stage and sparse, fused in one store query
+# With several fusions tried, `hybrid` is the best of them on this set and `hybrid-default`
+# (kind hybrid) the first, untuned one: the pair shows what tuning on this set bought.
+HYBRID_DEFAULT = "hybrid-default"
 ROW_KINDS: tuple[str, ...] = (EXACT, TWO_STAGE, SINGLE_STAGE, SPARSE, HYBRID, BM25)
+PER_QUERY_KEYS: tuple[str, ...] = ("ndcg@10", "recall@10")
+"""The metrics kept per query in a report (for paired tests and per-query wins and losses)."""
+
+
+def per_query_values(
+    per_query: Mapping[str, Mapping[str, float]], keys: Sequence[str] = PER_QUERY_KEYS
+) -> dict[str, dict[str, float]]:
+    """The `keys` of each query's metrics, rounded for storage (1e-6 is far below noise)."""
+    return {
+        qid: {k: round(values[k], 6) for k in keys if k in values}
+        for qid, values in per_query.items()
+    }
 
 
 @dataclass
@@ -33,6 +48,7 @@ class RunRow:
         metrics: Metric key (`ndcg@10`) -> mean value.
         seconds: Search plus scoring time of this row (encoding and indexing are in timings).
         params: How it ran (shortlist size and dim, hits per query, BM25 settings, ...).
+        per_query: Query id -> `PER_QUERY_KEYS` values (empty in reports written before).
     """
 
     name: str
@@ -41,6 +57,11 @@ class RunRow:
     metrics: dict[str, float]
     seconds: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def query_values(self, metric: str) -> dict[str, float]:
+        """Query id -> this row's `metric` (empty when the row has no per-query values)."""
+        return {q: v[metric] for q, v in self.per_query.items() if metric in v}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -51,6 +72,7 @@ class RunRow:
             "metrics": dict(self.metrics),
             "seconds": self.seconds,
             "params": dict(self.params),
+            "per_query": {q: dict(v) for q, v in self.per_query.items()},
         }
 
     @classmethod
@@ -67,6 +89,10 @@ class RunRow:
             metrics={str(k): float(v) for k, v in dict(data["metrics"]).items()},
             seconds=float(data.get("seconds", 0.0)),
             params=dict(data.get("params") or {}),
+            per_query={
+                str(q): {str(k): float(x) for k, x in dict(v).items()}
+                for q, v in dict(data.get("per_query") or {}).items()
+            },
         )
 
 
@@ -85,6 +111,7 @@ class EvalReport:
         config: Metric cut-offs, shortlist, chunking, device and other settings used.
         notes: Remarks from loading and running.
         created_at: ISO timestamp (UTC).
+        queries: Query id -> text of the evaluated queries (for per-query wins and losses).
     """
 
     model: str
@@ -97,6 +124,7 @@ class EvalReport:
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    queries: dict[str, str] = field(default_factory=dict)
 
     def row(self, name: str) -> RunRow | None:
         """The row named `name` (`"384"`, `"two-stage"`, `"bm25"`), or None."""
@@ -132,7 +160,13 @@ class EvalReport:
             "config": self.config,
             "notes": list(self.notes),
             "created_at": self.created_at,
+            "queries": dict(self.queries),
         }
+
+    def summary(self) -> EvalReport:
+        """This report without its per-query values (for the registry; files keep them)."""
+        rows = [replace(r, per_query={}) for r in self.rows]
+        return replace(self, rows=rows, queries={})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalReport:
@@ -157,6 +191,7 @@ class EvalReport:
                 config=dict(data.get("config") or {}),
                 notes=[str(n) for n in data.get("notes") or []],
                 created_at=str(data.get("created_at", "")),
+                queries={str(k): str(v) for k, v in dict(data.get("queries") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EvalError(f"malformed evalkit report: {exc!r}") from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,17 @@ from ragctl.core.search import FusionMethod, FusionParams, SearchMode
 from ragctl.evalkit.bm25 import BM25Params
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.errors import EvalError
-from ragctl.evalkit.metrics import MetricConfig, evaluate_rankings
-from ragctl.evalkit.results import BM25, EXACT, HYBRID, TWO_STAGE, EvalReport, RunRow
+from ragctl.evalkit.metrics import MetricConfig, mean_metrics, per_query_metrics
+from ragctl.evalkit.results import (
+    BM25,
+    EXACT,
+    HYBRID,
+    HYBRID_DEFAULT,
+    TWO_STAGE,
+    EvalReport,
+    RunRow,
+    per_query_values,
+)
 from ragctl.evalkit.search import exact_search, id_ranks
 
 if TYPE_CHECKING:
@@ -97,6 +106,11 @@ FUSION_GRID: tuple[FusionParams, ...] = (
 """The fusions retune (and `ragctl eval --tune-fusion`) try: Qdrant's weighted RRF at two rank
 constants, DBSF with the dense and sparse branches counted 1-3 times each, and the fused pool
 reranked by the full dense vector."""
+
+
+def fusion_grid(default: FusionParams) -> tuple[FusionParams, ...]:
+    """`default` first (its row is `hybrid-default`), then the rest of `FUSION_GRID`."""
+    return (default, *(f for f in FUSION_GRID if f != default))
 
 
 def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, ...]:
@@ -172,10 +186,17 @@ def exact_rows(
             qid: [encoded.corpus_ids[i] for i in idx[row]]
             for row, qid in enumerate(encoded.query_ids)
         }
-        values = evaluate_rankings(rankings, qrels, metrics)
+        per_query = per_query_metrics(rankings, qrels, metrics)
+        values = mean_metrics(per_query)
         rows.append(
             RunRow(
-                str(dim), EXACT, dim, values, time.perf_counter() - started, {"k": metrics.max_k}
+                str(dim),
+                EXACT,
+                dim,
+                values,
+                time.perf_counter() - started,
+                {"k": metrics.max_k},
+                per_query_values(per_query),
             )
         )
         logger.info("exact %d: ndcg@10 %.4f", dim, values.get("ndcg@10", float("nan")))
@@ -235,6 +256,7 @@ def evaluate(
         timings=timings,
         config={"dataset_source": dataset.source, **_config(encoder, options, dims)},
         notes=notes,
+        queries=dict(dataset.queries),
     )
 
 
@@ -258,7 +280,9 @@ def pipeline_rows(
     hybrids: list[RunRow] = []
     for label, rankings in run.rankings.items():
         started = time.perf_counter()
-        values = evaluate_rankings(rankings, dataset.qrels, options.metrics)
+        per_query = per_query_metrics(rankings, dataset.qrels, options.metrics)
+        values = mean_metrics(per_query)
+        kept = per_query_values(per_query)
         search = run.searches[label]
         params: dict[str, Any] = {"hits_per_query": search.k}
         if label == TWO_STAGE:
@@ -268,12 +292,15 @@ def pipeline_rows(
         if search.mode is SearchMode.HYBRID:
             fusion = search.fusion.model_dump(mode="json")
             params |= {"fusion": fusion, "shortlist": options.shortlist}
-            hybrids.append(RunRow(HYBRID, HYBRID, encoder.dim, values, seconds, params))
+            hybrids.append(RunRow(HYBRID, HYBRID, encoder.dim, values, seconds, params, kept))
         else:
-            rows.append(RunRow(label, label, encoder.dim, values, seconds, params))
+            rows.append(RunRow(label, label, encoder.dim, values, seconds, params, kept))
     if hybrids:
         metric = "ndcg@10" if "ndcg@10" in hybrids[0].metrics else next(iter(hybrids[0].metrics))
+        default = replace(hybrids[0], name=HYBRID_DEFAULT, params=dict(hybrids[0].params))
         rows.append(best_hybrid(hybrids, metric))
+        if len(hybrids) > 1:
+            rows.append(default)
     return rows
 
 
@@ -306,11 +333,19 @@ def bm25_row(
         options.bm25_params,
     )
     started = time.perf_counter()
-    values = evaluate_rankings(bm.rankings, dataset.qrels, options.metrics)
+    per_query = per_query_metrics(bm.rankings, dataset.qrels, options.metrics)
     seconds = bm.search_seconds + time.perf_counter() - started
     timings["bm25_index"] = bm.index_seconds
     timings["bm25_search"] = bm.search_seconds
-    return RunRow(BM25, BM25, None, values, seconds, options.bm25_params.to_dict())
+    return RunRow(
+        BM25,
+        BM25,
+        None,
+        mean_metrics(per_query),
+        seconds,
+        options.bm25_params.to_dict(),
+        per_query_values(per_query),
+    )
 
 
 def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict[str, Any]:

@@ -127,3 +127,28 @@ def test_cli_compare_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["compare", str(bad), str(bad)])
     assert result.exit_code == 1
     assert "not an evalkit report" in result.output
+
+
+def _per_query_report(model: str, values: list[float]) -> EvalReport:
+    per_query = {f"q{i}": {"ndcg@10": v} for i, v in enumerate(values)}
+    mean = sum(values) / len(values)
+    rows = [RunRow("384", "exact", 384, {"ndcg@10": mean}, per_query=per_query)]
+    queries = {f"q{i}": f"question number {i}" for i in range(len(values))}
+    sizes = {"queries": len(values), "corpus": 50}
+    return EvalReport(model, "tiny", "test", 384, sizes, rows, queries=queries)
+
+
+def test_cli_compare_tests_each_column_and_lists_the_biggest_losses(tmp_path: Path) -> None:
+    base_values = [0.5] * 40
+    tuned_values = [0.8] * 36 + [0.5, 0.4, 0.1, 0.0]  # wins most, loses three queries
+    base = save_report(_per_query_report("base", base_values), tmp_path / "a.json")
+    tuned = save_report(_per_query_report("tuned", tuned_values), tmp_path / "b.json")
+    result = CliRunner().invoke(main, ["compare", str(base), str(tuned)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "paired randomization test per column" in out
+    row = next(x for x in out.splitlines() if x.startswith("384") and "/" in x)
+    assert row.split()[-1] == "36/3/1" and float(row.split()[4]) < 0.05  # p better
+    losses = out[out.index("biggest per-query losses at 384") :].splitlines()[1:4]
+    assert [line.split()[0] for line in losses] == ["-0.5000", "-0.4000", "-0.1000"]
+    assert "q39: question number 39" in losses[0]

@@ -13,8 +13,8 @@ from ragctl.core.matryoshka import normalize, truncate
 from ragctl.core.profile import resolve_profile
 from ragctl.core.records import Chunk, Document
 from ragctl.core.registry import ModelRegistry
-from ragctl.core.search import FusionParams, SearchParams
-from ragctl.core.settings import StoreSettings, load_settings
+from ragctl.core.search import FusionParams, SearchMode, SearchParams
+from ragctl.core.settings import GateSettings, StoreSettings, load_settings
 from ragctl.core.store.base import CollectionSpec
 from ragctl.core.store.edge import EdgeStore
 from ragctl.core.store.server import ServerStore
@@ -23,7 +23,7 @@ from ragctl.evalkit.results import EvalReport, RunRow
 from ragctl.ingest.pipeline import ingest_documents, make_chunker
 from ragctl.retriever.app import create_app
 from ragctl.retriever.testing import KeywordEncoder
-from ragctl.tuner.loop import measured_profile
+from ragctl.tuner.profiles import choose_profile
 from ragctl.tuner.promote import reembed, rollback, switch
 
 DIM, SHORT = 32, 8
@@ -250,27 +250,64 @@ def test_hybrid_profile_resolution(tmp_path):
     assert resolve_profile(forced, SPEC, tuned).fusion.sparse_weight == 0.5
 
 
-def _report(two_stage, hybrid, sparse=0.7, full=None):
-    def row(name, value, kind=None, dim=None, params=None):
-        return RunRow(name, kind or name, dim, {"ndcg@10": value}, params=params or {})
+def _report(two_stage, hybrid, sparse=0.7, full=None, default=None, queries=40, spread=0.0):
+    """Rows whose every query scores the row's mean (+- `spread`, alternating, for the
+    hybrid row), so differences between rows are as consistent as the test wants."""
+
+    def row(name, value, kind=None, dim=None, params=None, wobble=0.0):
+        per_query = {
+            f"q{i}": {"ndcg@10": value + (wobble if i % 2 else -wobble)} for i in range(queries)
+        }
+        return RunRow(
+            name, kind or name, dim, {"ndcg@10": value}, params=params or {}, per_query=per_query
+        )
 
     rows = [
         row("384", two_stage if full is None else full, "exact", 384),
         row("two-stage", two_stage),
         row("sparse", sparse),
-        row("hybrid", hybrid, params={"fusion": FusionParams(sparse_weight=2).model_dump()}),
+        row(
+            "hybrid",
+            hybrid,
+            params={"fusion": FusionParams(sparse_weight=2).model_dump()},
+            wobble=spread,
+        ),
     ]
-    return EvalReport("m", "held", "heldout", 384, {"queries": 10, "corpus": 50}, rows)
+    if default is not None:
+        fusion = FusionParams(method="rrf", sparse_weight=1).model_dump()
+        rows.append(row("hybrid-default", default, "hybrid", params={"fusion": fusion}))
+    return EvalReport("m", "held", "heldout", 384, {"queries": queries, "corpus": 50}, rows)
 
 
-def test_hybrid_gate_requires_the_gain_in_the_serving_mode_and_profile_picks_the_best():
+def test_hybrid_gate_requires_the_gain_in_the_serving_mode():
     serving = _report(0.50, 0.75)
     candidate = _report(0.60, 0.752)  # dense much better, hybrid barely
     assert decide(candidate, serving).promote
     hybrid_gate = decide(candidate, serving, serving_row="hybrid")
     assert not hybrid_gate.promote and "hybrid" in hybrid_gate.reason
     assert decide(_report(0.6, 0.8), serving, serving_row="hybrid").promote
-    profile = measured_profile(candidate, "test")
-    assert profile["mode"] == "hybrid" and profile["fusion"]["sparse_weight"] == 2.0
-    assert measured_profile(_report(0.9, 0.8, sparse=0.85), "t")["mode"] == "dense"
-    assert measured_profile(_report(0.5, 0.6, sparse=0.85), "t")["mode"] == "sparse"
+
+
+def test_profile_changes_only_on_a_significant_gain_over_the_default():
+    gate = GateSettings()
+    hybrid = SearchMode.HYBRID
+    kept = choose_profile(_report(0.60, 0.752), hybrid, gate, "test")
+    assert (kept["mode"], kept["chosen"], kept["test"]) == ("hybrid", "hybrid", None)
+    assert kept["fusion"]["sparse_weight"] == 2.0
+    dense = choose_profile(_report(0.9, 0.8, sparse=0.85), hybrid, gate, "t")
+    assert (dense["mode"], dense["default"]) == ("dense", "hybrid")
+    assert dense["test"]["p_better"] < 0.05 and dense["fusion"]["sparse_weight"] == 2.0
+    assert choose_profile(_report(0.5, 0.6, sparse=0.85), hybrid, gate, "t")["mode"] == "sparse"
+    # Better on average, but on too few queries: the default stays.
+    few = choose_profile(_report(0.9, 0.8, queries=10), hybrid, gate, "t")
+    assert (few["mode"], few["queries"]) == ("hybrid", 10)
+    # A fusion tuned on these queries is kept only when it beats the untuned one for real.
+    lucky = choose_profile(_report(0.5, 0.81, default=0.80, spread=0.2), hybrid, gate, "t")
+    assert (lucky["chosen"], lucky["fusion"]["method"]) == ("hybrid-default", "rrf")
+    real = choose_profile(_report(0.5, 0.85, default=0.80), hybrid, gate, "t")
+    assert (real["chosen"], real["fusion_tuned"], real["fusion"]["method"]) == (
+        "hybrid",
+        True,
+        "dbsf",
+    )
+    assert choose_profile(_report(0.9, 0.8), SearchMode.DENSE, gate, "t")["mode"] == "dense"

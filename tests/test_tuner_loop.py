@@ -139,14 +139,17 @@ def test_retune_rejects_a_candidate_trained_on_shuffled_pairs(demo, real_encoder
     assert {("guard", "384"), ("guard", "two-stage")} <= checks
     assert {"guard_serving", "guard_candidate"} <= set(registry.get(2).evaluation or {})
     # Dense, sparse and hybrid were measured; the gate asked for the gain in the serving mode
-    # (hybrid: no profile measured yet), and each version's best mode was recorded.
+    # (hybrid: no profile measured yet). The candidate's profile is recorded with it; the
+    # serving version's is not touched by a rejected run.
     assert result.evaluation is not None
-    assert {"sparse", "hybrid"} <= {r.name for r in result.evaluation.candidate.rows}
+    assert {"sparse", "hybrid", "hybrid-default"} <= {
+        r.name for r in result.evaluation.candidate.rows
+    }
     assert ("gain", "hybrid") in checks
-    for version in (1, 2):
-        profile = registry.get(version).search
-        assert profile and profile["mode"] in ("dense", "sparse", "hybrid")
-        assert set(profile["ndcg@10"]) == {"dense", "sparse", "hybrid"}
+    profile = registry.get(2).search
+    assert profile and profile["mode"] in ("dense", "sparse", "hybrid")
+    assert set(profile["ndcg@10"]) == {"two-stage", "sparse", "hybrid", "hybrid-default"}
+    assert registry.get(1).search is None
     card = (settings.data_dir / "models/v2/README.md").read_text()
     assert "Decision: **reject**" in card and "sha256" in card
     # The candidate is a normal sentence-transformers folder that loads and encodes.

@@ -9,6 +9,7 @@ import pytest
 from ragctl.core.collections import BoundCollection, spec_for_new
 from ragctl.core.records import Document
 from ragctl.core.registry import ModelRecord, ModelRegistry
+from ragctl.core.search import SearchMode
 from ragctl.core.settings import load_settings
 from ragctl.core.store.edge import EdgeStore
 from ragctl.evalkit.results import EvalReport, RunRow
@@ -23,11 +24,11 @@ from ragctl.tuner.loop import (
     add_hard_negatives,
     collect_pairs,
     decide_promotion,
-    measured_profile,
     record_outcome,
     split_pairs,
 )
 from ragctl.tuner.pairs import PairSet, TrainingPair
+from ragctl.tuner.profiles import choose_profile
 from ragctl.tuner.train import TrainResult
 
 DOCS = {
@@ -124,12 +125,18 @@ def test_add_hard_negatives_only_when_asked_and_only_from_what_the_collection_ha
     assert steps == ["mining hard negatives (dense candidates)"]
 
 
-def _report(model, two_stage, full):
+def _report(model, two_stage, full, queries=40):
+    def per_query(value):  # every query scores the mean: any difference is consistent
+        return {f"q{i}": {"ndcg@10": value} for i in range(queries)}
+
     rows = [
-        RunRow("64", "exact", 64, {"ndcg@10": full}),
-        RunRow("two-stage", "two-stage", 64, {"ndcg@10": two_stage}),
+        RunRow("64", "exact", 64, {"ndcg@10": full}, per_query=per_query(full)),
+        RunRow(
+            "two-stage", "two-stage", 64, {"ndcg@10": two_stage}, per_query=per_query(two_stage)
+        ),
     ]
-    return EvalReport(model, "docs-heldout", "heldout", 64, {"queries": 5, "corpus": 6}, rows)
+    sizes = {"queries": queries, "corpus": 6}
+    return EvalReport(model, "docs-heldout", "heldout", 64, sizes, rows, queries={"q0": "q?"})
 
 
 def test_decide_then_record_writes_the_registry_and_the_card(serving, tmp_path):
@@ -143,13 +150,14 @@ def test_decide_then_record_writes_the_registry_and_the_card(serving, tmp_path):
     )
     candidate = Candidate(record, training, fingerprint="f" * 64)
     serving_report, candidate_report = _report("v1", 0.50, 0.50), _report("v2", 0.60, 0.60)
+    gate = settings.tuner.gate
     evaluation = Evaluation(
         serving=serving_report,
         candidate=candidate_report,
         serving_guard=None,
         candidate_guard=None,
-        serving_profile=measured_profile(serving_report, "golden"),
-        candidate_profile=measured_profile(candidate_report, "golden"),
+        serving_profile=choose_profile(serving_report, SearchMode.DENSE, gate, "golden"),
+        candidate_profile=choose_profile(candidate_report, SearchMode.DENSE, gate, "golden"),
     )
     steps: list[str] = []
     decision = decide_promotion(settings, serving.spec, evaluation, steps.append)
@@ -159,12 +167,22 @@ def test_decide_then_record_writes_the_registry_and_the_card(serving, tmp_path):
     record_outcome(
         settings, serving.spec, {"pairs": 20}, split, candidate, evaluation, decision, steps.append
     )
-    assert steps[0].startswith("gate (dense serving): promote -- promote: ndcg@10 +0.1000")
-    assert steps[-1] == "v2 measured best in dense mode: {'dense': 0.6}"
+    assert steps[0].startswith("gate (dense serving): promote -- promote: ndcg@10 gain 64 +0.1000")
+    assert steps[-1] == (
+        "v2 would serve in dense mode (two-stage: the default; nothing beat two-stage on 40 "
+        "queries): {'two-stage': 0.6}"
+    )
     v2 = registry.get(2)
     assert (v2.status, v2.search["mode"]) == ("candidate", "dense")
-    assert v2.gate == {"promote": True, "reason": decision.reason}
-    assert v2.evaluation["candidate"]["model"] == "v2" and registry.get(1).search["mode"] == "dense"
+    assert v2.gate == decision.to_dict() and v2.gate["comparisons"][0]["test"]["wins"] == 40
+    assert v2.evaluation["candidate"]["model"] == "v2"
+    assert v2.evaluation["serving_profile"]["mode"] == "dense"
+    # The serving version is not re-profiled by a retune, and the registry keeps summaries
+    # while the full reports (with per-query values) are files next to the model.
+    assert registry.get(1).search is None
+    assert v2.evaluation["candidate"]["rows"][0]["per_query"] == {}
+    full = json.loads((settings.data_dir / v2.evaluation["files"]["candidate"]).read_text())
+    assert full["rows"][0]["per_query"]["q3"] == {"ndcg@10": 0.6} and full["queries"]
     card = json.loads((registry.model_dir(2) / "card.json").read_text())
     assert card["data"] == {
         "training_pairs": 8,

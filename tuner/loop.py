@@ -20,7 +20,7 @@ from typing import Any
 
 from ragctl.core.collections import BoundCollection, bind_collection
 from ragctl.core.encoder import Encoder, resolve_model
-from ragctl.core.profile import resolve_profile, settings_fusion, tuned_profile
+from ragctl.core.profile import default_profile, resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
 from ragctl.core.search import SearchMode
 from ragctl.core.settings import Settings, TunerSettings
@@ -28,9 +28,8 @@ from ragctl.core.store.base import CollectionSpec, VectorStore
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.gate import GateDecision, decide
 from ragctl.evalkit.results import HYBRID as HYBRID_ROW
-from ragctl.evalkit.results import SPARSE as SPARSE_ROW
-from ragctl.evalkit.results import TWO_STAGE, EvalReport
-from ragctl.evalkit.runs import FUSION_GRID, EvalOptions, evaluate
+from ragctl.evalkit.results import TWO_STAGE, EvalReport, save_report
+from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid
 from ragctl.tuner.card import data_fingerprint, write_card
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.negatives import MiningReport, mine_hard_negatives
@@ -45,6 +44,7 @@ from ragctl.tuner.pairs import (
     read_pair_file,
     refresh_from_store,
 )
+from ragctl.tuner.profiles import choose_profile
 from ragctl.tuner.promote import SyncReport, reembed, switch, version_encoder
 from ragctl.tuner.split import drop_queries, split_heldout
 from ragctl.tuner.train import TrainResult, train
@@ -328,7 +328,11 @@ def evaluate_models(
         work_dir=settings.data_dir,
         show_progress=options.show_progress,
         lexical=lexical,
-        fusions=FUSION_GRID if lexical is not None else (settings_fusion(settings),),
+        fusions=(
+            fusion_grid(settings_fusion(settings))
+            if lexical is not None
+            else (settings_fusion(settings),)
+        ),
     )
     serving_report = evaluate(dataset, serving.encoder, eval_options)
     candidate_report = evaluate(dataset, candidate, eval_options)
@@ -337,13 +341,15 @@ def evaluate_models(
     )
     if candidate_guard is not None:
         step("evaluated both models on the guard set " + str(settings.tuner.gate.guard_dataset))
+    default_mode = default_profile(settings, serving.spec).mode
+    gate = settings.tuner.gate
     return Evaluation(
         serving=serving_report,
         candidate=candidate_report,
         serving_guard=serving_guard,
         candidate_guard=candidate_guard,
-        serving_profile=measured_profile(serving_report, split.source),
-        candidate_profile=measured_profile(candidate_report, split.source),
+        serving_profile=choose_profile(serving_report, default_mode, gate, split.source),
+        candidate_profile=choose_profile(candidate_report, default_mode, gate, split.source),
     )
 
 
@@ -376,28 +382,35 @@ def record_outcome(
     decision: GateDecision,
     step: Step = _quiet,
 ) -> None:
-    """The gate's decision, both evaluations and the measured search profiles into the
-    registry, and the model card (with the pair `counts`) into the candidate's folder."""
+    """The candidate's gate decision (every compared number with its paired test), its
+    measured search profile and both evaluations into the registry, the full reports (with
+    per-query values) into `models/vN/eval/`, and the model card into the candidate's folder.
+
+    Nothing about the serving version changes: what it measured on the same queries is kept
+    with the candidate's record, not applied (a rejected run changes nothing that serves).
+    """
     registry = ModelRegistry(settings.data_dir)
-    guards = {}
+    reports = {"serving": evaluation.serving, "candidate": evaluation.candidate}
     if evaluation.serving_guard is not None and evaluation.candidate_guard is not None:
-        guards = {
-            "guard_serving": evaluation.serving_guard.to_dict(),
-            "guard_candidate": evaluation.candidate_guard.to_dict(),
+        reports |= {
+            "guard_serving": evaluation.serving_guard,
+            "guard_candidate": evaluation.candidate_guard,
         }
-    gate = {"promote": decision.promote, "reason": decision.reason}
+    eval_dir = registry.model_dir(candidate.version) / "eval"
+    for name, report in reports.items():
+        save_report(report, eval_dir / f"{name}.json")
+    gate = decision.to_dict()
     registry.update(
         candidate.version,
         gate=gate,
         evaluation={
-            "serving": evaluation.serving.to_dict(),
-            "candidate": evaluation.candidate.to_dict(),
-            **guards,
+            **{name: report.summary().to_dict() for name, report in reports.items()},
+            "files": {name: f"models/v{candidate.version}/eval/{name}.json" for name in reports},
+            "serving_version": serving.version,
+            "serving_profile": evaluation.serving_profile,
         },
         search=evaluation.candidate_profile,
     )
-    if evaluation.serving_profile is not None:  # what serves best today, on the same queries
-        registry.update(serving.version, search=evaluation.serving_profile)
     record = candidate.record
     write_card(
         registry.model_dir(candidate.version),
@@ -415,11 +428,16 @@ def record_outcome(
             "training": record.training,
             "evaluation": {"table": _card_table(evaluation.serving, evaluation.candidate)},
             "gate": gate,
+            "search": evaluation.candidate_profile,
         },
     )
     if evaluation.candidate_profile is not None:
         chosen = evaluation.candidate_profile
-        step(f"v{candidate.version} measured best in {chosen['mode']} mode: {chosen['ndcg@10']}")
+        why = "significantly better than" if chosen["test"] else "the default; nothing beat"
+        step(
+            f"v{candidate.version} would serve in {chosen['mode']} mode ({chosen['chosen']}: "
+            f"{why} {chosen['default']} on {chosen['queries']} queries): {chosen['ndcg@10']}"
+        )
 
 
 def promote_candidate(
@@ -437,33 +455,6 @@ def promote_candidate(
     switch(serving.store, ModelRegistry(settings.data_dir), name, version)
     step(f"serving v{version} ({sync.points} chunks)")
     return sync
-
-
-def measured_profile(report: EvalReport, source: str) -> dict[str, Any] | None:
-    """The search mode (and fusion) that scored best on `report`'s held-out queries.
-
-    Ties go to dense, then hybrid, then sparse. None when the report has no pipeline rows.
-    """
-    scores: dict[str, float] = {}  # by the mode's name: the registry and the CLI show it
-    for mode, row_name in (
-        (SearchMode.DENSE, TWO_STAGE),
-        (SearchMode.HYBRID, HYBRID_ROW),
-        (SearchMode.SPARSE, SPARSE_ROW),
-    ):
-        row = report.row(row_name)
-        if row is not None and "ndcg@10" in row.metrics:
-            scores[mode.value] = row.metrics["ndcg@10"]
-    if not scores:
-        return None
-    best = max(scores, key=lambda mode: scores[mode])  # first (dense) wins ties
-    hybrid = report.row(HYBRID_ROW)
-    return {
-        "mode": best,
-        "fusion": hybrid.params.get("fusion") if hybrid is not None else None,
-        "ndcg@10": {mode: round(value, 4) for mode, value in scores.items()},
-        "measured_on": source,
-        "queries": report.sizes.get("queries"),
-    }
 
 
 def guard_reports(
