@@ -425,6 +425,90 @@ def models_show(ctx: click.Context, version: str) -> None:
     click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
 
 
+@models.command("profile")
+@click.argument("version", type=str)
+@click.option(
+    "--eval-set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judged queries: a pair file (anchor, positive) or JSON lines {text, relevant}.",
+)
+@click.option("--apply", "apply_it", is_flag=True, help="Record the measured profile.")
+@click.option("--undo", is_flag=True, help="Restore the profile before the last --apply.")
+@_COLLECTION
+@click.pass_context
+@translate_errors
+def models_profile(
+    ctx: click.Context,
+    version: str,
+    eval_set: Path | None,
+    apply_it: bool,
+    undo: bool,
+    collection: str | None,
+) -> None:
+    """Measure VERSION's search mode and fusion on judged queries; change it only on evidence.
+
+    Evaluates the version's collection (NAME__vN) in dense, sparse and hybrid mode (its current
+    fusion, then every fusion of the grid) and proposes another profile only when it beats the
+    current one with a significant paired gain (p < tuner.gate.significance) on at least
+    tuner.gate.min_queries queries. Nothing changes without --apply; --undo restores the
+    profile before the last --apply. A running retriever picks it up on its next reload
+    (POST /v1/admin/reload).
+
+    \b
+    Examples:
+      ragctl models profile v2 --eval-set golden.jsonl            # measure, change nothing
+      ragctl models profile v2 --eval-set golden.jsonl --apply    # record it if it is better
+      ragctl models profile v2 --undo
+    """
+    from ragctl.core.store import open_store
+    from ragctl.tuner.reprofile import apply_profile, measure_profile, undo_profile
+
+    settings = state(ctx).settings(collection=collection)
+    number = _version(version)
+    if undo:
+        restored = undo_profile(settings, number)
+        click.echo(f"v{number} search profile restored: {_describe_profile(restored)}")
+        return
+    if eval_set is None:
+        raise click.UsageError("give --eval-set FILE to measure, or --undo")
+    with open_store(settings) as store:
+        measurement = measure_profile(settings, store, settings.collection, number, eval_set)
+    measured = measurement.measured
+    click.echo(f"current:  {_describe_profile(measurement.current)}")
+    click.echo(f"measured on {measured['queries']} queries: ndcg@10 {measured['ndcg@10']}")
+    if not measurement.changes:
+        click.echo(
+            f"keep the current profile: nothing beat {measured['default']} significantly "
+            f"(needs p < {settings.tuner.gate.significance:g} on >= "
+            f"{settings.tuner.gate.min_queries} queries)"
+        )
+        return
+    test = measured["test"]
+    click.echo(
+        f"proposed: {_describe_profile(measured)} -- {measured['chosen']} beats "
+        f"{measured['default']} by {test['gain']:+.4f} "
+        f"[{test['ci_low']:+.4f}, {test['ci_high']:+.4f}], p={test['p_better']:.4f}"
+    )
+    if apply_it:
+        apply_profile(settings, measurement)
+        click.echo(f"applied to v{number} (undo: ragctl models profile v{number} --undo)")
+    else:
+        click.echo("not applied: add --apply to record it")
+
+
+def _describe_profile(profile: dict[str, Any] | None) -> str:
+    if not profile:
+        return "the default (settings: hybrid where lexical vectors exist, else dense)"
+    fusion = profile.get("fusion") or {}
+    weights = (
+        f", fusion {fusion.get('method')} dense {fusion.get('dense_weight')} : "
+        f"sparse {fusion.get('sparse_weight')}"
+        if fusion and profile.get("mode") == "hybrid"
+        else ""
+    )
+    return f"{profile.get('mode')} mode{weights}"
+
+
 @models.command("activate")
 @click.argument("version", type=str)
 @_COLLECTION

@@ -57,6 +57,8 @@ class ModelRecord(BaseModel):
     # The search mode (and fusion) measured best for this version on held-out queries.
     search: dict[str, Any] | None = None
     served_at: str | None = None  # when it first served a collection
+    # Profiles replaced by `ragctl models profile --apply`, newest last (for --undo).
+    search_history: list[dict[str, Any] | None] = []
 
     @property
     def gate_rejected(self) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ragctl.core.errors import CollectionNotFoundError, StoreError
+from ragctl.core.profile import resolve_profile, tuned_profile
 from ragctl.core.records import Chunk, Document, Hit
 from ragctl.core.search import SearchMode
 from ragctl.retriever.batching import QueryBatcher
@@ -85,7 +86,7 @@ class ReloadOutcome:
 
     @property
     def changed(self) -> bool:
-        return self.previous.physical != self.current.physical
+        return self.previous is not self.current
 
 
 class RetrieverService:
@@ -458,12 +459,13 @@ class RetrieverService:
             target = self.store.resolve(self.settings.collection)
         except CollectionNotFoundError as exc:
             raise NotReadyError("collection_not_found", str(exc)) from exc
-        if target == current.physical:
+        spec = self.store.spec(target)
+        if target == current.physical and current.profile == resolve_profile(
+            self.settings, spec, tuned_profile(self.settings, spec)
+        ):
             return ReloadOutcome(current, current)
-        with self.write_lock:
-            fresh = build_serving(
-                self.store, self.store.spec(target), self.settings, encoder=current.encoder
-            )
+        with self.write_lock:  # another collection, or a new search profile for this one
+            fresh = build_serving(self.store, spec, self.settings, encoder=current.encoder)
             previous = self.holder.swap(fresh)
         return ReloadOutcome(previous, fresh)
 

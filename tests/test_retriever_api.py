@@ -499,6 +499,19 @@ def test_retriever_admin_reload_swaps_atomically_and_inflight_searches_stay_cons
         assert 'ragctl_serving_model_version{collection="docs"} 2.0' in client.get("/metrics").text
 
 
+def test_retriever_admin_reload_picks_up_a_new_search_profile(client, settings):
+    from ragctl.core.registry import ModelRegistry
+
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert _search(client, "espresso grinder")["mode"] == "hybrid"  # the default profile
+    assert client.post("/v1/admin/reload", headers=auth).json()["changed"] is False
+    ModelRegistry(settings.data_dir).update(1, search={"mode": "sparse", "fusion": None})
+    assert _search(client, "espresso grinder")["mode"] == "hybrid"  # not until a reload
+    reload = client.post("/v1/admin/reload", headers=auth).json()
+    assert reload["changed"] is True and reload["current"] == "docs__v1"
+    assert _search(client, "espresso grinder")["mode"] == "sparse"
+
+
 def test_retriever_search_does_not_block_the_event_loop(settings):
     """While one search is stuck in encoding, the loop still answers other requests."""
     started, release = threading.Event(), threading.Event()

@@ -251,3 +251,31 @@ def test_hard_negatives_from_each_ranker_skip_positives_and_false_negatives(
     # A margin no candidate can clear: every mined candidate is a possible false negative.
     _, strict = mine_hard_negatives(pairs, serving, relevant=judged, source=source, margin=2.0)
     assert strict.mined == 0 and strict.skipped_as_false_negative > 0
+
+
+def test_models_profile_measures_and_changes_only_on_evidence(demo, real_encoder):
+    from ragctl.tuner.errors import TunerError
+    from ragctl.tuner.reprofile import apply_profile, measure_profile, undo_profile
+
+    settings, store, _, eval_set = demo
+    gate = settings.tuner.gate.model_copy(update={"min_queries": 1000})
+    strict = settings.model_copy(update={"tuner": settings.tuner.model_copy(update={"gate": gate})})
+    measured = measure_profile(strict, store, "docs", 1, eval_set, encoder=real_encoder)
+    registry = ModelRegistry(settings.data_dir)
+    # 40 queries < 1000: whatever scored best, the current (default) profile stays.
+    assert measured.current is None and not measured.changes
+    assert (measured.measured["chosen"], measured.measured["queries"]) == ("hybrid-default", 40)
+    assert set(measured.measured["ndcg@10"]) == {"two-stage", "sparse", "hybrid", "hybrid-default"}
+    with pytest.raises(TunerError, match="nothing to apply"):
+        apply_profile(strict, measured)
+    assert registry.get(1).search is None
+    # A significant measurement is applied, and undone back to the default.
+    better = replace(
+        measured, measured={**measured.measured, "mode": "sparse", "test": {"p_better": 0.01}}
+    )
+    apply_profile(settings, better)
+    assert registry.get(1).search["mode"] == "sparse"
+    assert registry.get(1).search_history == [None]
+    assert undo_profile(settings, 1) is None and registry.get(1).search is None
+    with pytest.raises(TunerError, match="no earlier search profile"):
+        undo_profile(settings, 1)
