@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 DEMO_DIR ?= .ragctl-demo
 RAGCTL = $(BIN)/ragctl --data-dir $(DEMO_DIR)
 
-.PHONY: install constraints demo test lint bench clean
+.PHONY: install constraints demo test container-test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,14 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The image built from deploy/Dockerfile and smoke-tested for real with podman, no registry
+# needed (deploy/container_test.sh says what it checks; root installs podman when missing).
+# A cold build takes ~10 min on 2 cores, a cached one ~2; --cold rebuilds everything.
+#   make container-test CONTAINER_TEST_ARGS="--cold --report /tmp/container.json"
+CONTAINER_TEST_ARGS ?=
+container-test:
+	deploy/container_test.sh $(CONTAINER_TEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

