@@ -171,11 +171,16 @@ install_compose() {
   ok "installed podman-compose $COMPOSE_VERSION" "$(since "$t") s"
 }
 
-# Engine settings this kind of machine needs, in a file of our own (CONTAINERS_CONF):
-# runc and cgroupfs (crun refuses this cgroup layout; no systemd), file events (no journald),
-# and ulimits within the hard limits root has here (podman's defaults exceed them).
+# Engine settings a machine without systemd (a container, like these machines) needs, in a
+# file of our own (CONTAINERS_CONF): runc and cgroupfs (crun refuses this cgroup layout),
+# file events (no journald), and ulimits within root's hard limits (podman's defaults exceed
+# them). A CONTAINERS_CONF set by the caller, or a host run by systemd, keeps its own.
 configure_engine() {
   local nofile nproc
+  if [ -n "${CONTAINERS_CONF:-}" ] || [ -d /run/systemd/system ]; then
+    check_podman_runs "${CONTAINERS_CONF:-its own settings}"
+    return 0
+  fi
   nofile=$(ulimit -Hn)
   nproc=$(ulimit -Hu)
   [ "$nofile" = unlimited ] && nofile=1048576
@@ -191,8 +196,17 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
-  step "podman info (engine settings in $CONTAINERS_CONF)" podman info
-  ok "podman $(podman version --format '{{.Client.Version}}') runs (runc, cgroupfs)"
+  check_podman_runs "runc, cgroupfs: $CONTAINERS_CONF"
+}
+
+# Root's podman must run here; a user's may lack what rootless podman needs (subuids, ...).
+check_podman_runs() {
+  STEP="podman info ($1)"
+  if ! podman info > "$LOG" 2>&1; then
+    [ "$(id -u)" = 0 ] || skip "podman does not run for uid $(id -u): $(grep -m 1 -i error "$LOG")"
+    fail "podman info failed as root"
+  fi
+  ok "podman $(podman version --format '{{.Client.Version}}') runs ($1)"
 }
 
 check_disk() {
