@@ -443,6 +443,20 @@ smoke_test_image() {
   expect_hit "$WORK/body" 2>> "$LOG" || fail "/v1/search answered without $EXPECTED_DOC"
   ok "POST /v1/search 200: $EXPECTED_DOC in the top 3"
 
+  # /docs and the assets it names come from the installed package (package data), offline.
+  STEP="GET /docs and its assets"
+  http GET "http://127.0.0.1:$port/docs" > "$LOG"
+  [ "$(cat "$WORK/status")" = 200 ] || fail "/docs answered $(cat "$WORK/status")"
+  local asset assets=0
+  { grep -oE '(src|href)="/[^"]+"' "$WORK/body" || true; } | cut -d'"' -f2 > "$WORK/assets"
+  while read -r asset; do
+    http GET "http://127.0.0.1:$port$asset" > /dev/null
+    [ "$(cat "$WORK/status")" = 200 ] || fail "$asset (named by /docs) answered $(cat "$WORK/status")"
+    assets=$((assets + 1))
+  done < "$WORK/assets"
+  [ "$assets" -gt 0 ] || fail "/docs names no local asset"
+  ok "GET /docs 200 and its $assets assets, served from the image"
+
   step "podman healthcheck run" podman healthcheck run "$cid"
   ok "podman healthcheck run: healthy"
 
