@@ -58,7 +58,7 @@ test: install
 
 # The image built from deploy/Dockerfile and smoke-tested for real with podman, no registry
 # needed (deploy/container_test.sh says what it checks; root installs podman when missing).
-# A cold build takes ~10 min on 2 cores, a cached one ~2; --cold rebuilds everything.
+# On 2 busy cores: ~15 min cold, ~3 cached, ~7 after a source change; --cold rebuilds all.
 #   make container-test CONTAINER_TEST_ARGS="--cold --report /tmp/container.json"
 CONTAINER_TEST_ARGS ?=
 container-test:

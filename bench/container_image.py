@@ -3,11 +3,12 @@
 Runs `deploy/container_test.sh` twice, `--cold` (base images rebuilt, no layer cache: every
 package downloaded again) and then cached (nothing changed), each with `--report`, and
 records both runs in bench/results/container_image.{json,md}. Needs what the container test
-needs (Linux, root or podman; see docs/deploy.md). `--from-reports COLD CACHED` records two
-reports written earlier by `deploy/container_test.sh --report` instead of running.
+needs (Linux, root or podman; see docs/deploy.md). `--from-reports COLD CACHED [CHANGED]`
+records reports written earlier by `deploy/container_test.sh --report` instead of running;
+CHANGED, optional: a run after a source change (the layers from the source on rebuilt).
 
     python bench/container_image.py                 # ~15-20 min on 2 cores
-    python bench/container_image.py --from-reports /tmp/cold.json /tmp/cached.json
+    python bench/container_image.py --from-reports COLD.json CACHED.json [CHANGED.json]
 """
 
 from __future__ import annotations
@@ -53,25 +54,28 @@ def _cell(facts: dict[str, Any], key: str, unit: str) -> str:
     return f"{facts[key]:g}{' ' + unit if unit else ''}"
 
 
-def markdown(cold: dict[str, Any], cached: dict[str, Any], command: str) -> str:
+def markdown(runs: dict[str, dict[str, Any]], command: str, note: str) -> str:
+    cold, cached = runs["cold"], runs["cached"]
     lines = [
         "# The container image, built and run with podman",
         "",
-        f"`{command}` on {cold['machine']}; cold run {cold['date']}, cached run "
-        f"{cached['date']}; 1-minute load average at the end: {cold['load_avg_1m_end']} / "
-        f"{cached['load_avg_1m_end']} (other work on the machine slows every step). Cold: "
-        "both base images rebuilt and the image built without the layer cache (every package "
-        "downloaded again from the Debian mirror and PyPI; torch from a local CPU wheel). "
-        "Cached: the same run again with nothing changed. `-`: not done in that run (tools "
-        "already installed, base images present).",
+        f"`{command}` on {cold['machine']}; runs "
+        + ", ".join(f"{name} {run['date']}" for name, run in runs.items())
+        + "; 1-minute load average at the end of each: "
+        + " / ".join(str(run["load_avg_1m_end"]) for run in runs.values())
+        + " (other work on the machine slows every step). Cold: both base images rebuilt and "
+        "the image built without the layer cache (every package downloaded again from the "
+        "Debian mirror and PyPI; torch from a local CPU wheel). Cached: the same run again with "
+        "nothing changed. Changed: after a change under the source folders (what CI sees after "
+        "most commits). `-`: not done in that run (tools already installed, base images "
+        "present).",
         "",
-        "| step | cold | cached |",
-        "|---|---|---|",
+        "| step | " + " | ".join(runs) + " |",
+        "|---|" + "---|" * len(runs),
     ]
     for key, label, unit in ROWS:
-        lines.append(
-            f"| {label} | {_cell(cold['facts'], key, unit)} | {_cell(cached['facts'], key, unit)} |"
-        )
+        cells = " | ".join(_cell(run["facts"], key, unit) for run in runs.values())
+        lines.append(f"| {label} | {cells} |")
     lines += ["", "| image | size |", "|---|---|"]
     for key, label in SIZES:
         size = cached["facts"].get(key, cold["facts"].get(key))
@@ -84,34 +88,44 @@ def markdown(cold: dict[str, Any], cached: dict[str, Any], command: str) -> str:
     if layers:
         lines += ["", "Layers of the ragctl image over 1 MB (`podman history`):", ""]
         lines += [f"- {layer['size']}: `{layer['created_by'][:100]}`" for layer in layers]
-    lines += ["", f"Checks passed (each run): {len(cached['checks'])}."]
+    checks = ", ".join(f"{name} {len(run['checks'])}" for name, run in runs.items())
+    lines += ["", f"Checks passed: {checks} (every check of each run)."]
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--from-reports", nargs=2, type=Path, metavar=("COLD", "CACHED"))
+    parser.add_argument(
+        "--from-reports", nargs="+", type=Path, metavar="REPORT", help="COLD CACHED [CHANGED]"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "container_image")
+    parser.add_argument("--note", default="", help="A paragraph added to the Markdown.")
     args = parser.parse_args()
     if args.from_reports:
-        cold_file, cached_file = args.from_reports
-        command = (
-            "deploy/container_test.sh --cold --report COLD; "
-            "deploy/container_test.sh --report CACHED"
+        if len(args.from_reports) not in (2, 3):
+            parser.error("--from-reports takes COLD CACHED [CHANGED]: two or three reports")
+        names = ("cold", "cached", "changed")[: len(args.from_reports)]
+        files = dict(zip(names, args.from_reports, strict=True))
+        command = "; ".join(
+            f"deploy/container_test.sh{' --cold' if name == 'cold' else ''} --report {name.upper()}"
+            for name in names
         )
     else:
         work = Path(tempfile.mkdtemp(prefix="ragctl-bench-container."))
-        cold_file, cached_file = work / "cold.json", work / "cached.json"
-        run_container_test(True, cold_file)
-        run_container_test(False, cached_file)
+        files = {"cold": work / "cold.json", "cached": work / "cached.json"}
+        run_container_test(True, files["cold"])
+        run_container_test(False, files["cached"])
         command = "python bench/container_image.py"
-    cold, cached = json.loads(cold_file.read_text()), json.loads(cached_file.read_text())
-    if not cold["cold"] or cached["cold"]:
-        parser.error("COLD must be a report of a --cold run, CACHED of a run without --cold")
+    runs = {name: json.loads(path.read_text()) for name, path in files.items()}
+    if [run["cold"] for run in runs.values()] != [name == "cold" for name in runs]:
+        parser.error("COLD must be a report of a --cold run, the others of runs without --cold")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(
-        json.dumps({"command": command, "cold": cold, "cached": cached}, indent=2) + "\n"
+        json.dumps({"command": command, "note": args.note, "runs": runs}, indent=2) + "\n"
     )
-    args.out.with_suffix(".md").write_text(markdown(cold, cached, command))
+    args.out.with_suffix(".md").write_text(markdown(runs, command, args.note))
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
 
 

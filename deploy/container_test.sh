@@ -23,7 +23,7 @@
 # once podman is there, every failure is a failure. `require` turns that skip into exit 1;
 # `skip` skips at once (exit 0).
 #
-# Usage: deploy/container_test.sh [--cold] [--report FILE.json] [--keep-image]
+# Usage: deploy/container_test.sh [--cold] [--report FILE.json]
 #   --cold        rebuild the base images and build the project image without the layer cache
 #   --report F    write timings, sizes and the checks passed to F (JSON)
 # Environment: TORCH_WHEELS (folder with the CPU torch wheel), QDRANT_IMAGE_TAR, DEBIAN_MIRROR,
@@ -66,7 +66,10 @@ CONTAINERS=() # ids of containers started here (podman run --cidfile)
 VOLUMES=()    # names of volumes created here
 PROJECTS=()   # compose projects brought up here
 
-say() { printf '%s\n' "$*"; }
+# fd 3: the caller's stdout. The ERR and EXIT traps may run inside a step whose output goes to
+# $LOG (a failing function fires ERR in its own redirections); what they say must not.
+exec 3>&1
+say() { printf '%s\n' "$*" >&3; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 fact() { printf '%s=%s\n' "$1" "$2" >> "$WORK/facts"; } # a measured number for --report
@@ -92,13 +95,18 @@ on_error() {
   say "FAIL $STEP (exit $rc)"
   if [ -s "$LOG" ]; then
     say "---- last lines of its output ($LOG) ----"
-    tail -n 60 "$LOG"
+    tail -n 60 "$LOG" >&3
     say "----"
   fi
+  local project
+  for project in "${PROJECTS[@]}"; do
+    mapfile -t -O "${#CONTAINERS[@]}" CONTAINERS \
+      < <(podman ps -aq --filter "label=io.podman.compose.project=$project" 2> /dev/null)
+  done
   for id in "${CONTAINERS[@]}"; do
     if podman container exists "$id" 2> /dev/null; then
       say "---- podman logs ${id:0:12} (last 40 lines) ----"
-      podman logs --tail 40 "$id" 2>&1 || true
+      podman logs --tail 40 "$id" >&3 2>&1 || true
     fi
   done
   KEEP_WORK=1
@@ -341,6 +349,25 @@ build_project_image() {
 sys.exit(0 if "/v1/health" in " ".join(check.get("Test", [])) else 1)' "$LOG" \
     || fail "no HEALTHCHECK in $tag (built without --format docker?)"
   podman history --no-trunc --format '{{.Size}}@@{{.CreatedBy}}' "$tag" > "$WORK/history.$target"
+}
+
+# Untagged images built on our base images (they inherit its labels) that none of this run's
+# builds produced or reused: earlier builds' stages, superseded bases. The layer cache of
+# this run stays; disk stays bounded however often CI builds.
+prune_old_builds() {
+  local keep id root
+  # podman build prints `--> 0123456789a` (11 hex digits) or `--> Using cache <64 digits>`.
+  keep=$(cat "$WORK"/build.*.log 2> /dev/null | grep -oE '^--> (Using cache )?[0-9a-f]{11,64}' \
+    | grep -oE '[0-9a-f]{11,64}$' | cut -c1-11 | sort -u || true)
+  for _ in 1 2; do # a base goes once the images on it are gone
+    for id in $(podman images -q --filter dangling=true --filter label=org.ragctl.inputs) \
+      $(podman images -q --filter dangling=true --filter label=org.ragctl.mirror); do
+      grep -qx "${id:0:11}" <<< "$keep" || podman rmi "$id" > /dev/null 2>&1 || true
+    done
+  done
+  root=$(podman info --format '{{.Store.GraphRoot}}')
+  ok "old builds pruned: $(podman images -q | wc -l) images left, $(df -P -BG "$root" \
+    | awk 'NR == 2 { print $4 }') free under $root"
 }
 
 # --- 4. smoke tests --------------------------------------------------------------------------
@@ -697,6 +724,11 @@ main() {
     tag=$IMAGE
     [ "$target" = runtime ] || tag=$IMAGE-$target
     build_project_image "$target" "$tag"
+  done
+  prune_old_builds
+  for target in "${TARGETS[@]}"; do
+    tag=$IMAGE
+    [ "$target" = runtime ] || tag=$IMAGE-$target
     smoke_test_image "$target" "$tag"
   done
   check_compose_config
