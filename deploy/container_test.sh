@@ -446,9 +446,12 @@ smoke_test_image() {
   STEP="serve hardened: --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges"
   local start
   start=$(now)
+  # Keys: `serve` refuses a non-loopback address with none (searches stay open without a
+  # read key).
   podman run -d --cidfile "$WORK/cid.serve.$target" --read-only --tmpfs /tmp --cap-drop ALL \
     --security-opt no-new-privileges:true -p "127.0.0.1:$port:8000" -v "$volume:/data" \
-    "$tag" > "$LOG" 2>&1
+    -e RAGCTL_RETRIEVER__WRITE_API_KEY=container-test-write-key \
+    -e RAGCTL_RETRIEVER__ADMIN_API_KEY=container-test-admin-key "$tag" > "$LOG" 2>&1
   cid=$(cat "$WORK/cid.serve.$target")
   CONTAINERS+=("$cid")
   STEP="GET /v1/ready answers 200"
