@@ -3,25 +3,26 @@
 # (`make container-test`; .ci/run runs it after `make test`).
 #
 # 1. installs podman, buildah, debootstrap and runc (apt) and podman-compose (PyPI, own venv)
-#    when missing; engine settings go to a containers.conf named by CONTAINERS_CONF (nothing
-#    under /etc is edited);
+#    when missing; where no systemd runs, engine settings go to a containers.conf of its own
+#    named by CONTAINERS_CONF (nothing under /etc is edited);
 # 2. builds the base images when missing: Debian bookworm from the machine's apt mirror
 #    (debootstrap, `podman import`), then python3 + venv on it (deploy/base/Containerfile),
 #    trusting the host's extra CA certificates;
 # 3. builds deploy/Dockerfile unchanged on that base, torch from a local CPU wheel if one is
 #    found (TORCH_WHEELS, pip's find-links, /opt/wheels), else from PyTorch's CPU index;
 # 4. smoke-tests the image: ingest a read-only corpus, search, serve hardened on a read-only
-#    root (uid 10001, no capabilities), /v1/health, /v1/ready, /v1/search over HTTP,
+#    root (uid 10001, no capabilities), /v1/health, /v1/ready, /v1/search over HTTP, /docs,
 #    `podman healthcheck run`; `podman-compose config` on deploy/compose.yaml; the retriever
 #    alone on the embedded store (compose.embedded.yaml); the full stack with a Qdrant server
 #    when QDRANT_IMAGE_TAR names an image tarball (`podman load -i`).
 # Each passing check prints `ok   NAME`; a failure prints `FAIL NAME` with the log's tail and
-# exits 1. Containers, volumes, networks and pods it made are removed by id on exit.
+# exits 1. Containers, volumes, networks and pods it made are removed by id on exit; images
+# stay for the cache, earlier builds of its own are pruned.
 #
 # Policy (RAGCTL_CONTAINER_TEST): `auto` (default) skips with a SKIPPED line and exit 0 only
-# where containers cannot run at all (not Linux; podman missing and no root or no apt-get);
-# once podman is there, every failure is a failure. `require` turns that skip into exit 1;
-# `skip` skips at once (exit 0).
+# where it cannot run at all (not Linux; tools missing without root or apt-get; a non-root
+# user's podman that does not run; base images missing without root for debootstrap); every
+# other failure is a failure. `require` turns that skip into exit 1; `skip` skips at once.
 #
 # Usage: deploy/container_test.sh [--cold] [--report FILE.json]
 #   --cold        rebuild the base images and build the project image without the layer cache
