@@ -158,6 +158,14 @@ class ModelRegistry:
         """The version number a new model gets (never reused, even after a failed run)."""
         return self._next_version(self._load())
 
+    def reserve_version(self) -> int:
+        """A new version number whose folder `models/vN` is created now, so two runs training
+        at the same time never write into the same folder."""
+        with _file_lock(self.root / "registry.lock"):
+            version = self._next_version(self._load())
+            self.model_dir(version).mkdir(parents=True)
+        return version
+
     def _next_version(self, data: _RegistryFile) -> int:
         versions = [r.version for r in data.models]
         taken = [int(p.name[1:]) for p in self.root.glob("v*") if p.name[1:].isdigit()]

@@ -20,6 +20,9 @@ def test_registry_versions_are_never_reused(tmp_path):
     registry.ensure_base("default")
     registry.model_dir(2).mkdir(parents=True)  # a training run that died before registering
     assert registry.next_version() == 3
+    # Two runs reserving at once get two folders, never one shared.
+    assert (registry.reserve_version(), registry.reserve_version()) == (3, 4)
+    assert registry.model_dir(4).is_dir() and registry.next_version() == 5
 
 
 def _three_versions(tmp_path, gate_v3=None):

@@ -258,7 +258,7 @@ def train_candidate(
     """
     registry = ModelRegistry(settings.data_dir)
     parent = registry.ensure_base(serving.model)
-    version = registry.next_version()
+    version = registry.reserve_version()
     fingerprint = data_fingerprint(pairs)
     hyperparameters = json.dumps(settings.tuner.hyperparameters(), sort_keys=True)
     config_key = hashlib.sha256(hyperparameters.encode()).hexdigest()[:8]
