@@ -9,9 +9,10 @@ Invalid values raise pydantic's `ValidationError` (a `ValueError`) naming the fi
 
 from __future__ import annotations
 
+import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
@@ -61,51 +62,146 @@ MAX_SHORTLIST = 1000
 """The largest shortlist one request may ask for."""
 
 Scalar = str | int | bool
-PayloadFilter = Mapping[str, Scalar | Sequence[Scalar]]
-"""`{"doc_id": "a.md"}` or `{"metadata.lang": ["en", "de"]}`: every key must match (AND);
-a list matches any of its values (OR)."""
+PayloadFilter = Mapping[str, Any]
+"""A payload filter, as JSON: every key is a condition and all must match (AND).
 
+- `{"doc_id": "a.md"}`: equals; `{"metadata.lang": ["en", "de"]}`: equals any (OR);
+- `{"metadata.year": {"gte": 2020, "lt": 2024}}`: a numeric range (`gt`, `gte`, `lt`, `lte`);
+- `{"must_not": {"metadata.lang": "de", "doc_id": ["x.md"]}}`: negation: a chunk matching ANY of
+  these conditions is left out (keys and conditions as above).
+
+Keys: `doc_id`, `source`, `chunk_id` or `metadata.FIELD` (ranges: `metadata.FIELD` only).
+"""
+
+NEGATION_KEY = "must_not"
+RANGE_OPERATORS = ("gt", "gte", "lt", "lte")
+MAX_FILTER_CONDITIONS = 16
+"""The most conditions one filter may hold, the negated ones included."""
 _FILTER_FIELDS = ("doc_id", "source", "chunk_id")
 _MAX_FILTER_VALUES = 100
+_METADATA_KEY = re.compile(r"metadata\.[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class NumericRange:
+    """Bounds of a numeric range condition (None: unbounded on that side)."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
 
 
 @dataclass(frozen=True)
 class FilterCondition:
-    """One validated condition: `key` equals `values[0]`, or any of `values`."""
+    """One validated condition on `key`: equals `values[0]` or any of `values`, or lies in
+    `range` (exactly one of the two is set)."""
 
     key: str
-    values: tuple[Scalar, ...]
+    values: tuple[Scalar, ...] = ()
+    range: NumericRange | None = None
 
 
-def parse_filter(payload_filter: PayloadFilter | None) -> list[FilterCondition]:
-    """Validate a filter and turn it into conditions; `ValueError` names what is wrong."""
+@dataclass(frozen=True)
+class ParsedFilter:
+    """A validated filter: every `must` condition matches and no `must_not` condition does."""
+
+    must: tuple[FilterCondition, ...] = ()
+    must_not: tuple[FilterCondition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not)
+
+
+def parse_filter(payload_filter: PayloadFilter | None) -> ParsedFilter:
+    """Validate a filter (see `PayloadFilter`); `ValueError` names the key and what is wrong."""
     if not payload_filter:
-        return []
-    conditions = []
-    for key, value in payload_filter.items():
-        valid_text(key)
-        if key not in _FILTER_FIELDS and not re.fullmatch(r"metadata\.[A-Za-z0-9_.-]+", key):
+        return ParsedFilter()
+    must = _conditions(payload_filter, negated=False)
+    negated = payload_filter.get(NEGATION_KEY)
+    must_not: list[FilterCondition] = []
+    if negated is not None:
+        if not isinstance(negated, Mapping) or not negated:
             raise ValueError(
-                f"cannot filter on {key!r}: allowed keys are {', '.join(_FILTER_FIELDS)} "
-                "or metadata.<field>"
+                f"{NEGATION_KEY!r} takes a non-empty object of KEY: value(s) or range, got "
+                f"{_short(negated)}"
             )
-        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if not values:
-            raise ValueError(f"filter {key!r} has an empty list of values")
-        if len(values) > _MAX_FILTER_VALUES:
-            raise ValueError(f"filter {key!r} has over {_MAX_FILTER_VALUES} values")
-        for item in values:
-            if isinstance(item, float) or not isinstance(item, (str, int, bool)):
-                raise ValueError(
-                    f"filter {key!r}: values must be strings, integers or booleans, "
-                    f"got {_short(item)}"
-                )
-            if isinstance(item, str):
-                valid_text(item)
-            elif not isinstance(item, bool) and abs(item) > INT64_MAX:
-                raise ValueError(f"filter {key!r}: {item} is outside the 64-bit range")
-        conditions.append(FilterCondition(key, values))
+        must_not = _conditions(negated, negated=True)
+    if len(must) + len(must_not) > MAX_FILTER_CONDITIONS:
+        raise ValueError(
+            f"a filter holds at most {MAX_FILTER_CONDITIONS} conditions, got "
+            f"{len(must) + len(must_not)}"
+        )
+    return ParsedFilter(tuple(must), tuple(must_not))
+
+
+def _conditions(payload_filter: Mapping[str, Any], *, negated: bool) -> list[FilterCondition]:
+    conditions = []
+    where = f"{NEGATION_KEY}." if negated else ""
+    for key, value in payload_filter.items():
+        if not isinstance(key, str):
+            raise ValueError(f"filter keys are strings, got {_short(key)}")
+        valid_text(key)
+        if key == NEGATION_KEY:
+            if negated:
+                raise ValueError(f"{NEGATION_KEY!r} cannot be nested inside {NEGATION_KEY!r}")
+            continue
+        if key not in _FILTER_FIELDS and not _METADATA_KEY.fullmatch(key):
+            raise ValueError(
+                f"cannot filter on {where}{key!r}: allowed keys are {', '.join(_FILTER_FIELDS)} "
+                f"or metadata.<field> (and {NEGATION_KEY!r} for negation)"
+            )
+        if isinstance(value, Mapping):
+            conditions.append(FilterCondition(key, range=_range(f"{where}{key}", value)))
+        else:
+            conditions.append(FilterCondition(key, values=_values(f"{where}{key}", value)))
     return conditions
+
+
+def _values(key: str, value: Any) -> tuple[Scalar, ...]:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not values:
+        raise ValueError(f"filter {key!r} has an empty list of values")
+    if len(values) > _MAX_FILTER_VALUES:
+        raise ValueError(f"filter {key!r} has over {_MAX_FILTER_VALUES} values")
+    for item in values:
+        if isinstance(item, float) or not isinstance(item, (str, int, bool)):
+            raise ValueError(
+                f"filter {key!r}: values must be strings, integers or booleans, "
+                f'got {_short(item)} (numeric ranges: {{"gte": 1.5}})'
+            )
+        if isinstance(item, str):
+            valid_text(item)
+        elif not isinstance(item, bool) and abs(item) > INT64_MAX:
+            raise ValueError(f"filter {key!r}: {item} is outside the 64-bit range")
+    return values
+
+
+def _range(key: str, bounds: Mapping[str, Any]) -> NumericRange:
+    if not key.removeprefix(f"{NEGATION_KEY}.").startswith("metadata."):
+        raise ValueError(f"filter {key!r}: ranges apply to numeric metadata.<field> keys only")
+    unknown = [op for op in bounds if op not in RANGE_OPERATORS]
+    if unknown or not bounds:
+        raise ValueError(
+            f"filter {key!r}: a range takes {', '.join(RANGE_OPERATORS)} (at least one), got "
+            f"{_short(dict(bounds))}"
+        )
+    for op, number in bounds.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"filter {key!r}: {op} takes a number, got {_short(number)}")
+        if not math.isfinite(number) or abs(number) > INT64_MAX:
+            raise ValueError(f"filter {key!r}: {op} {number} is not a finite 64-bit number")
+    if "gt" in bounds and "gte" in bounds or "lt" in bounds and "lte" in bounds:
+        raise ValueError(
+            f"filter {key!r}: give one lower bound (gt or gte) and one upper (lt or lte)"
+        )
+    low = bounds.get("gt", bounds.get("gte"))
+    high = bounds.get("lt", bounds.get("lte"))
+    if low is not None and high is not None:
+        closed = "gte" in bounds and "lte" in bounds
+        if low > high or (low == high and not closed):
+            raise ValueError(f"filter {key!r}: the range {_short(dict(bounds))} is empty")
+    return NumericRange(**{op: float(n) for op, n in bounds.items()})
 
 
 def _checked_filter(value: Any) -> dict[str, Any] | None:

@@ -3,7 +3,15 @@
 import pytest
 from pydantic import ValidationError
 
-from ragctl.core.search import FusionMethod, FusionParams, SearchMode, SearchParams
+from ragctl.core.search import (
+    FilterCondition,
+    FusionMethod,
+    FusionParams,
+    NumericRange,
+    SearchMode,
+    SearchParams,
+    parse_filter,
+)
 from ragctl.core.settings import load_settings
 
 
@@ -36,12 +44,57 @@ def test_search_params_defaults_and_coercion():
         ({"filter": {"metadata.n": 2**70}}, "filter", "outside the 64-bit range"),
         ({"filter": {"doc_id": "a\ud800"}}, "filter", "not valid Unicode text"),
         ({"filter": "doc_id=a"}, "filter", "an object of KEY: value(s)"),
+        ({"filter": {"metadata.y": {"gte": "2020"}}}, "filter", "gte takes a number, got '2020'"),
+        ({"filter": {"metadata.y": {"from": 1}}}, "filter", "a range takes gt, gte, lt, lte"),
+        ({"filter": {"metadata.y": {}}}, "filter", "a range takes gt, gte, lt, lte (at least one)"),
+        ({"filter": {"metadata.y": {"gt": 5, "lt": 3}}}, "filter", "is empty"),
+        ({"filter": {"metadata.y": {"gt": 1, "gte": 2}}}, "filter", "one lower bound"),
+        ({"filter": {"metadata.y": {"lt": float("nan")}}}, "filter", "not a finite 64-bit"),
+        ({"filter": {"metadata.y": {"lt": True}}}, "filter", "lt takes a number, got True"),
+        ({"filter": {"doc_id": {"gte": 1}}}, "filter", "ranges apply to numeric metadata"),
+        ({"filter": {"must_not": {}}}, "filter", "'must_not' takes a non-empty object"),
+        ({"filter": {"must_not": ["a"]}}, "filter", "'must_not' takes a non-empty object"),
+        (
+            {"filter": {"must_not": {"must_not": {"doc_id": "a"}}}},
+            "filter",
+            "cannot be nested",
+        ),
+        ({"filter": {"must_not": {"text": "a"}}}, "filter", "cannot filter on must_not.'text'"),
+        (
+            {
+                "filter": {
+                    **{f"metadata.f{i}": 1 for i in range(10)},
+                    "must_not": {f"metadata.g{i}": 1 for i in range(7)},
+                }
+            },
+            "filter",
+            "at most 16 conditions, got 17",
+        ),  # fmt: skip
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
     ],
 )
 def test_search_params_name_the_field_and_the_rule(params, field, needle):
     where, message = _error(**params)
     assert where == field and needle in message
+
+
+def test_parse_filter_ranges_and_negation():
+    parsed = parse_filter(
+        {"doc_id": ["a", "b"], "metadata.year": {"gte": 2020, "lt": 2024},
+         "must_not": {"metadata.lang": "de", "metadata.weight": {"gt": 0.5}}}
+    )  # fmt: skip
+    assert parsed.must == (
+        FilterCondition("doc_id", values=("a", "b")),
+        FilterCondition("metadata.year", range=NumericRange(gte=2020, lt=2024)),
+    )
+    assert parsed.must_not == (
+        FilterCondition("metadata.lang", values=("de",)),
+        FilterCondition("metadata.weight", range=NumericRange(gt=0.5)),
+    )
+    assert not parse_filter(None) and not parse_filter({})
+    assert parse_filter({"metadata.n": {"gte": 3, "lte": 3}}).must[0].range == NumericRange(
+        gte=3, lte=3
+    )
 
 
 def test_search_params_are_frozen():

@@ -152,6 +152,50 @@ def test_store_filter(store):
     assert sorted({h.doc_id for h in hits}) == ["d1", "d2"] and len(hits) == 6
 
 
+def _with_numbers(store):
+    """10 documents d0..d9, 2 chunks each: metadata year 2010+d (int), weight d/2 (float),
+    lang en (odd d) or de (even d)."""
+    spec = _spec()
+    store.create_collection(spec)
+    chunks = [
+        Chunk(
+            chunk_id(f"d{d}", i, f"d{d} text {i}"), f"d{d}", i, f"d{d} text {i}", 0, 5, "s",
+            {"year": 2010 + d, "weight": d / 2, "lang": "en" if d % 2 else "de"},
+        )
+        for d in range(10)
+        for i in range(2)
+    ]  # fmt: skip
+    vectors = _vectors(len(chunks))
+    store.upsert(spec.physical, chunks, vectors)
+    return spec.physical, vectors.embeddings_slice(slice(0, 1))
+
+
+def _docs_found(store, physical, query, payload_filter):
+    params = SearchParams(k=20, shortlist=20, filter=payload_filter)
+    return sorted(
+        {h.doc_id for h in store.search(physical, query, params)}, key=lambda d: int(d[1:])
+    )
+
+
+def test_store_filter_ranges_and_negation(store):
+    physical, query = _with_numbers(store)
+    docs = lambda flt: _docs_found(store, physical, query, flt)  # noqa: E731
+    assert docs({"metadata.year": {"gte": 2013, "lt": 2016}}) == ["d3", "d4", "d5"]
+    assert docs({"metadata.year": {"gt": 2017}}) == ["d8", "d9"]
+    assert docs({"metadata.weight": {"lte": 1.0}}) == ["d0", "d1", "d2"]
+    assert docs({"metadata.weight": {"gt": 3.5, "lte": 4.5}}) == ["d8", "d9"]
+    assert docs({"must_not": {"metadata.lang": "de"}}) == ["d1", "d3", "d5", "d7", "d9"]
+    assert docs({"must_not": {"doc_id": ["d1", "d3"], "metadata.year": {"gte": 2015}}}) == [
+        "d0",
+        "d2",
+        "d4",
+    ]
+    # All together: a range, an equality and a negation.
+    assert docs(
+        {"metadata.year": {"lte": 2016}, "metadata.lang": "en", "must_not": {"doc_id": "d5"}}
+    ) == ["d1", "d3"]
+
+
 def test_store_search_needs_the_shortlist_dim_it_asks_for(store):
     physical, _, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))

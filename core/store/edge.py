@@ -22,7 +22,7 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.ids import point_id
 from ragctl.core.lexical import LEXICAL_VECTOR
 from ragctl.core.records import Chunk, Hit
-from ragctl.core.search import PayloadFilter, parse_filter
+from ragctl.core.search import FilterCondition, PayloadFilter, parse_filter
 from ragctl.core.store.base import (
     FULL_VECTOR,
     CollectionSpec,
@@ -257,18 +257,14 @@ class EdgeStore(VectorStore):
         )
 
     def _filter(self, payload_filter: PayloadFilter | None) -> Any:
-        conditions = parse_filter(payload_filter)
-        if not conditions:
+        parsed = parse_filter(payload_filter)
+        if not parsed:
             return None
         qe = _edge()
-        must = []
-        for cond in conditions:
-            if len(cond.values) == 1:
-                match = qe.MatchValue(value=cond.values[0])
-            else:
-                match = qe.MatchAny(any=list(cond.values))
-            must.append(qe.FieldCondition(key=cond.key, match=match))
-        return qe.Filter(must=must)
+        return qe.Filter(
+            must=[_edge_condition(c) for c in parsed.must] or None,
+            must_not=[_edge_condition(c) for c in parsed.must_not] or None,
+        )
 
     def _scroll_payloads(
         self,
@@ -303,6 +299,17 @@ class EdgeStore(VectorStore):
             raise
         except Exception as exc:  # Edge raises bare Exception("Service runtime error: ...")
             raise StoreError(f"Qdrant Edge: {exc}") from exc
+
+
+def _edge_condition(cond: FilterCondition) -> Any:
+    qe = _edge()
+    if cond.range is not None:
+        bounds = cond.range
+        span = qe.RangeFloat(gt=bounds.gt, gte=bounds.gte, lt=bounds.lt, lte=bounds.lte)
+        return qe.FieldCondition(key=cond.key, range=span)
+    if len(cond.values) == 1:
+        return qe.FieldCondition(key=cond.key, match=qe.MatchValue(value=cond.values[0]))
+    return qe.FieldCondition(key=cond.key, match=qe.MatchAny(any=list(cond.values)))
 
 
 def _edge_query(stage: QueryStage) -> Any:

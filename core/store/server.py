@@ -25,7 +25,7 @@ from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.ids import point_id
 from ragctl.core.lexical import LEXICAL_VECTOR
 from ragctl.core.records import Chunk, Hit
-from ragctl.core.search import PayloadFilter, parse_filter
+from ragctl.core.search import FilterCondition, PayloadFilter, parse_filter
 from ragctl.core.settings import StoreSettings
 from ragctl.core.store.base import (
     FULL_VECTOR,
@@ -427,18 +427,13 @@ class ServerStore(VectorStore):
     def _filter(payload_filter: PayloadFilter | None) -> Any:
         from qdrant_client import models
 
-        conditions = parse_filter(payload_filter)
-        if not conditions:
+        parsed = parse_filter(payload_filter)
+        if not parsed:
             return None
-        must: list[Any] = []
-        for cond in conditions:
-            match: Any
-            if len(cond.values) == 1:
-                match = models.MatchValue(value=cond.values[0])
-            else:
-                match = models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
-            must.append(models.FieldCondition(key=cond.key, match=match))
-        return models.Filter(must=must)
+        return models.Filter(
+            must=[_condition(c) for c in parsed.must] or None,
+            must_not=[_condition(c) for c in parsed.must_not] or None,
+        )
 
     def _scroll_payloads(
         self,
@@ -499,6 +494,21 @@ class ServerStore(VectorStore):
             raise
         except Exception as exc:
             raise _store_error(exc) from exc
+
+
+def _condition(cond: FilterCondition) -> Any:
+    from qdrant_client import models
+
+    if cond.range is not None:
+        bounds = cond.range
+        span = models.Range(gt=bounds.gt, gte=bounds.gte, lt=bounds.lt, lte=bounds.lte)
+        return models.FieldCondition(key=cond.key, range=span)
+    match: Any
+    if len(cond.values) == 1:
+        match = models.MatchValue(value=cond.values[0])
+    else:
+        match = models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
+    return models.FieldCondition(key=cond.key, match=match)
 
 
 def _is_transient(exc: BaseException) -> bool:
