@@ -15,6 +15,8 @@ MAX_DOC_ID_CHARS = 512
 """Longest document id, in characters (a file path relative to the ingest folder, a record id)."""
 MAX_METADATA_DEPTH = 8
 """Deepest nesting of lists and objects in a document's metadata."""
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+"""A collection (alias) name: letters, digits, `_` and `-`, 1-63 characters."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 

@@ -289,6 +289,8 @@ class SearchParams(BaseModel):
         filter: Payload filter (see `PayloadFilter`); None = everything.
         mode: dense, sparse or hybrid.
         fusion: How hybrid fuses its branches.
+        score_threshold: Leave out hits scoring below this (the mode's own score: cosine
+            for dense, BM25 for sparse, the fused score for hybrid); None = keep all k.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -300,6 +302,7 @@ class SearchParams(BaseModel):
     filter: Annotated[PayloadFilter | None, PlainValidator(_checked_filter)] = None
     mode: SearchMode = SearchMode.DENSE
     fusion: FusionParams = FusionParams()
+    score_threshold: float | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("shortlist")
     @classmethod

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from ragctl.core.lexical import LexicalSpec
+from ragctl.core.limits import COLLECTION_NAME_PATTERN
 from ragctl.core.search import MAX_K, MAX_SHORTLIST, FusionParams, SearchMode
 
 DEFAULT_MODEL = "default"
@@ -286,7 +287,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".ragctl")
-    collection: str = Field(default="docs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+    collection: str = Field(default="docs", pattern=COLLECTION_NAME_PATTERN)
     model: ModelSettings = ModelSettings()
     store: StoreSettings = StoreSettings()
     chunking: ChunkSettings = ChunkSettings()

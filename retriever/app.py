@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.errors import RagctlError
@@ -20,7 +21,15 @@ from ragctl.retriever.middleware import (
     MetricsMiddleware,
     OneLineStartupFailure,
 )
-from ragctl.retriever.routes import admin, documents, feedback, health, search
+from ragctl.retriever.routes import (
+    admin,
+    collections,
+    documents,
+    embeddings,
+    feedback,
+    health,
+    search,
+)
 from ragctl.retriever.service import RetrieverService
 
 if TYPE_CHECKING:
@@ -55,7 +64,8 @@ def create_app(
             app.state.startup_error = exc
             raise
         app.state.service = service
-        metrics.set_serving(service.current())
+        for served in service.collections.loaded():
+            metrics.set_serving(served.current())
         try:
             yield
         finally:
@@ -81,29 +91,38 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # sees every answer
     app.add_middleware(OneLineStartupFailure)
-    for module in (search, feedback, documents, health, admin):
-        app.include_router(module.router)
+    routers = [
+        m.router for m in (search, collections, feedback, documents, embeddings, health, admin)
+    ]
+    for router in routers:
+        app.include_router(router)
     install_docs(app)
-    _document_access(app, app.state.access)
+    _document_access(app, app.state.access, routers)
     return app
 
 
-def _document_access(app: FastAPI, policy: AccessPolicy) -> None:
+def _document_access(app: FastAPI, policy: AccessPolicy, routers: list[APIRouter]) -> None:
     """Mark the key as optional in the OpenAPI schema where this app's policy lets a request
-    through without one (searches without read keys, writes on a loopback bind without keys)."""
+    through without one (reads without read keys, writes on a loopback bind without keys)."""
     generate = app.openapi
-    open_tags = set()
+    open_checks = set()
     if not policy.configured(Role.READ):
-        open_tags.add("search")
+        open_checks.add(f"require_{Role.READ.label}")
     if policy.anonymous_writes:
-        open_tags.update(("documents", "feedback"))
+        open_checks.add(f"require_{Role.WRITE.label}")
+    open_operations: set[tuple[str, str]] = set()
+    for route in (r for router in routers for r in router.routes):
+        if isinstance(route, APIRoute):
+            checks = {getattr(d.dependency, "__name__", "") for d in route.dependencies}
+            if checks & open_checks:
+                open_operations.update((route.path_format, m.lower()) for m in route.methods or ())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    if "security" in operation and open_tags & set(operation.get("tags", ())):
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if "security" in operation and (path, method) in open_operations:
                         operation["security"] = [{}, *operation["security"]]
             app.openapi_schema = schema
         return app.openapi_schema

@@ -1,13 +1,15 @@
 """Prometheus metrics of one app, in their own registry (several apps per process stay apart).
 
-Names:
+Names (`collection` is the collection's alias name, e.g. `docs`):
 - `ragctl_http_requests_total{method, route, status}`: requests per route template.
 - `ragctl_http_request_duration_seconds{method, route}`: latency histogram per route template.
-- `ragctl_search_stage_seconds{stage}`: search stages `encode`, `store` (the Qdrant query)
-  and `log` (the durable search-log write).
-- `ragctl_feedback_total{label}`: feedback events stored, by label.
-- `ragctl_documents_chunks_written_total` / `ragctl_documents_chunks_deleted_total`.
-- `ragctl_serving_model_version{collection}`: the model version being served.
+- `ragctl_search_stage_seconds{collection, stage}`: search stages `encode`, `store` (the Qdrant
+  query) and `log` (the durable search-log write); a batch search is observed once.
+- `ragctl_searches_total{collection, mode}`: queries answered (each query of a batch counts).
+- `ragctl_feedback_total{collection, label}`: feedback events stored, by label.
+- `ragctl_documents_chunks_written_total{collection}` / `..._deleted_total{collection}`.
+- `ragctl_embeddings_inputs_total{collection}`: texts embedded by `POST /v1/embeddings`.
+- `ragctl_serving_model_version{collection}`: the model version served, per loaded collection.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from ragctl.retriever.service import BatchSearchOutcome
 
 if TYPE_CHECKING:
     from ragctl.retriever.service import SearchOutcome
@@ -67,30 +71,38 @@ class Metrics:
         self.search_stage_seconds = Histogram(
             "ragctl_search_stage_seconds",
             "Time per search stage: encode (query embedding), store (Qdrant query), log.",
-            ["stage"],
+            ["collection", "stage"],
             buckets=_LATENCY_BUCKETS_S,
             registry=self.registry,
         )
         self.searches = Counter(
             "ragctl_searches",
-            "Searches answered, by mode (dense, sparse, hybrid).",
-            ["mode"],
+            "Queries answered, by mode (dense, sparse, hybrid).",
+            ["collection", "mode"],
             registry=self.registry,
         )
         self.feedback = Counter(
             "ragctl_feedback",
             "Feedback events stored, by label.",
-            ["label"],
+            ["collection", "label"],
             registry=self.registry,
         )
         self.chunks_written = Counter(
             "ragctl_documents_chunks_written",
             "Chunks embedded and written through POST /v1/documents.",
+            ["collection"],
             registry=self.registry,
         )
         self.chunks_deleted = Counter(
             "ragctl_documents_chunks_deleted",
             "Chunks deleted through the documents routes.",
+            ["collection"],
+            registry=self.registry,
+        )
+        self.embedding_inputs = Counter(
+            "ragctl_embeddings_inputs",
+            "Texts embedded through POST /v1/embeddings.",
+            ["collection"],
             registry=self.registry,
         )
         self.serving_version = Gauge(
@@ -105,16 +117,17 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.request_seconds.labels(method, route).observe(seconds)
 
-    def observe_search(self, outcome: SearchOutcome) -> None:
-        """Record the stage timings of one search."""
-        self.search_stage_seconds.labels("encode").observe(outcome.encode_s)
-        self.search_stage_seconds.labels("store").observe(outcome.store_s)
-        self.search_stage_seconds.labels("log").observe(outcome.log_s)
-        self.searches.labels(outcome.mode).inc()
+    def observe_search(self, outcome: SearchOutcome | BatchSearchOutcome) -> None:
+        """Record the stage timings of one search (or batch) and count its queries."""
+        name = outcome.serving.spec.name
+        self.search_stage_seconds.labels(name, "encode").observe(outcome.encode_s)
+        self.search_stage_seconds.labels(name, "store").observe(outcome.store_s)
+        self.search_stage_seconds.labels(name, "log").observe(outcome.log_s)
+        queries = len(outcome.searches) if isinstance(outcome, BatchSearchOutcome) else 1
+        self.searches.labels(name, outcome.mode).inc(queries)
 
     def set_serving(self, serving: Serving) -> None:
-        """Publish the served collection's model version (only the current one is kept)."""
-        self.serving_version.clear()
+        """Publish the model version a collection serves now."""
         self.serving_version.labels(serving.spec.name).set(serving.model_version)
 
     def render(self) -> tuple[bytes, str]:

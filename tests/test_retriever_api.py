@@ -400,12 +400,12 @@ def test_retriever_metrics_per_route_stages_feedback_and_version(client):
         'ragctl_http_requests_total{method="POST",route="/v1/documents",status="200"} 1.0',
         'ragctl_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0',
         'ragctl_http_request_duration_seconds_count{method="POST",route="/v1/search"} 1.0',
-        'ragctl_search_stage_seconds_count{stage="encode"} 1.0',
-        'ragctl_search_stage_seconds_count{stage="store"} 1.0',
-        'ragctl_search_stage_seconds_count{stage="log"} 1.0',
-        'ragctl_searches_total{mode="hybrid"} 1.0',
-        'ragctl_feedback_total{label="relevant"} 1.0',
-        "ragctl_documents_chunks_written_total 4.0",
+        'ragctl_search_stage_seconds_count{collection="docs",stage="encode"} 1.0',
+        'ragctl_search_stage_seconds_count{collection="docs",stage="store"} 1.0',
+        'ragctl_search_stage_seconds_count{collection="docs",stage="log"} 1.0',
+        'ragctl_searches_total{collection="docs",mode="hybrid"} 1.0',
+        'ragctl_feedback_total{collection="docs",label="relevant"} 1.0',
+        'ragctl_documents_chunks_written_total{collection="docs"} 4.0',
         'ragctl_serving_model_version{collection="docs"} 1.0',
     ):
         assert line in text, line

@@ -56,13 +56,19 @@ def api_schema(fuzz_app):
 
 OPERATIONS = [
     ("/v1/search", "POST"),
+    ("/v1/search/batch", "POST"),
+    ("/v1/collections", "GET"),
     ("/v1/feedback", "POST"),
     ("/v1/documents", "POST"),
+    ("/v1/documents", "GET"),
+    ("/v1/documents/{doc_id}", "GET"),
     ("/v1/documents/{doc_id}", "DELETE"),
+    ("/v1/embeddings", "POST"),
     ("/v1/health", "GET"),
     ("/v1/ready", "GET"),
     ("/metrics", "GET"),
     ("/v1/admin/collections", "GET"),
+    ("/v1/admin/collections", "POST"),
     ("/v1/admin/reload", "POST"),
     ("/v1/admin/models/{version}/activate", "POST"),
     ("/v1/admin/rollback", "POST"),
@@ -77,8 +83,10 @@ def test_retriever_fuzz_covers_every_operation(api_schema):
 
 
 # Negative (schema-violating) requests only where there is an input to violate.
-WITH_INPUTS = {("/v1/search", "POST"), ("/v1/feedback", "POST"), ("/v1/documents", "POST"),
-               ("/v1/documents/{doc_id}", "DELETE")}  # fmt: skip
+WITH_INPUTS = {("/v1/search", "POST"), ("/v1/search/batch", "POST"), ("/v1/feedback", "POST"),
+               ("/v1/documents", "POST"), ("/v1/documents/{doc_id}", "GET"),
+               ("/v1/documents/{doc_id}", "DELETE"), ("/v1/embeddings", "POST"),
+               ("/v1/admin/collections", "POST")}  # fmt: skip
 # Not the activate route: its only inputs are an int path parameter and a boolean query flag,
 # which HTTP coerces ("0", "no" are valid booleans), so "negative" cases are often valid.
 CASES = [(p, m, "positive") for p, m in OPERATIONS] + [

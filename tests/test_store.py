@@ -196,6 +196,28 @@ def test_store_filter_ranges_and_negation(store):
     ) == ["d1", "d3"]
 
 
+def test_store_lists_documents_and_their_chunks(store):
+    physical, _ = _with_numbers(store)
+    listed = store.documents(physical)
+    assert [d.doc_id for d in listed] == sorted(f"d{d}" for d in range(10))
+    first = listed[0]
+    assert (first.doc_id, first.source, first.chunks) == ("d0", "s", 2)
+    assert first.metadata == {"year": 2010, "weight": 0.0, "lang": "de"}
+    ranged = store.documents(physical, payload_filter={"metadata.year": {"gte": 2018}})
+    assert [d.doc_id for d in ranged] == ["d8", "d9"]
+    negated = store.documents(
+        physical, prefix="d", payload_filter={"must_not": {"metadata.lang": "de"}}
+    )
+    assert [d.doc_id for d in negated] == ["d1", "d3", "d5", "d7", "d9"]
+    assert store.documents(physical, prefix="d1") == [listed[1]]
+    chunks = store.document_chunks(physical, "d3")
+    assert [(c.doc_id, c.index, c.text) for c in chunks] == [
+        ("d3", 0, "d3 text 0"),
+        ("d3", 1, "d3 text 1"),
+    ]
+    assert store.document_chunks(physical, "nope") == []
+
+
 def test_store_search_needs_the_shortlist_dim_it_asks_for(store):
     physical, _, vectors = _filled(store)
     query = vectors.embeddings_slice(slice(0, 1))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -78,6 +78,16 @@ class CollectionSpec:
             created_at=str(data.get("created_at", "")),
             lexical=LexicalSpec.model_validate(data["lexical"]) if data.get("lexical") else None,
         )
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as listed: its id, source, metadata and how many chunks it has."""
+
+    doc_id: str
+    source: str
+    chunks: int
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -240,10 +250,12 @@ class VectorStore(ABC):
         physical: str,
         *,
         doc_ids: Sequence[str] | None = None,
+        payload_filter: PayloadFilter | None = None,
         fields: list[str] | None = None,
         page: int = 1024,
     ) -> Iterator[dict[str, Any]]:
-        """Payloads of every point (of `doc_ids` only, if given); `fields=None` = all fields."""
+        """Payloads of every point (of `doc_ids` only, and matching `payload_filter`, if
+        given); `fields=None` = all fields."""
 
     # --- shared behaviour ---
     def chunk_ids_of(self, physical: str, doc_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -270,6 +282,44 @@ class VectorStore(ABC):
                 batch = []
         if batch:
             yield batch
+
+    def documents(
+        self,
+        physical: str,
+        *,
+        prefix: str | None = None,
+        payload_filter: PayloadFilter | None = None,
+    ) -> list[StoredDocument]:
+        """Every document with a chunk matching `payload_filter` (and an id starting with
+        `prefix`), sorted by doc id; `chunks` counts its matching chunks, source and metadata
+        are its first chunk's. One payload-only scroll of the matching chunks."""
+        found: dict[str, StoredDocument] = {}
+        first_index: dict[str, int] = {}
+        fields = ["doc_id", "index", "source", "metadata"]
+        for payload in self._scroll_payloads(
+            physical, payload_filter=payload_filter, fields=fields
+        ):
+            doc_id = payload["doc_id"]
+            if prefix and not doc_id.startswith(prefix):
+                continue
+            index = int(payload.get("index", 0))
+            seen = found.get(doc_id)
+            if seen is None or index < first_index[doc_id]:
+                first_index[doc_id] = index
+                found[doc_id] = StoredDocument(
+                    doc_id=doc_id,
+                    source=str(payload.get("source", "")),
+                    chunks=1 if seen is None else seen.chunks + 1,
+                    metadata=dict(payload.get("metadata") or {}),
+                )
+            else:
+                found[doc_id] = replace(seen, chunks=seen.chunks + 1)
+        return [found[d] for d in sorted(found)]
+
+    def document_chunks(self, physical: str, doc_id: str) -> list[Chunk]:
+        """The chunks of one document, by index (none: an empty list)."""
+        chunks = [chunk_from_payload(p) for p in self._scroll_payloads(physical, doc_ids=[doc_id])]
+        return sorted(chunks, key=lambda c: c.index)
 
     def spec(self, physical: str) -> CollectionSpec:
         """The spec of a physical collection."""
@@ -319,12 +369,18 @@ class VectorStore(ABC):
           hybrid: the dense two-stage branch and the sparse branch each bring
             `fusion.candidates` chunks, fused by `fusion` (needs both).
         A query with no lexical term left (only stop words) has no sparse branch: sparse
-        returns nothing for it and hybrid returns its dense results.
+        returns nothing for it and hybrid returns its dense results. With
+        `params.score_threshold`, hits scoring below it are left out.
         """
         plans = self.plan_queries(physical, queries, params, texts)
         runnable = [p for p in plans if p is not None]
         results = iter(self._query_batch(physical, runnable, params.filter) if runnable else [])
-        return [[] if plan is None else next(results) for plan in plans]
+        found = [[] if plan is None else next(results) for plan in plans]
+        threshold = params.score_threshold
+        if threshold is None:
+            return found
+        # Hits come best first, so this is the top k of those scoring >= threshold.
+        return [[h for h in hits if h.score >= threshold] for hits in found]
 
     def plan_queries(
         self,

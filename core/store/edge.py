@@ -256,26 +256,37 @@ class EdgeStore(VectorStore):
             must=[qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))]
         )
 
-    def _filter(self, payload_filter: PayloadFilter | None) -> Any:
+    def _filter(
+        self, payload_filter: PayloadFilter | None, doc_ids: Sequence[str] | None = None
+    ) -> Any:
         parsed = parse_filter(payload_filter)
-        if not parsed:
+        if not parsed and doc_ids is None:
             return None
         qe = _edge()
+        must = [_edge_condition(c) for c in parsed.must]
+        if doc_ids is not None:
+            must.append(qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids))))
         return qe.Filter(
-            must=[_edge_condition(c) for c in parsed.must] or None,
+            must=must or None,
             must_not=[_edge_condition(c) for c in parsed.must_not] or None,
         )
+
+    def _scroll_filter(
+        self, doc_ids: Sequence[str] | None, payload_filter: PayloadFilter | None
+    ) -> Any:
+        return self._filter(payload_filter, doc_ids)
 
     def _scroll_payloads(
         self,
         physical: str,
         *,
         doc_ids: Sequence[str] | None = None,
+        payload_filter: PayloadFilter | None = None,
         fields: list[str] | None = None,
         page: int = 1024,
     ) -> Iterator[dict[str, Any]]:
         qe = _edge()
-        flt = None if doc_ids is None else self._doc_filter(doc_ids)
+        flt = self._scroll_filter(doc_ids, payload_filter)
         with_payload: Any = True if fields is None else fields
         shard = self._shard(physical)
         offset = None

@@ -424,26 +424,37 @@ class ServerStore(VectorStore):
         )
 
     @staticmethod
-    def _filter(payload_filter: PayloadFilter | None) -> Any:
+    def _filter(payload_filter: PayloadFilter | None, doc_ids: Sequence[str] | None = None) -> Any:
         from qdrant_client import models
 
         parsed = parse_filter(payload_filter)
-        if not parsed:
+        if not parsed and doc_ids is None:
             return None
+        must = [_condition(c) for c in parsed.must]
+        if doc_ids is not None:
+            must.append(
+                models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))
+            )
         return models.Filter(
-            must=[_condition(c) for c in parsed.must] or None,
+            must=must or None,
             must_not=[_condition(c) for c in parsed.must_not] or None,
         )
+
+    def _scroll_filter(
+        self, doc_ids: Sequence[str] | None, payload_filter: PayloadFilter | None
+    ) -> Any:
+        return self._filter(payload_filter, doc_ids)
 
     def _scroll_payloads(
         self,
         physical: str,
         *,
         doc_ids: Sequence[str] | None = None,
+        payload_filter: PayloadFilter | None = None,
         fields: list[str] | None = None,
         page: int = 1024,
     ) -> Iterator[dict[str, Any]]:
-        flt = None if doc_ids is None else self._doc_filter(doc_ids)
+        flt = self._scroll_filter(doc_ids, payload_filter)
         with_payload: Any = True if fields is None else fields
         offset = None
         while True:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from starlette.concurrency import run_in_threadpool
 
+from ragctl.core.store.base import parse_physical
 from ragctl.retriever.deps import MetricsDep, ServiceDep, WriteDep
 from ragctl.retriever.error_handlers import FEEDBACK_RESPONSES
 from ragctl.retriever.errors import InvalidRequestError
@@ -40,7 +41,8 @@ async def feedback(
     among the search's results (`rank` is null then). Unknown `search_id` or `chunk_id`:
     404, nothing written. Without `search_id` the judgement is marked `free_text`.
     A retry with the same idempotency key (header or field) is stored once: the stored record
-    is answered again with `Idempotent-Replayed: true`.
+    is answered again with `Idempotent-Replayed: true`. With `search_id` the search's
+    collection is used; without, `collection` (default: the configured one).
     """
     key = body.idempotency_key or idempotency_key
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
@@ -56,11 +58,12 @@ async def feedback(
         search_id=body.search_id,
         query=body.query,
         idempotency_key=key,
+        collection=body.collection,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
-        metrics.feedback.labels(body.label).inc()
+        metrics.feedback.labels(_logical(outcome.event.collection), body.label).inc()
     event = outcome.event
     return FeedbackResponse(
         feedback_id=outcome.feedback_id,
@@ -75,3 +78,7 @@ async def feedback(
         created_at=event.created_at,
         free_text=event.free_text,
     )
+
+
+def _logical(physical: str) -> str:
+    return parse_physical(physical)[0]

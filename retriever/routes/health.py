@@ -7,7 +7,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ragctl.retriever.deps import MetricsDep
 from ragctl.retriever.errors import NotReadyError
-from ragctl.retriever.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from ragctl.retriever.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ReadyCollection,
+    ReadyResponse,
+)
 from ragctl.retriever.service import RetrieverService
 
 router = APIRouter(tags=["operations"])
@@ -25,7 +30,11 @@ async def health() -> HealthResponse:
     responses={503: {"model": ErrorResponse, "description": "Not ready, with the reason"}},
 )
 async def ready(request: Request) -> ReadyResponse:
-    """Ready to search: model loaded, store reachable, collection alias resolved."""
+    """Ready to search the default collection: model loaded, store reachable, alias resolved.
+
+    `collections` lists every collection this server has loaded (the default, and each one a
+    request has named), with its own state; only the default's decides the status.
+    """
     service: RetrieverService | None = getattr(request.app.state, "service", None)
     if service is None:
         raise NotReadyError("not_ready", "model not loaded: the retriever is starting up")
@@ -38,6 +47,17 @@ async def ready(request: Request) -> ReadyResponse:
         model=serving.spec.model,
         model_version=serving.model_version,
         detail=readiness.reason,
+        collections=[
+            ReadyCollection(
+                name=state.served.name,
+                physical=state.served.current().physical,
+                model=state.served.current().spec.model,
+                model_version=state.served.current().model_version,
+                ready=state.ready,
+                detail=state.reason,
+            )
+            for state in readiness.collections
+        ],
     )
 
 
@@ -50,6 +70,7 @@ async def metrics(request: Request, metrics: MetricsDep) -> Response:
     """Prometheus metrics: requests, latency per route, search stages, feedback, model version."""
     service: RetrieverService | None = getattr(request.app.state, "service", None)
     if service is not None:
-        metrics.set_serving(service.current())
+        for served in service.collections.loaded():
+            metrics.set_serving(served.current())
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
