@@ -50,7 +50,9 @@ def test_feedback_retry_with_the_same_idempotency_key_is_stored_once(client):
     assert again.json()["feedback_id"] == in_field.json()["feedback_id"]
     assert len(_stored(client)) == 2
     metrics = client.get("/metrics").text
-    assert 'ragctl_feedback_total{collection="docs",label="relevant"} 2.0' in metrics  # replays are not counted
+    assert (
+        'ragctl_feedback_total{collection="docs",label="relevant"} 2.0' in metrics
+    )  # replays are not counted
 
 
 def test_feedback_idempotency_key_reused_for_another_judgement_is_409(client):

@@ -152,3 +152,78 @@ def test_admin_rollback_onto_a_rejected_version_needs_force(app_with_two_version
     forced = client.post("/v1/admin/rollback?force=true", headers=admin)
     assert forced.status_code == 200 and forced.json()["current"] == "docs__v2"
     assert (registry.get(2).status, registry.history("docs")) == ("serving", [1, 2])
+
+
+def test_activation_and_rollback_are_per_collection_under_search_load(app_with_two_versions):
+    client, registry = app_with_two_versions
+    admin = {"Authorization": f"Bearer {KEY}"}
+    created = client.post("/v1/admin/collections", json={"name": "other"}, headers=admin)
+    assert created.status_code == 201, created.text
+    docs = [{"id": f"{d['id']}-{n}", "text": d["text"]} for n, d in enumerate(DOCS)]
+    posted = client.post(
+        "/v1/documents", json={"documents": docs, "collection": "other"}, headers=admin
+    )
+    assert posted.status_code == 200 and posted.json()["collection"] == "other__v1"
+    seen: dict[str, list[tuple[int, int, str, float]]] = {"docs": [], "other": []}
+    stop = threading.Event()
+
+    def search_forever(name):
+        while not stop.is_set():
+            body = {"query": QUERY, "k": 3, "mode": "dense", "collection": name}
+            response = client.post("/v1/search", json=body)
+            answer = response.json()
+            top = answer["results"][0] if response.status_code == 200 else {}
+            seen[name].append(
+                (
+                    response.status_code,
+                    answer.get("model_version", -1),
+                    answer.get("collection", ""),
+                    top.get("score", 0.0),
+                )
+            )
+
+    def wait_for(name, version, count):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(1 for s in seen[name] if s[1] == version) >= count:
+                return
+            time.sleep(0.05)
+
+    def switched(response, current):
+        assert response.status_code == 200, response.text
+        assert response.json()["current"] == current
+
+    searchers = [threading.Thread(target=search_forever, args=(n,)) for n in seen]
+    for thread in searchers:
+        thread.start()
+    try:
+        wait_for("other", 1, 3)
+        switched(
+            client.post("/v1/admin/models/2/activate?collection=other", headers=admin),
+            "other__v2",
+        )
+        wait_for("other", 2, 3)
+        docs_before = len(seen["docs"])
+        switched(client.post("/v1/admin/models/2/activate", headers=admin), "docs__v2")
+        # Both collections serve v2 now: with one encoder of it.
+        served = {s.name: s.current() for s in client.app.state.service.collections.loaded()}
+        assert served["docs"].encoder is served["other"].encoder
+        wait_for("docs", 2, 3)
+        switched(client.post("/v1/admin/rollback?collection=other", headers=admin), "other__v1")
+        wait_for("other", 1, sum(1 for s in seen["other"] if s[1] == 1) + 3)
+    finally:
+        stop.set()
+        for thread in searchers:
+            thread.join(timeout=60)
+
+    for name, answers in seen.items():
+        assert answers and all(status == 200 for status, *_ in answers), name
+        for _, version, collection, _ in answers:
+            assert collection == f"{name}__v{version}"
+        for version in (1, 2):  # one score per (collection, version): no mixed pair
+            scores = {round(score, 4) for _, v, _, score in answers if v == version}
+            assert len(scores) <= 1, (name, version, scores)
+    # `docs` kept serving v1 while `other` switched, and the reverse.
+    assert all(version == 1 for _, version, *_ in seen["docs"][:docs_before])
+    assert (seen["other"][-1][1], seen["docs"][-1][1]) == (1, 2)
+    assert (registry.serving("other"), registry.serving("docs")) == (1, 2)
