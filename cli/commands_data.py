@@ -65,8 +65,16 @@ def ingest(
     if api:
         from ragctl.cli.commands_serve import ingest_via_api
 
-        _refuse_with_api(collection=collection, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        ingest_via_api(ctx, api, paths, include, exclude, follow_symlinks=follow_symlinks)
+        _refuse_with_api(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        ingest_via_api(
+            ctx,
+            api,
+            paths,
+            include,
+            exclude,
+            follow_symlinks=follow_symlinks,
+            collection=collection,
+        )
         return
     from ragctl.core.collections import open_or_create
     from ragctl.core.store import open_store
@@ -174,14 +182,12 @@ def search(
         mode=None if mode is None else SearchMode(mode),
     )
     if api:
-        from ragctl.retriever.client import RetrieverClient
+        from ragctl.cli.commands_serve import api_client
 
-        _refuse_with_api(collection=collection)
-        from ragctl.cli.commands_serve import api_key_for
-
-        answer = RetrieverClient(api, api_key=api_key_for(ctx, "read")).search(request)
-        shown = f"v{answer['model_version']} ({answer.get('mode', '?')})"
-        _print_hits(answer["collection"], shown, answer["results"], as_json)
+        with api_client(ctx, api, "read") as client:
+            answer = client.search(request.model_copy(update={"collection": collection}))
+        shown = f"v{answer.model_version} ({answer.mode})"
+        _print_hits(answer.collection, shown, [r.model_dump() for r in answer.results], as_json)
         return
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:
@@ -302,8 +308,7 @@ def delete(
     if api:
         from ragctl.cli.commands_serve import delete_via_api
 
-        _refuse_with_api(collection=collection)
-        deleted, where, missing = delete_via_api(ctx, api, doc_ids)
+        deleted, where, missing = delete_via_api(ctx, api, doc_ids, collection=collection)
     else:
         settings = state(ctx).settings(collection=collection)
         with open_store(settings) as store:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ragctl.cli.context import state, translate_errors
 from ragctl.cli.output import table
+
+if TYPE_CHECKING:
+    from ragctl.client import Client
 
 
 @click.command()
@@ -210,7 +213,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 API_OPTION_HELP = (
     "Send this to a running retriever (`ragctl serve`) at URL, e.g. http://127.0.0.1:8000, "
     "instead of opening the store (which a running server holds); the server's own "
-    "collection and model are used."
+    "model and settings are used (--collection names one of its collections)."
 )
 _API_BATCH_DOCS = 64
 _API_BATCH_BYTES = 4_000_000
@@ -227,26 +230,40 @@ def api_key_for(ctx: click.Context, role: str) -> str | None:
     return None
 
 
+def api_client(ctx: click.Context, url: str, role: str) -> Client:
+    """A `ragctl.client.Client` of the retriever at `url`, with the key of `role`.
+
+    Raises:
+        click.BadParameter: `url` is not an http(s) URL (names --api).
+    """
+    from ragctl.client import Client
+
+    try:
+        return Client(url, api_key=api_key_for(ctx, role), timeout_s=120.0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--api") from exc
+
+
 def delete_via_api(
-    ctx: click.Context, url: str, doc_ids: tuple[str, ...]
+    ctx: click.Context, url: str, doc_ids: tuple[str, ...], *, collection: str | None = None
 ) -> tuple[int, str, list[str]]:
     """Delete documents through a running retriever: (chunks deleted, collection, not found)."""
-    from ragctl.retriever.client import ApiClientError, RetrieverClient
+    from ragctl.client import NotFoundError
 
-    client = RetrieverClient(url, api_key=api_key_for(ctx, "write"))
-    deleted, collection = 0, "the served collection"
+    deleted, where = 0, collection or "the served collection"
     missing: list[str] = []
-    for doc_id in doc_ids:
-        try:
-            answer = client.delete_document(doc_id)
-        except ApiClientError as exc:
-            if exc.code != "document_not_found":
-                raise
-            missing.append(doc_id)
-            continue
-        deleted += int(answer["chunks_deleted"])
-        collection = str(answer["collection"])
-    return deleted, collection, missing
+    with api_client(ctx, url, "write") as client:
+        for doc_id in doc_ids:
+            try:
+                answer = client.delete_document(doc_id, collection=collection)
+            except NotFoundError as exc:
+                if exc.code != "document_not_found":
+                    raise
+                missing.append(doc_id)
+                continue
+            deleted += answer.chunks_deleted
+            where = answer.collection
+    return deleted, where, missing
 
 
 def ingest_via_api(
@@ -257,16 +274,16 @@ def ingest_via_api(
     exclude: tuple[str, ...],
     *,
     follow_symlinks: bool = False,
+    collection: str | None = None,
 ) -> None:
     """Load files here, send them to a running retriever in batches, print the summary."""
     from ragctl.ingest.loaders import Skipped, iter_documents
-    from ragctl.retriever.client import RetrieverClient
 
     settings = state(ctx).settings()
-    client = RetrieverClient(url, api_key=api_key_for(ctx, "write"))
+    client = api_client(ctx, url, "write")
     totals = dict.fromkeys(("documents", "unchanged", "chunks_written", "chunks_deleted"), 0)
     skipped = 0
-    collection = "?"
+    written_to = "?"
     batch: list[dict[str, Any]] = []
     batch_bytes = 0
     # The server's limits, as this side's settings give them (the same config, usually).
@@ -275,10 +292,10 @@ def ingest_via_api(
     request_docs = min(limits.max_documents_per_request, _API_BATCH_DOCS)
 
     def send() -> None:
-        nonlocal collection, batch, batch_bytes
+        nonlocal written_to, batch, batch_bytes
         if batch:
-            answer = client.upsert_documents(batch)
-            collection = str(answer["collection"])
+            answer = client.upsert_documents(batch, collection=collection).model_dump()
+            written_to = str(answer["collection"])
             for key in totals:
                 totals[key] += int(answer[key])
             batch, batch_bytes = [], 0
@@ -290,30 +307,36 @@ def ingest_via_api(
         max_file_bytes=int(settings.chunking.max_file_mib * 1024 * 1024),
         follow_symlinks=follow_symlinks,
     )
-    for item in items:
-        if isinstance(item, Skipped):
-            click.echo(f"skipped {item.source}: {item.reason}", err=True)
-            skipped += 1
-            continue
-        size = len(item.text.encode("utf-8"))
-        if size > request_bytes or len(item.text) > limits.max_document_chars:
-            click.echo(
-                f"skipped {item.source}: {len(item.text)} characters ({size} bytes) of text, over "
-                "what one request may carry (retriever.max_request_text_mib, "
-                "max_document_chars); ingest it without --api",
-                err=True,
+    with client:
+        for item in items:
+            if isinstance(item, Skipped):
+                click.echo(f"skipped {item.source}: {item.reason}", err=True)
+                skipped += 1
+                continue
+            size = len(item.text.encode("utf-8"))
+            if size > request_bytes or len(item.text) > limits.max_document_chars:
+                click.echo(
+                    f"skipped {item.source}: {len(item.text)} characters ({size} bytes) of text, "
+                    "over what one request may carry (retriever.max_request_text_mib, "
+                    "max_document_chars); ingest it without --api",
+                    err=True,
+                )
+                skipped += 1
+                continue
+            if batch_bytes + size > request_bytes or len(batch) >= request_docs:
+                send()
+            batch.append(
+                {
+                    "id": item.doc_id,
+                    "text": item.text,
+                    "metadata": item.metadata,
+                    "source": item.source,
+                }
             )
-            skipped += 1
-            continue
-        if batch_bytes + size > request_bytes or len(batch) >= request_docs:
-            send()
-        batch.append(
-            {"id": item.doc_id, "text": item.text, "metadata": item.metadata, "source": item.source}
-        )
-        batch_bytes += size
-    send()
+            batch_bytes += size
+        send()
     click.echo(
-        f"ingested through {url} into {collection}: {totals['documents']} documents "
+        f"ingested through {url} into {written_to}: {totals['documents']} documents "
         f"({totals['unchanged']} unchanged), {totals['chunks_written']} chunks written, "
         f"{totals['chunks_deleted']} deleted, {skipped} skipped"
     )

@@ -42,6 +42,9 @@ from ragctl.tuner.errors import RejectedModelError, TunerError
 
 logger = logging.getLogger(__name__)
 
+RETRY_AFTER_S = 1
+"""`Retry-After` of every 503 answer, in seconds."""
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -206,8 +209,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _request_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
     status = next((s for cls, s in _REQUEST_ERROR_STATUS if isinstance(exc, cls)), 400)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else _retry_after(status)
     return error_response(status, exc.code, exc.message, field=exc.field, headers=headers)
+
+
+def _retry_after(status: int) -> dict[str, str] | None:
+    """A 503 (starting, stopping, a backend away) is worth retrying soon: clients that honour
+    `Retry-After` (ragctl.client does) wait this long."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -217,7 +226,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     )
     log = logger.error if status >= 500 else logger.warning
     log("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc)
-    return error_response(status, code, str(exc))
+    return error_response(status, code, str(exc), headers=_retry_after(status))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

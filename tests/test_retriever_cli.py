@@ -105,16 +105,13 @@ def test_retriever_cli_feedback_without_a_log_says_so():
     assert "no feedback log at" in result.output and "Traceback" not in result.output
 
 
-def test_retriever_client_unreachable_and_bad_urls():
-    from ragctl.retriever.client import ApiClientError, RetrieverClient
-    from ragctl.retriever.schemas import SearchRequest
-
-    with pytest.raises(ApiClientError, match="must be an http"):
-        RetrieverClient("localhost:8000")
+def test_retriever_cli_api_unreachable_and_bad_urls():
+    bad = _run("search", "--api", "localhost:8000", "x", expect=2)
+    assert "Invalid value for --api: the retriever's URL must be http(s)" in bad.output
     port = _closed_port()
-    with pytest.raises(ApiClientError, match="cannot reach the retriever") as error:
-        RetrieverClient(f"http://127.0.0.1:{port}", timeout_s=5).search(SearchRequest(query="x"))
-    assert error.value.code == "unreachable"
+    down = _run("search", "--api", f"http://127.0.0.1:{port}", "x", expect=1)
+    assert f"Error: cannot reach the retriever at http://127.0.0.1:{port}" in down.output
+    assert "Traceback" not in down.output
 
 
 def _closed_port():

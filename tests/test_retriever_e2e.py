@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from ragctl.cli.main import main
-from ragctl.retriever.client import ApiClientError, RetrieverClient
+from ragctl.client import Client, NotFoundError, PermissionDeniedError
 from ragctl.retriever.schemas import SearchRequest
 
 pytestmark = pytest.mark.slow
@@ -142,16 +142,16 @@ def test_retriever_e2e_feedback_survives_sigkill_and_restart(tmp_path):
                   "label": "relevant"},
         )  # fmt: skip
         assert late.status_code == 201, late.text
-        # The stdlib client the CLI uses against a running server.
-        client = RetrieverClient(restarted.url)
-        found = client.search(SearchRequest(query="refund PIN", k=1))
-        assert found["results"][0]["doc_id"] == "front/refunds.md"
-        assert client.delete_document("front/refunds.md")["chunks_deleted"] == 1
-        with pytest.raises(ApiClientError, match="no document 'front/refunds.md'") as missing:
-            client.delete_document("front/refunds.md")
-        assert (missing.value.status, missing.value.code) == (404, "document_not_found")
-        with pytest.raises(ApiClientError, match="admin_disabled"):
-            client.collections()
+        # The public client (the one the CLI's --api uses) against a running server.
+        with Client(restarted.url) as client:
+            found = client.search(SearchRequest(query="refund PIN", k=1))
+            assert found.results[0].doc_id == "front/refunds.md"
+            assert client.delete_document("front/refunds.md").chunks_deleted == 1
+            with pytest.raises(NotFoundError, match="no document 'front/refunds.md'") as missing:
+                client.delete_document("front/refunds.md")
+            assert (missing.value.status, missing.value.code) == (404, "document_not_found")
+            with pytest.raises(PermissionDeniedError, match="admin_disabled"):
+                client.physical_collections()
 
         # The data commands with --api talk to the running server (it holds the store's lock).
         folder = tmp_path / "more"
