@@ -4,6 +4,7 @@ awaited."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -79,17 +80,31 @@ class AsyncClient:
         self.base_url = check_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.calls = Calls(collection)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=client_headers(api_key, headers),
-            timeout=timeout_s,
-            transport=transport,
+        self._options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": client_headers(api_key, headers),
+            "timeout": timeout_s,
+            "transport": transport,
+        }
+        # httpx's connections belong to the event loop that opened them: one pool per loop,
+        # so a client used from several `asyncio.run` calls (scripts, notebooks) still works.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
         )
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = httpx.AsyncClient(**self._options)
+        return pool
 
     # --- lifecycle ---
     async def aclose(self) -> None:
-        """Close the connections."""
-        await self._http.aclose()
+        """Close the connections (those of the running event loop)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -108,7 +123,7 @@ class AsyncClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(
+                response = await self._http().request(
                     call.method,
                     call.path,
                     **call.request_kwargs(),

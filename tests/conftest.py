@@ -6,7 +6,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -46,3 +48,66 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA} (only on the project's machines)")
     return SHARED_DATA
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A real `ragctl` retriever (uvicorn, in a thread) on a free port of 127.0.0.1."""
+
+    url: str
+    app: Any
+    settings: Any
+    read_key: str
+    write_key: str
+    admin_key: str
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, real_encoder):
+    """The real packaged model serving the examples' bar handbook (8 documents) as `docs`,
+    with read, write and admin keys; shared by the client and adapter tests."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from ragctl.core.settings import load_settings
+    from ragctl.ingest.loaders import Skipped, iter_documents
+    from ragctl.retriever.app import create_app
+    from ragctl.retriever.server import build_config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    keys = {"read": "live-read-key-0123456789", "write": "live-write-key-0123456789",
+            "admin": "live-admin-key-0123456789"}  # fmt: skip
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("live") / "data",
+        retriever={"port": port, **{f"{role}_api_key": key for role, key in keys.items()}},
+    )
+    app = create_app(settings, encoder=real_encoder)
+    server = uvicorn.Server(build_config(settings, app=app, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "live server did not start"
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    documents = [
+        {"id": d.doc_id, "text": d.text, "metadata": d.metadata, "source": d.source}
+        for d in iter_documents([REPO_ROOT / "examples" / "corpus" / "bar"], base_dir=REPO_ROOT)
+        if not isinstance(d, Skipped)
+    ]
+    posted = httpx.post(
+        f"{url}/v1/documents",
+        json={"documents": documents},
+        headers={"Authorization": f"Bearer {keys['write']}"},
+        timeout=300,
+    )
+    assert posted.status_code == 200 and posted.json()["documents"] == 8, posted.text
+    yield LiveServer(url, app, settings, keys["read"], keys["write"], keys["admin"])
+    server.should_exit = True
+    thread.join(60)
