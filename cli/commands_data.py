@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ def ingest(
     "filters",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Payload filter (repeatable, all must match): doc_id=..., source=..., metadata.FIELD=...",
+    help="Payload filter (repeatable, all must match): doc_id=..., source=..., "
+    "metadata.FIELD=...; KEY!=VALUE leaves matches out; metadata.FIELD>=N (>, <, <=) is a "
+    "numeric range.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @_API
@@ -325,14 +328,44 @@ def delete(
         raise click.ClickException(f"no document {shown} in {where}; nothing deleted for it")
 
 
+_FILTER_ITEM = re.compile(r"^(?P<key>[^=!<>]+)(?P<op>>=|<=|!=|=|>|<)(?P<value>.*)$", re.DOTALL)
+_RANGE_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+
+
 def _parse_filters(filters: tuple[str, ...]) -> dict[str, Any] | None:
-    parsed: dict[str, Any] = {}
+    """`KEY=VALUE` (equals; repeated: any), `KEY!=VALUE` (must_not) and `KEY>=N` etc. (a
+    numeric range) flags as one payload filter."""
+    equal: dict[str, list[str]] = {}
+    unequal: dict[str, list[str]] = {}
+    ranges: dict[str, dict[str, float]] = {}
     for item in filters:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--filter")
-        parsed.setdefault(key, []).append(value)
-    return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()} or None
+        match = _FILTER_ITEM.match(item)
+        if match is None or not match["key"].strip():
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE (or KEY!=VALUE, KEY>=N, KEY>N, KEY<=N, KEY<N)",
+                param_hint="--filter",
+            )
+        key, op, value = match["key"].strip(), match["op"], match["value"]
+        if op == "=":
+            equal.setdefault(key, []).append(value)
+        elif op == "!=":
+            unequal.setdefault(key, []).append(value)
+        else:
+            try:
+                number = float(value) if any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r}: {op} takes a number, got {value!r}", param_hint="--filter"
+                ) from None
+            ranges.setdefault(key, {})[_RANGE_OPS[op]] = number
+    parsed: dict[str, Any] = {k: v[0] if len(v) == 1 else v for k, v in equal.items()}
+    for key, bounds in ranges.items():
+        if key in parsed:
+            raise click.BadParameter(f"{key} has both a value and a range", param_hint="--filter")
+        parsed[key] = bounds
+    if unequal:
+        parsed["must_not"] = {k: v[0] if len(v) == 1 else v for k, v in unequal.items()}
+    return parsed or None
 
 
 def _progress() -> Any:

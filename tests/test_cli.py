@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -82,6 +83,10 @@ def test_cli_ingest_search_collections_delete(corpus, tmp_path):
         _run("search", "coffee", "--json", "--filter", "metadata.category=it", "--single-stage")
     )
     assert [r["doc_id"] for r in filtered["results"]] == ["faq-1"]
+    negated = json.loads(
+        _run("search", "coffee", "--json", "-k", "10", "--filter", "metadata.category!=it")
+    )
+    assert negated["results"] and "faq-1" not in [r["doc_id"] for r in negated["results"]]
 
     table = _run("collections")
     assert "docs__v1" in table and "384 + 64" in table
@@ -180,3 +185,22 @@ def test_cli_second_process_gets_a_clear_lock_error(corpus, tmp_path):
         holder.wait()
     # Once the holder is gone (even killed), the store opens again and nothing was lost.
     assert "4 chunks written" in _run("ingest", str(corpus))
+
+
+def test_cli_filter_flags_make_one_payload_filter():
+    from ragctl.cli.commands_data import _parse_filters
+
+    assert _parse_filters(
+        ("doc_id=a.md", "doc_id=b.md", "metadata.year>=2020", "metadata.year<2024",
+         "metadata.score>0.5", "metadata.lang!=de", "metadata.lang!=fr")
+    ) == {
+        "doc_id": ["a.md", "b.md"],
+        "metadata.year": {"gte": 2020, "lt": 2024},
+        "metadata.score": {"gt": 0.5},
+        "must_not": {"metadata.lang": ["de", "fr"]},
+    }  # fmt: skip
+    assert _parse_filters(()) is None
+    for bad, needle in (("metadata.year>=soon", "takes a number"), ("=x", "is not KEY=VALUE"),
+                        ("nokey", "is not KEY=VALUE")):  # fmt: skip
+        with pytest.raises(click.BadParameter, match=needle):
+            _parse_filters((bad,))

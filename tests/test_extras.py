@@ -24,3 +24,21 @@ def test_extras_named_in_the_code_exist_in_the_package_metadata() -> None:
     # The core service installs without the optional packages.
     assert not core & {"matplotlib", "pyarrow", "bm25s", "pystemmer"}
     assert "httpx" in core
+
+
+def test_framework_extras_are_declared_and_named_by_the_adapters():
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(r.startswith("langchain-core") for r in extras["langchain"])
+    assert any(r.startswith("llama-index-core") for r in extras["llamaindex"])
+    for module, extra in (("langchain.py", "langchain"), ("llamaindex.py", "llamaindex")):
+        assert f'"{extra}"' in (root / "client" / module).read_text()
