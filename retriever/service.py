@@ -657,6 +657,11 @@ class RetrieverService:
             listed.append((name, spec, self.store.count(physical), served is not None))
         return listed
 
+    def serving_physicals(self) -> set[str]:
+        """The physical collections requests use now: a loaded collection's served one, else
+        the one its alias points at."""
+        return {self.collections.target(name) for name in self.store.aliases()}
+
     def create_collection(self, name: str) -> ServedCollection:
         """A new, empty collection `name` (`NAME__v1`, embedded by `model.name_or_path`, or the
         base model registered for it), loaded at once.

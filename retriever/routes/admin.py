@@ -38,11 +38,7 @@ CollectionQuery = Annotated[
 async def collections(service: ServiceDep) -> CollectionsResponse:
     """Every physical collection: model, dims, points, aliases, and which ones are served."""
     infos = await run_in_threadpool(service.store.collections)
-    aliases = await run_in_threadpool(service.store.aliases)
-    served = {
-        name: service.collections.target(name) for name in aliases
-    }  # loaded: what serves now; else the alias's target
-    serving = set(served.values())
+    serving = await run_in_threadpool(service.serving_physicals)
     return CollectionsResponse(
         collections=[
             CollectionOut(
