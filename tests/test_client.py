@@ -7,7 +7,10 @@ and routes against the server's /openapi.json and docs/client.md."""
 import asyncio
 import inspect
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -495,3 +498,21 @@ def test_client_docs_name_every_method():
     for error in ("AuthenticationError", "ServiceUnavailableError", "RetryPolicy", "code"):
         assert error in text
     assert set(ragctl.client.__all__) >= {"Client", "AsyncClient", "RetryPolicy"}
+
+
+def test_client_import_stays_light():
+    code = (
+        "import sys, ragctl.client; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'torch', 'numpy', 'transformers', "
+        "'sentence_transformers', 'qdrant_client', 'langchain_core', 'llama_index') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -381,7 +381,9 @@ def test_retriever_health_and_ready(client, monkeypatch):
 def test_retriever_not_ready_before_startup(settings):
     client = _client(create_app(settings, encoder=KeywordEncoder()))  # no lifespan run
     _error(client.get("/v1/ready"), 503, "not_ready")
-    _error(client.post("/v1/search", json={"query": "milk"}), 503, "not_ready")
+    refused = client.post("/v1/search", json={"query": "milk"})
+    _error(refused, 503, "not_ready")
+    assert refused.headers["retry-after"] == "1"  # clients (ragctl.client) wait, then retry
 
 
 def test_retriever_metrics_per_route_stages_feedback_and_version(client):
