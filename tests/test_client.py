@@ -516,3 +516,23 @@ def test_client_import_stays_light():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_cli_api_mode_uses_the_client_and_names_collections(live_server, monkeypatch):
+    from click.testing import CliRunner
+
+    from ragctl.cli.main import main
+
+    monkeypatch.setenv("RAGCTL_RETRIEVER__READ_API_KEY", live_server.read_key)
+    runner = CliRunner()
+    found = runner.invoke(
+        main, ["search", "--api", live_server.url, "--collection", "docs", QUERY, "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    answer = json.loads(found.output)
+    assert answer["collection"] == "docs__v1"
+    assert answer["results"][0]["doc_id"] == "examples/corpus/bar/grinder-maintenance.md"
+    missing = runner.invoke(main, ["search", "--api", live_server.url, "-c", "nope", QUERY])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert "no collection 'nope'; known collections: " in missing.output
+    assert "(404 collection_not_found)" in missing.output

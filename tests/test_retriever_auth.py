@@ -72,6 +72,28 @@ def test_auth_writes_need_a_write_or_admin_key(keyed, caplog):
     assert "Authorization: Bearer <key> with a write or admin key" in denied.text
 
 
+def test_auth_every_read_route_needs_a_read_key_once_there_are_read_keys(keyed):
+    reads = [
+        ("POST", "/v1/search/batch", {"queries": ["grinder"]}),
+        ("POST", "/v1/embeddings", {"input": "grinder"}),
+        ("GET", "/v1/collections", None),
+        ("GET", "/v1/documents", None),
+        ("GET", "/v1/documents/grinder.md", None),
+    ]
+    for method, path, body in reads:
+        anonymous = keyed.request(method, path, json=body)
+        assert _code(anonymous) == (401, "unauthorized"), path
+        for key in (READ, WRITE, ADMIN):  # a higher role reads too
+            answered = keyed.request(method, path, json=body, headers=_bearer(key))
+            assert answered.status_code == 200, (path, answered.text)
+    create = {"name": "other"}
+    assert _code(keyed.post("/v1/admin/collections", json=create, headers=_bearer(WRITE))) == (
+        403,
+        "forbidden",
+    )
+    assert keyed.post("/v1/admin/collections", json=create, headers=_bearer(ADMIN)).is_success
+
+
 def test_auth_read_keys_make_searches_need_a_key(keyed):
     search = {"query": "grinder burrs"}
     assert _code(keyed.post("/v1/search", json=search)) == (401, "unauthorized")
