@@ -176,6 +176,9 @@ class RetrieverSettings(BaseModel):
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     keep_alive_timeout_s: int = Field(default=5, ge=1, le=3600)
+    # Eval reports the console lists: every report.json under this folder (`ragctl eval --out`
+    # into it), besides those retune stores in the registry. None -> `data_dir/reports`.
+    reports_dir: Path | None = None
 
     @field_validator("read_api_key", "write_api_key", "admin_api_key", mode="before")
     @classmethod

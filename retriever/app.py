@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ragctl.core.errors import RagctlError
 from ragctl.retriever.auth import AccessPolicy, Role
+from ragctl.retriever.console import install_console
 from ragctl.retriever.docs_ui import install_docs
 from ragctl.retriever.error_handlers import install_error_handlers
 from ragctl.retriever.metrics import Metrics
@@ -22,12 +23,17 @@ from ragctl.retriever.middleware import (
     OneLineStartupFailure,
 )
 from ragctl.retriever.routes import (
+    access,
     admin,
     collections,
     documents,
     embeddings,
     feedback,
+    feedback_stats,
     health,
+    models,
+    reports,
+    retune,
     search,
 )
 from ragctl.retriever.service import RetrieverService
@@ -92,11 +98,26 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # sees every answer
     app.add_middleware(OneLineStartupFailure)
     routers = [
-        m.router for m in (search, collections, feedback, documents, embeddings, health, admin)
+        m.router
+        for m in (
+            search,
+            collections,
+            feedback,
+            feedback_stats,
+            documents,
+            embeddings,
+            models,
+            retune,
+            reports,
+            health,
+            access,
+            admin,
+        )
     ]
     for router in routers:
         app.include_router(router)
     install_docs(app)
+    install_console(app)
     _document_access(app, app.state.access, routers)
     return app
 

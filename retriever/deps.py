@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ragctl.core.limits import COLLECTION_NAME_PATTERN
 from ragctl.retriever.auth import AccessPolicy, Role
 from ragctl.retriever.errors import ForbiddenError, NotReadyError, UnauthorizedError
 from ragctl.retriever.metrics import Metrics
@@ -16,7 +17,7 @@ from ragctl.retriever.service import RetrieverService
 
 logger = logging.getLogger(__name__)
 
-_bearer = HTTPBearer(
+bearer = HTTPBearer(
     auto_error=False,
     description="An API key: `retriever.read_api_key`, `write_api_key` or `admin_api_key`.",
 )
@@ -47,7 +48,7 @@ _WANTED = {
 }
 
 
-def check_access(request: Request, token: str | None, needed: Role) -> None:
+def check_access(request: Request, token: str | None, needed: Role, *, log: bool = True) -> None:
     """Let the request through only when its key (or the anonymous policy) allows `needed`.
 
     Raises:
@@ -57,6 +58,7 @@ def check_access(request: Request, token: str | None, needed: Role) -> None:
         UnauthorizedError: 401 `unauthorized`: a key is needed and none, or a wrong one, came.
     """
     policy: AccessPolicy = request.app.state.access
+    _refuse = _log_refusal if log else _quiet
     if needed is Role.ADMIN and not policy.configured(Role.ADMIN):
         _refuse(request, "admin disabled: no admin key configured")
         raise ForbiddenError(
@@ -102,7 +104,11 @@ def check_access(request: Request, token: str | None, needed: Role) -> None:
         )
 
 
-def _refuse(request: Request, reason: str) -> None:
+def _quiet(request: Request, reason: str) -> None:
+    pass
+
+
+def _log_refusal(request: Request, reason: str) -> None:
     client = request.client.host if request.client else "unknown"
     logger.warning(
         "request refused (%s): %s %s from %s", reason, request.method, request.url.path, client
@@ -112,7 +118,7 @@ def _refuse(request: Request, reason: str) -> None:
 def _requires(needed: Role) -> Callable[..., None]:
     def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         check_access(request, credentials.credentials if credentials else None, needed)
 
@@ -126,3 +132,36 @@ require_admin = _requires(Role.ADMIN)
 ReadDep = Depends(require_read)
 WriteDep = Depends(require_write)
 AdminDep = Depends(require_admin)
+
+
+CollectionQuery = Annotated[
+    str | None,
+    Query(
+        pattern=COLLECTION_NAME_PATTERN,
+        description="The collection (alias name); default: the configured `collection`.",
+    ),
+]
+
+
+def resolve_collection(service: RetrieverService, collection: str | None) -> str:
+    """The collection (alias) a request names, default the server's; loads no model.
+
+    Raises:
+        NotFoundError: 404 `collection_not_found`, naming the collections the store has.
+    """
+    name = collection or service.collections.default
+    service.collections.target(name)  # raises for a name the store does not have
+    return name
+
+
+def capabilities(request: Request, token: str | None) -> dict[str, bool]:
+    """What a request with `token` may do: read, write, admin (by the same checks)."""
+    allowed = {}
+    for role in Role:
+        try:
+            check_access(request, token, role, log=False)
+        except (ForbiddenError, UnauthorizedError):
+            allowed[role.label] = False
+        else:
+            allowed[role.label] = True
+    return allowed

@@ -454,13 +454,14 @@ class FeedbackLog:
         )
 
     def iter_feedback(
-        self, since: str | None = None, *, page: int = 1000
+        self, since: str | None = None, *, page: int = 1000, collection: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Feedback rows as dicts (`EXPORT_FIELDS`), oldest first.
 
         Args:
             since: Only rows created at or after this timestamp (see `parse_since`).
             page: Rows fetched per query (keyset pagination; no long-lived read transaction).
+            collection: Only judgements of this collection (any of its `NAME__vN`).
         """
         last_id = 0
         columns = ", ".join("id" if f == "feedback_id" else f for f in EXPORT_FIELDS)
@@ -470,6 +471,7 @@ class FeedbackLog:
             if since is not None:
                 sql += " AND created_at >= ?"
                 params.append(since)
+            sql, params = _in_collection(sql, params, collection)
             sql += " ORDER BY id LIMIT ?"
             params.append(page)
             rows = self._execute(sql, tuple(params), fetch=True)
@@ -510,6 +512,52 @@ class FeedbackLog:
             feedback_by_model_version=dict(sorted(by_version.items())),
             searches_by_model_version=dict(sorted(searches_by_version.items())),
         )
+
+    def daily_counts(
+        self, since: str, *, collection: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Feedback per UTC day (`YYYY-MM-DD`) and label, from `since` on (days without any
+        are absent); only collection `collection` (its physical `NAME__vN`s) when given."""
+        sql = (
+            "SELECT substr(created_at, 1, 10), label, COUNT(*) FROM feedback WHERE created_at >= ?"
+        )
+        params: list[Any] = [since]
+        sql, params = _in_collection(sql, params, collection)
+        rows = self._execute(sql + " GROUP BY 1, 2", tuple(params), fetch=True)
+        days: dict[str, dict[str, int]] = {}
+        for day, label, n in rows:
+            days.setdefault(str(day), dict.fromkeys(LABELS, 0))[str(label)] = int(n)
+        return days
+
+    def label_counts(self, *, collection: str | None = None) -> dict[str, int]:
+        """Feedback per label, ever (every label present, 0 when none)."""
+        sql, params = _in_collection("SELECT label, COUNT(*) FROM feedback WHERE 1 = 1", [],
+                                     collection)  # fmt: skip
+        counts = dict.fromkeys(LABELS, 0)
+        for label, n in self._execute(sql + " GROUP BY label", tuple(params), fetch=True):
+            counts[str(label)] = int(n)
+        return counts
+
+    def recent_feedback(
+        self, limit: int = 20, *, collection: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` judgements (`EXPORT_FIELDS`), newest first."""
+        columns = ", ".join("id" if f == "feedback_id" else f for f in EXPORT_FIELDS)
+        sql, params = _in_collection(f"SELECT {columns} FROM feedback WHERE 1 = 1", [],
+                                     collection)  # fmt: skip
+        rows = self._execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit), fetch=True)
+        records = []
+        for row in rows:
+            record = dict(zip(EXPORT_FIELDS, row, strict=True))
+            record["free_text"] = bool(record["free_text"])
+            records.append(record)
+        return records
+
+    def count_searches(self, since: str | None = None, *, collection: str | None = None) -> int:
+        """Searches logged (from `since` on, when given)."""
+        sql = "SELECT COUNT(*) FROM searches WHERE created_at >= ?"
+        sql, params = _in_collection(sql, [since or ""], collection)
+        return int(self._execute(sql, tuple(params), fetch=True)[0][0])
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -555,6 +603,15 @@ def feedback_log_url(settings: Settings) -> str:
 def open_feedback_log(settings: Settings, *, create: bool = True) -> FeedbackLog:
     """Open the log the settings name (see `feedback_log_url`)."""
     return FeedbackLog.open(feedback_log_url(settings), create=create)
+
+
+def _in_collection(sql: str, params: list[Any], collection: str | None) -> tuple[str, list[Any]]:
+    """`sql` (ending in a WHERE clause) narrowed to the physical collections `NAME__vN` of
+    `collection`; unchanged when it is None. substr, not LIKE: `_` is a LIKE wildcard."""
+    if collection is None:
+        return sql, params
+    prefix = f"{collection}__v"
+    return sql + " AND substr(collection, 1, ?) = ?", [*params, len(prefix), prefix]
 
 
 def _one_line(exc: BaseException) -> str:
