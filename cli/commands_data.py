@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import click
 
 from ragctl.cli.commands_serve import API_OPTION_HELP
 from ragctl.cli.context import state, translate_errors
-from ragctl.cli.output import shorten, table
+from ragctl.cli.output import WIDTH, emit_json, shorten, table
 
 _COLLECTION = click.option(
     "--collection",
@@ -40,6 +40,7 @@ _API = click.option("--api", metavar="URL", help=API_OPTION_HELP)
     help="Follow symbolic links found in folders, to files and folders inside the given "
     "folders only (default: skip them, one line each).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary as JSON on stdout.")
 @_API
 @click.pass_context
 @translate_errors
@@ -52,6 +53,7 @@ def ingest(
     chunk_size: int | None,
     chunk_overlap: int | None,
     follow_symlinks: bool,
+    as_json: bool,
     api: str | None,
 ) -> None:
     """Chunk, embed and store files and folders.
@@ -75,6 +77,7 @@ def ingest(
             exclude,
             follow_symlinks=follow_symlinks,
             collection=collection,
+            as_json=as_json,
         )
         return
     from ragctl.core.collections import open_or_create
@@ -93,10 +96,11 @@ def ingest(
         with _progress() as bar, _logs_above(bar):
 
             def on_progress(report: IngestReport) -> None:
-                # Refreshed on every call: a long document reports each part of its chunks
-                # while the document count stands still.
-                bar.update(report.documents - bar.n)
-                bar.set_postfix(chunks=report.chunks_written)
+                # Chunks embedded out of those found new so far (the total grows as documents
+                # are chunked); refreshed on every call, also within one long document.
+                bar.total = max(report.chunks_planned, report.chunks_written)
+                bar.update(report.chunks_written - bar.n)
+                bar.set_postfix(docs=report.documents, refresh=True)
 
             report = ingest_paths(
                 list(paths),
@@ -114,6 +118,23 @@ def ingest(
         if changed and total >= settings.store.index_threshold:
             click.echo(f"building the search index for {total} chunks ...", err=True)
             store.optimize(target.physical)
+    if as_json:
+        emit_json(
+            {
+                "collection": target.physical,
+                "alias": settings.collection,
+                "model_version": target.spec.version,
+                "documents": report.documents,
+                "unchanged": report.unchanged,
+                "chunks_written": report.chunks_written,
+                "chunks_deleted": report.chunks_deleted,
+                "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
+                "points": total,
+                "took_ms": round(report.seconds * 1000, 3),
+                "encode_ms": round(report.encode_seconds * 1000, 3),
+            }
+        )
+        return
     click.echo(
         f"ingested into {settings.collection} ({target.physical}): {report.documents} documents "
         f"({report.unchanged} unchanged), {report.chunks_written} chunks written, "
@@ -150,7 +171,13 @@ def ingest(
     "metadata.FIELD=...; KEY!=VALUE leaves matches out; metadata.FIELD>=N (>, <, <=) is a "
     "numeric range.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print only JSON on stdout, with the HTTP API's fields (search_id, took_ms, ...).",
+)
+@click.option("--wide", is_flag=True, help="Show each result's whole chunk text.")
 @_API
 @click.pass_context
 @translate_errors
@@ -164,6 +191,7 @@ def search(
     mode: str | None,
     filters: tuple[str, ...],
     as_json: bool,
+    wide: bool,
     api: str | None,
 ) -> None:
     """Search a collection: dense (shortlist on the Matryoshka vector, rerank on the full one),
@@ -189,10 +217,10 @@ def search(
 
         with api_client(ctx, api, "read") as client:
             answer = client.search(request.model_copy(update={"collection": collection}))
-        shown = f"v{answer.model_version} ({answer.mode})"
-        _print_hits(answer.collection, shown, [r.model_dump() for r in answer.results], as_json)
+        _print_hits(answer.model_dump(mode="json"), as_json=as_json, wide=wide)
         return
     settings = state(ctx).settings(collection=collection)
+    started = time.perf_counter()
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         spec = store.spec(physical)
@@ -203,38 +231,64 @@ def search(
         if params.mode is not SearchMode.SPARSE:
             vectors = encoder_for(spec, settings).encode_queries([query])
         hits = store.search(physical, vectors, params, text=query)
-    results = [
-        {
-            "chunk_id": h.chunk_id,
-            "doc_id": h.doc_id,
-            "score": round(h.score, 6),
-            "text": h.text,
-            "source": h.source,
-            "metadata": h.metadata,
-        }
-        for h in hits
-    ]
-    _print_hits(physical, f"{spec.model} ({params.mode})", results, as_json)
+    answer = {
+        # A local search is not logged (no server): nothing to give feedback against.
+        "search_id": None,
+        "model_version": spec.version,
+        "model": spec.model,
+        "collection": physical,
+        "mode": str(params.mode),
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        "results": [
+            {
+                "chunk_id": h.chunk_id,
+                "doc_id": h.doc_id,
+                "score": round(h.score, 6),
+                "text": h.text,
+                "source": h.source,
+                "start": h.start,
+                "end": h.end,
+                "metadata": h.metadata,
+            }
+            for h in hits
+        ],
+    }
+    _print_hits(answer, as_json=as_json, wide=wide)
 
 
-def _print_hits(collection: str, model: str, results: list[dict[str, Any]], as_json: bool) -> None:
+def _print_hits(answer: dict[str, Any], *, as_json: bool, wide: bool) -> None:
+    """A search answer (the HTTP API's shape) as JSON, a table of 80 columns, or --wide."""
     if as_json:
-        click.echo(
-            json.dumps(
-                {"collection": collection, "model": model, "results": results},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        emit_json(answer)
         return
+    results = answer["results"]
+    model = f" ({answer['model']})" if answer.get("model") else ""
+    head = (
+        f"{answer['collection']}: model v{answer['model_version']}{model}, {answer['mode']}, "
+        f"{answer['took_ms']:.0f} ms"
+    )
+    click.echo(shorten(head, WIDTH))
     if not results:
         click.echo("no results")
         return
+    if wide:
+        for i, r in enumerate(results, 1):
+            click.echo(f"\n#{i}  {r['score']:.4f}  {r['doc_id']}  (chars {r['start']}-{r['end']})")
+            click.echo(r["text"])
+        return
+    doc_width = min(28, max(len(r["doc_id"]) for r in results))
     rows = [
-        (i + 1, round(r["score"], 4), r["doc_id"], shorten(r["text"], 70))
+        (i + 1, round(r["score"], 4), _tail(r["doc_id"], doc_width), r["text"])
         for i, r in enumerate(results)
     ]
+    fixed = len(str(len(rows))) + 6 + doc_width + 3 * 2
+    rows = [(*row[:3], shorten(str(row[3]), max(16, WIDTH - fixed))) for row in rows]
     click.echo(table(["#", "score", "doc", "text"], rows))
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of `text` in `width` characters (a path's file name matters most)."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def _refuse_with_api(**given: Any) -> None:
@@ -260,9 +314,9 @@ def collections(ctx: click.Context, as_json: bool) -> None:
     with open_store(state(ctx).settings()) as store:
         infos = store.collections()
     if as_json:
-        click.echo(
-            json.dumps(
-                [
+        emit_json(
+            {
+                "collections": [
                     {
                         **i.spec.to_dict(),
                         "physical": i.spec.physical,
@@ -270,9 +324,8 @@ def collections(ctx: click.Context, as_json: bool) -> None:
                         "aliases": list(i.aliases),
                     }
                     for i in infos
-                ],
-                indent=2,
-            )
+                ]
+            }
         )
         return
     if not infos:
@@ -283,14 +336,14 @@ def collections(ctx: click.Context, as_json: bool) -> None:
             i.spec.physical,
             ",".join(i.aliases) or "-",
             i.spec.model,
-            f"{i.spec.dim} + " + ",".join(str(d) for d in i.spec.shortlist_dims),
+            f"{i.spec.dim}+" + ",".join(str(d) for d in i.spec.shortlist_dims),
             f"bm25 ({i.spec.lexical.language})" if i.spec.lexical else "-",
             i.points,
         )
         for i in infos
     ]
-    headers = ["collection", "alias", "model", "dims (full + shortlist)", "lexical", "points"]
-    click.echo(table(headers, rows))
+    headers = ["collection", "alias", "model", "dims", "lexical", "points"]
+    click.echo(table(headers, rows, wrap=["model"], drop=["lexical", "dims"]))
 
 
 @click.command()
@@ -371,7 +424,7 @@ def _parse_filters(filters: tuple[str, ...]) -> dict[str, Any] | None:
 def _progress() -> Any:
     from tqdm import tqdm
 
-    return tqdm(desc="ingest", unit="doc", leave=False, dynamic_ncols=True)
+    return tqdm(desc="embedding", unit="chunk", total=0, leave=False, dynamic_ncols=True)
 
 
 def _logs_above(bar: Any) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ragctl.cli.context import state, translate_errors
+from ragctl.cli.output import WIDTH, emit_json
 
 
 def _parse_dims(value: str | None) -> tuple[int, ...] | None:
@@ -83,6 +84,7 @@ def _parse_dims(value: str | None) -> tuple[int, ...] | None:
     help="Sample the corpus down to this many docs (every doc judged for a kept query stays).",
 )
 @click.option("--seed", type=int, default=13, show_default=True, help="Seed of the samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON on stdout.")
 @click.pass_context
 @translate_errors
 def eval_command(
@@ -99,6 +101,7 @@ def eval_command(
     max_queries: int | None,
     max_corpus: int | None,
     seed: int,
+    as_json: bool,
 ) -> None:
     """Measure retrieval quality of a model on a dataset, per Matryoshka dimension.
 
@@ -117,7 +120,7 @@ def eval_command(
     from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.profile import settings_fusion
     from ragctl.evalkit.datasets import load_eval_dataset
-    from ragctl.evalkit.report import format_text, write_outputs
+    from ragctl.evalkit.report import format_text, served_row, write_outputs
     from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid
 
     parsed_dims = _parse_dims(dims)
@@ -150,10 +153,18 @@ def eval_command(
         show_progress=True,
     )
     report = evaluate(data, encoder, options, on_stage=lambda s: click.echo(s, err=True))
-    click.echo(format_text(report))
-    if out_dir is not None:
-        paths = write_outputs(report, out_dir)
-        click.echo("wrote " + ", ".join(str(p) for p in paths))
+    # What a collection built with these settings serves by default (auto: hybrid with
+    # lexical vectors, else dense), marked on the plot.
+    mode = str(settings.search.mode)
+    if mode == "auto":
+        mode = "hybrid" if settings.lexical.enabled else "dense"
+    paths = write_outputs(report, out_dir, served=served_row(mode)) if out_dir is not None else []
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(format_text(report, width=WIDTH))
+    if paths:
+        click.echo("wrote " + ", ".join(str(p) for p in paths), err=as_json)
 
 
 @click.command()
@@ -165,8 +176,9 @@ def eval_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the comparison as Markdown to this file.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print only the comparison as JSON.")
 @translate_errors
-def compare(base: Path, tuned: Path, out_file: Path | None) -> None:
+def compare(base: Path, tuned: Path, out_file: Path | None, as_json: bool) -> None:
     """Compare two eval reports (report.json): base vs tuned, per metric and dimension.
 
     Prints base, tuned, absolute and relative change for every metric in every column the two
@@ -178,14 +190,19 @@ def compare(base: Path, tuned: Path, out_file: Path | None) -> None:
     """
     from ragctl.evalkit.compare import (
         compare_reports,
+        comparison_dict,
         format_comparison,
         format_comparison_markdown,
     )
     from ragctl.evalkit.results import load_report
 
     comparison = compare_reports(load_report(base), load_report(tuned))
-    click.echo(format_comparison(comparison))
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(format_comparison_markdown(comparison), encoding="utf-8")
-        click.echo(f"wrote {out_file}")
+    if as_json:
+        emit_json(comparison_dict(comparison))
+    else:
+        click.echo(format_comparison(comparison))
+    if out_file is not None:
+        click.echo(f"wrote {out_file}", err=as_json)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ragctl.cli.context import state, translate_errors
-from ragctl.cli.output import table
+from ragctl.cli.output import emit_json, table
 
 if TYPE_CHECKING:
     from ragctl.client import Client
@@ -183,7 +183,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     with open_feedback_log(state(ctx).settings(), create=False) as log:
         result = log.stats()
     if as_json:
-        click.echo(json.dumps(asdict(result), indent=2))
+        emit_json({"total": result.feedback, **asdict(result)})
         return
     click.echo(f"searches logged: {result.searches}")
     labels = ", ".join(f"{label} {n}" for label, n in result.by_label.items())
@@ -275,6 +275,7 @@ def ingest_via_api(
     *,
     follow_symlinks: bool = False,
     collection: str | None = None,
+    as_json: bool = False,
 ) -> None:
     """Load files here, send them to a running retriever in batches, print the summary."""
     from ragctl.ingest.loaders import Skipped, iter_documents
@@ -335,6 +336,9 @@ def ingest_via_api(
             )
             batch_bytes += size
         send()
+    if as_json:
+        emit_json({"collection": written_to, "api": url, **totals, "skipped": skipped})
+        return
     click.echo(
         f"ingested through {url} into {written_to}: {totals['documents']} documents "
         f"({totals['unchanged']} unchanged), {totals['chunks_written']} chunks written, "

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ragctl.cli.context import state, translate_errors
-from ragctl.cli.output import table
+from ragctl.cli.output import emit_json, table
+from ragctl.evalkit.gate_view import reason_lines
+from ragctl.tuner.status import recording
 
 if TYPE_CHECKING:
     from ragctl.core.settings import Settings
@@ -216,14 +218,32 @@ def retune(
             promote=not no_promote,
             dry_run=dry_run,
         )
-        result = run_retune(
-            settings, store, options, on_step=lambda m: click.echo(f"> {m}", err=True)
-        )
+        asked = {
+            "feedback": len(feedback),
+            "pair_files": [str(f) for f in pair_files],
+            "synthetic": synthetic,
+            "eval_set": str(eval_set) if eval_set else None,
+            "promote": not no_promote,
+            "dry_run": dry_run,
+        }
+        with recording(settings.data_dir, settings.collection, asked) as status:
+
+            def on_step(message: str) -> None:
+                status.step(message)
+                click.echo(f"> {message}", err=True)
+
+            result = run_retune(settings, store, options, on_step=on_step)
+            summary = _result_json(result)
+            status.finish(
+                {k: summary[k] for k in ("candidate_version", "promote", "reason", "promoted")}
+            )
     if as_json:
-        click.echo(json.dumps(_result_json(result), indent=2, default=str))
+        emit_json(summary)
         return
     split, evaluation, candidate = result.split, result.evaluation, result.candidate
-    click.echo(f"pairs: {result.counts}")
+    click.echo(
+        "pairs: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.counts.items())
+    )
     click.echo(
         f"training pairs {len(split.train)}, held-out queries {split.heldout_queries} "
         f"({split.source})"
@@ -236,7 +256,8 @@ def retune(
             if comparison.check != "regression" or not comparison.passed:
                 mark = "ok  " if comparison.passed else "FAIL"
                 click.echo(f"  {mark} {comparison.describe()}")
-        click.echo(f"  {result.decision.reason}")
+        for line in reason_lines(result.decision.reason):
+            click.echo(f"  {line}")
         profile = evaluation.candidate_profile
         if profile:
             why = (
@@ -263,6 +284,18 @@ def retune(
             click.echo(f"v{version} rejected; still serving v{result.serving.version}")
 
 
+def _profile_line(who: str, profile: dict[str, Any]) -> str:
+    """`candidate searches best in hybrid: dense 0.61, hybrid 0.66, sparse 0.52 (rrf k=60)`."""
+    scores = ", ".join(f"{mode} {value:.4f}" for mode, value in profile["ndcg@10"].items())
+    fusion = profile.get("fusion") or {}
+    how = ""
+    if fusion and profile["mode"] == "hybrid":
+        how = f" ({fusion.get('method')}, dense {fusion.get('dense_weight')}, sparse " + (
+            f"{fusion.get('sparse_weight')})"
+        )
+    return f"{who} searches best in {profile['mode']}{how}; ndcg@10 {scores}"
+
+
 def _before_after(serving: Any, candidate: Any) -> str:
     """ndcg@10, mrr@10 and recall@10 per column: serving -> candidate (delta)."""
     metrics = ("ndcg@10", "mrr@10", "recall@10")
@@ -275,12 +308,11 @@ def _before_after(serving: Any, candidate: Any) -> str:
         for metric in metrics:
             before, after = row.metrics.get(metric), other.metrics.get(metric)
             cells.append(
-                "-"
-                if before is None or after is None
-                else f"{before:.4f} -> {after:.4f} ({after - before:+.4f})"
+                "-" if before is None or after is None else f"{after:.4f} ({after - before:+.4f})"
             )
         rows.append(cells)
-    return table(["column", *metrics], rows)
+    headers = ["column", *(f"{m} (change)" for m in metrics)]
+    return "candidate vs serving on the held-out queries:\n" + table(headers, rows)
 
 
 def _result_json(result: RetuneResult) -> dict[str, Any]:
@@ -294,6 +326,7 @@ def _result_json(result: RetuneResult) -> dict[str, Any]:
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
         "gate": None if decision is None else decision.to_dict(),
+        "reason_lines": [] if decision is None else reason_lines(decision.reason),
         "promoted": result.promoted,
         "serving_profile": None if evaluation is None else evaluation.serving_profile,
         "candidate_profile": None if evaluation is None else evaluation.candidate_profile,
@@ -385,14 +418,27 @@ def models() -> None:
 
 
 @models.command("list")
+@_COLLECTION
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON (as GET /v1/models).")
 @click.pass_context
 @translate_errors
-def models_list(ctx: click.Context) -> None:
+def models_list(ctx: click.Context, collection: str | None, as_json: bool) -> None:
     """Every model version with status, parent, gate decision and best search mode measured."""
     from ragctl.core.registry import ModelRegistry
 
-    settings = state(ctx).settings()
-    records = ModelRegistry(settings.data_dir).records()
+    settings = state(ctx).settings(collection=collection)
+    registry = ModelRegistry(settings.data_dir)
+    records = registry.records()
+    if as_json:
+        emit_json(
+            {
+                "collection": settings.collection,
+                "serving": registry.serving(settings.collection),
+                "history": registry.history(settings.collection),
+                "models": [r.model_dump(mode="json", exclude={"evaluation"}) for r in records],
+            }
+        )
+        return
     if not records:
         click.echo("no models yet; the first ingest registers the base model as v1")
         return
@@ -400,29 +446,79 @@ def models_list(ctx: click.Context) -> None:
         (
             f"v{r.version}",
             r.status,
-            r.ref,
             f"v{r.parent}" if r.parent else "-",
-            r.created_at[:19],
+            r.created_at[:16].replace("T", " "),
             (r.search or {}).get("mode", "-"),
-            (r.gate or {}).get("reason", "-")[:60],
+            "-" if r.gate is None else "passed" if r.gate.get("promote") else "rejected",
+            r.ref,
         )
         for r in records
     ]
-    headers = ["version", "status", "model", "parent", "created", "best mode", "gate"]
-    click.echo(table(headers, rows))
+    headers = ["version", "status", "parent", "created (UTC)", "best mode", "gate", "model"]
+    click.echo(table(headers, rows, wrap=["model"], drop=["created (UTC)"]))
+    click.echo("(`ragctl models show VERSION` explains a gate decision)")
 
 
 @models.command("show")
 @click.argument("version", type=str)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print everything recorded, eval reports included."
+)
 @click.pass_context
 @translate_errors
-def models_show(ctx: click.Context, version: str) -> None:
-    """Everything recorded about one version (JSON)."""
+def models_show(ctx: click.Context, version: str, as_json: bool) -> None:
+    """One version: status, lineage, training, the gate's decision line by line and the
+    numbers it compared (--json: everything recorded, as GET /v1/models/VERSION)."""
     from ragctl.core.registry import ModelRegistry
+    from ragctl.evalkit.gate_view import comparison_rows
 
     settings = state(ctx).settings()
     record = ModelRegistry(settings.data_dir).get(_version(version))
-    click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+    evaluation = record.evaluation or {}
+    comparisons = comparison_rows(
+        evaluation.get("serving"), evaluation.get("candidate"), gate=record.gate
+    )
+    reasons = reason_lines((record.gate or {}).get("reason"))
+    if as_json:
+        emit_json(
+            {
+                **record.model_dump(mode="json"),
+                "gate_reason_lines": reasons,
+                "comparisons": comparisons,
+            }
+        )
+        return
+    click.echo(f"v{record.version}  {record.status}  {record.ref}")
+    click.echo(f"parent: {f'v{record.parent}' if record.parent else '-'}; base model: "
+               f"{record.base_model}; created {record.created_at[:19]}")  # fmt: skip
+    if record.training:
+        t = record.training
+        click.echo(
+            f"training: {t.get('pairs', '?')} pairs, {t.get('steps', '?')} steps, "
+            f"{t.get('seconds', '?')} s on {t.get('device', '?')}"
+        )
+    if record.search:
+        click.echo(_profile_line("measured:", record.search).replace("measured: searches", "best"))
+    if record.gate is None:
+        click.echo("gate: none (a base model)" if record.parent is None else "gate: not recorded")
+        return
+    click.echo(f"gate: {'PASSED' if record.gate.get('promote') else 'REJECTED'}")
+    for line in reasons[1:]:
+        click.echo(f"  - {line}")
+    if comparisons:
+        rows = [
+            (
+                c["column"],
+                c.get("serving"),
+                c.get("candidate"),
+                "-" if c.get("delta") is None else f"{c['delta']:+.4f}",
+                "-" if not c.get("test") else
+                f"{c['test']['ci_low']:+.4f} .. {c['test']['ci_high']:+.4f}",
+            )
+            for c in comparisons
+        ]  # fmt: skip
+        click.echo(f"{comparisons[0]['metric']}, serving vs candidate on the held-out queries:")
+        click.echo(table(["column", "serving", "candidate", "change", "95% CI"], rows))
 
 
 @models.command("profile")

@@ -17,19 +17,43 @@ import click
 from ragctl.cli import commands_data, commands_eval, commands_serve, commands_tune
 from ragctl.cli.context import State
 
+# Libraries that log (or draw bars) at their own levels whatever the root logger says.
+_NOISY_LOGGERS = ("bm25s", "httpx", "urllib3", "qdrant_client", "sentence_transformers",
+                  "transformers", "datasets", "accelerate")  # fmt: skip
+
 
 def _setup_logging(verbose: int) -> None:
+    """Everything to stderr; at the default verbosity only warnings, and none of the
+    libraries' own chatter (bm25s' DEBUG lines, weight-loading bars, server-version checks)."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    # The handler filters too: a library that sets its own logger to DEBUG (bm25s) would
+    # otherwise print through it.
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     for package in ("core", "ingest", "evalkit", "tuner", "retriever", "ragctl"):
         logging.getLogger(package).setLevel(level)
-    if verbose < 2:  # transformers' load reports and weight-loading bars are noise here
+    if verbose < 2:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        # transformers' load reports and "Loading weights" bars, the Hub's download bars
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        _quiet_warnings()
+
+
+def _quiet_warnings() -> None:
+    """Python warnings libraries raise on every run that say nothing to an operator."""
+    import warnings
+
+    # qdrant-client compares its version with the server's on connect
+    warnings.filterwarnings("ignore", message=r".*[Qq]drant client version .* incompatible.*")
+    warnings.filterwarnings("ignore", message=r".*[Ff]ailed to obtain server version.*")
+    warnings.filterwarnings("ignore", message=r".*Api key is used with an insecure connection.*")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

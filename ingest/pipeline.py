@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 # Encode in calls of at least this many chunks: the model sorts each call by length, so
 # bigger calls waste less padding.
 _ENCODE_MIN_CHUNKS = 512
+# Progress is reported after every this many chunks embedded and written; a part is sorted by
+# length first, so slicing it costs no more padding than one call would.
+_PROGRESS_CHUNKS = 128
 
 
 @dataclass
@@ -41,6 +44,9 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     encode_seconds: float = 0.0
+    # Chunks found new and queued for embedding so far (grows batch by batch): with
+    # chunks_written, what a progress bar shows while the work happens.
+    chunks_planned: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,12 @@ def ingest_documents(
         plan = _plan(store, physical, batch, chunker)
         report.documents += len(batch)
         report.unchanged += plan.unchanged_docs
-        for start in range(0, len(plan.to_write), _ENCODE_MIN_CHUNKS * 4):
-            part = plan.to_write[start : start + _ENCODE_MIN_CHUNKS * 4]
+        report.chunks_planned += len(plan.to_write)
+        if on_progress is not None and plan.to_write:
+            on_progress(report)
+        by_length = sorted(plan.to_write, key=lambda c: len(c.text), reverse=True)
+        for start in range(0, len(by_length), _PROGRESS_CHUNKS):
+            part = by_length[start : start + _PROGRESS_CHUNKS]
             encode_started = time.perf_counter()
             embeddings = encoder.encode_documents([c.text for c in part])
             report.encode_seconds += time.perf_counter() - encode_started
@@ -108,6 +118,9 @@ def ingest_documents(
                 sub = embeddings.embeddings_slice(rows)
                 store.upsert(physical, part[rows], sub)
             report.chunks_written += len(part)
+            if on_progress is not None and start + len(part) < len(by_length):
+                report.seconds = time.perf_counter() - started
+                on_progress(report)
         store.delete_chunks(physical, plan.to_delete)
         report.chunks_deleted += len(plan.to_delete)
         report.seconds = time.perf_counter() - started

@@ -76,6 +76,7 @@ def ingest_long_document(
 def _write(
     chunks: list[Chunk], target: BoundCollection, report: IngestReport, upsert_batch_size: int
 ) -> None:
+    report.chunks_planned += len(chunks)
     encode_started = time.perf_counter()
     embeddings = target.encoder.encode_documents([c.text for c in chunks])
     report.encode_seconds += time.perf_counter() - encode_started

@@ -132,7 +132,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
     rows = [r for r in report.get("rows", []) if isinstance(r, dict)]
-    has_per_query = any(isinstance(r.get("per_query"), dict) for r in rows)
+    has_per_query = any(isinstance(r.get("per_query"), dict) and r["per_query"] for r in rows)
     sizes = report.get("sizes") if isinstance(report.get("sizes"), dict) else {}
     return {
         "model": report.get("model"),

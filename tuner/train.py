@@ -93,6 +93,8 @@ def train(
         )
     device = pick_device(device)
     model = SentenceTransformer(model_path, device=device, trust_remote_code=trust_remote_code)
+    # The model card's widget examples draw their own unlabeled bar on every run: noise here.
+    model.model_card_data.generate_widget_examples = False
     dims = matryoshka_dims(int(model.get_embedding_dimension() or 0), shortlist_dims)
     if config.batch_size > config.max_uncached_batch:
         base_loss: Any = CachedMultipleNegativesRankingLoss(
@@ -133,6 +135,7 @@ def train(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_BudgetCallback()]
     )
+    _quiet_trainer(trainer, show_progress=show_progress)
     resume = _latest_checkpoint(checkpoint_dir)
     if resume:
         logger.info("resuming training from %s", resume)
@@ -194,10 +197,47 @@ def training_arguments(
         save_total_limit=2,
         logging_steps=max(1, config.checkpoint_steps // 4),
         report_to="none",
-        disable_tqdm=not show_progress,
+        disable_tqdm=True,  # one labeled bar instead (_quiet_trainer), on stderr
         prompts=prompts,
         use_cpu=device == "cpu",
     )
+
+
+def _quiet_trainer(trainer: Any, *, show_progress: bool) -> None:
+    """No log dicts printed to stdout (transformers' PrinterCallback), and, when progress is
+    wanted, one labeled bar of training steps on stderr instead of the Trainer's bare one."""
+    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not show_progress:
+        return
+
+    class _StepBar(TrainerCallback):  # type: ignore[misc]
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                desc="training", total=state.max_steps, unit="step", leave=False, dynamic_ncols=True
+            )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            logs = kwargs.get("logs") or {}
+            if self.bar is not None and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    trainer.add_callback(_StepBar())
 
 
 class _Budget:

@@ -88,11 +88,12 @@ function showReport(detail, baseline, all) {
 }
 
 export function winsAndLosses(base, cand, metric = "ndcg@10") {
-  const column = ["hybrid", "two-stage"].find((n) => cand.rows.some((r) => r.name === n && r.per_query)) ||
-    (cand.rows.find((r) => r.per_query) || {}).name;
+  const has = (r) => Boolean(r && r.per_query && Object.keys(r.per_query).length);
+  const column = ["hybrid", "two-stage"].find((n) => cand.rows.some((r) => r.name === n && has(r))) ||
+    (cand.rows.find(has) || {}).name;
   const b = base.rows.find((r) => r.name === column);
   const c = cand.rows.find((r) => r.name === column);
-  if (!column || !b || !b.per_query || !c || !c.per_query) {
+  if (!column || !has(b) || !has(c)) {
     return h("p", { class: "muted" }, "These reports have no per-query values to compare (retune and eval record them from issue 12 on); the table above compares their means.");
   }
   const queries = { ...(base.queries || {}), ...(cand.queries || {}) };
