@@ -220,16 +220,15 @@ def search(
         _print_hits(answer.model_dump(mode="json"), as_json=as_json, wide=wide)
         return
     settings = state(ctx).settings(collection=collection)
-    started = time.perf_counter()
     with open_store(settings) as store:
         physical = store.resolve(settings.collection)
         spec = store.spec(physical)
         params = request.params(
             settings.search, resolve_profile(settings, spec, tuned_profile(settings, spec))
         )
-        vectors = None
-        if params.mode is not SearchMode.SPARSE:
-            vectors = encoder_for(spec, settings).encode_queries([query])
+        encoder = None if params.mode is SearchMode.SPARSE else encoder_for(spec, settings)
+        started = time.perf_counter()  # the search itself, as the server's took_ms
+        vectors = None if encoder is None else encoder.encode_queries([query])
         hits = store.search(physical, vectors, params, text=query)
     answer = {
         # A local search is not logged (no server): nothing to give feedback against.

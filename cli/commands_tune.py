@@ -498,7 +498,7 @@ def models_show(ctx: click.Context, version: str, as_json: bool) -> None:
             f"{t.get('seconds', '?')} s on {t.get('device', '?')}"
         )
     if record.search:
-        click.echo(_profile_line("measured:", record.search).replace("measured: searches", "best"))
+        click.echo(_profile_line("it", record.search))
     if record.gate is None:
         click.echo("gate: none (a base model)" if record.parent is None else "gate: not recorded")
         return

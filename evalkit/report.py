@@ -101,7 +101,9 @@ def format_text(report: EvalReport, *, width: int | None = None) -> str:
     headers, lines = metric_grid(report)
     blocks = [render_table(h, r) for h, r in split_columns(headers, lines, width)]
     notes = [textwrap.fill(n, width or 100, subsequent_indent="  ") for n in row_notes(report)]
-    return "\n".join([*summary_lines(report), "", "\n\n".join(blocks), *notes])
+    summary = [textwrap.fill(line, width, subsequent_indent="  ") if width else line
+               for line in summary_lines(report)]  # fmt: skip
+    return "\n".join([*summary, "", "\n\n".join(blocks), *notes])
 
 
 def split_columns(
@@ -256,7 +258,7 @@ def plot_metric(
     values = [r.metrics[metric] for rep in reports for r in rep.rows if metric in r.metrics]
     try:
         all_dims: set[int] = set()
-        handles = {}
+        handles: dict[str, Any] = {}
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for k, report in enumerate(reports):
             color = colors[k % len(colors)]
@@ -273,7 +275,7 @@ def plot_metric(
                 marker="o", color=color, label=label,
             )  # fmt: skip
             handles.setdefault(label, line)
-            _error_bars(left, [(r.dim, r) for r in rows], metric, color)
+            _error_bars(left, [(float(r.dim or 0), r) for r in rows], metric, color)
             if right is not None:
                 offset = (k - (len(reports) - 1) / 2) * 0.12
                 points = [
@@ -315,9 +317,13 @@ def plot_metric(
         default_title = f"{metric}" + (f": {datasets[0]}" if len(datasets) == 1 else "")
         fig.suptitle(title or default_title)
         fig.legend(
-            list(handles.values()), list(handles), loc="lower center",
-            ncol=min(3, max(1, len(handles))), fontsize=8, frameon=False,
-        )  # fmt: skip
+            handles=list(handles.values()),
+            labels=list(handles),
+            loc="lower center",
+            ncol=min(3, max(1, len(handles))),
+            fontsize=8,
+            frameon=False,
+        )
         fig.tight_layout(rect=(0, 0.08, 1, 1))
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,10 +338,10 @@ def _error_bars(ax: Any, points: Sequence[tuple[float, RunRow]], metric: str, co
         interval = row_interval(row, metric)
         if interval is not None:
             value = row.metrics[metric]
+            below, above = max(0.0, value - interval[0]), max(0.0, interval[1] - value)
             ax.errorbar(
-                [x], [value], yerr=[[value - interval[0]], [interval[1] - value]],
-                color=color, capsize=3, linestyle="none",
-            )  # fmt: skip
+                [x], [value], yerr=[[below], [above]], color=color, capsize=3, linestyle="none"
+            )
 
 
 def write_outputs(

@@ -1,7 +1,9 @@
 """Who may do what: read, write and admin API keys, checked on every route that needs them.
 
-- `read`: `POST /v1/search`. Open unless read keys are configured (apps stay cheap).
-- `write`: `POST /v1/documents`, `DELETE /v1/documents/...`, `POST /v1/feedback`.
+- `read`: `POST /v1/search` and the GET routes (documents, models, feedback stats, eval
+  reports, retune status). Open unless read keys are configured (apps stay cheap).
+- `write`: `POST /v1/documents`, `DELETE /v1/documents/...`, `POST /v1/feedback`,
+  `GET /v1/feedback/export`.
 - `admin`: `/v1/admin/*`. Off (403) unless an admin key is configured.
 
 A key of a higher role does everything a lower one does. With no key configured at all, writes

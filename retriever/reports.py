@@ -133,7 +133,9 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
     rows = [r for r in report.get("rows", []) if isinstance(r, dict)]
     has_per_query = any(isinstance(r.get("per_query"), dict) and r["per_query"] for r in rows)
-    sizes = report.get("sizes") if isinstance(report.get("sizes"), dict) else {}
+    sizes = report.get("sizes")
+    if not isinstance(sizes, dict):
+        sizes = {}
     return {
         "model": report.get("model"),
         "dataset": report.get("dataset"),
