@@ -326,7 +326,8 @@ def evaluate_models(
         chunk_size_tokens=settings.chunking.size_tokens,
         chunk_overlap_tokens=settings.chunking.overlap_tokens,
         work_dir=settings.data_dir,
-        show_progress=options.show_progress,
+        # The evaluation's own encode and index bars are internal here: the steps say it.
+        show_progress=False,
         lexical=lexical,
         fusions=(
             fusion_grid(settings_fusion(settings))
