@@ -230,7 +230,13 @@ def retune(
 
             def on_step(message: str) -> None:
                 status.step(message)
-                click.echo(f"> {message}", err=True)
+                head, sep, reason = message.partition(" -- ")
+                if not sep:  # "gate (...): reject -- reject: a; b" is shown one finding a line
+                    click.echo(f"> {message}", err=True)
+                    return
+                click.echo(f"> {head}", err=True)
+                for line in reason_lines(reason)[1:] or [reason]:
+                    click.echo(f"    {line}", err=True)
 
             result = run_retune(settings, store, options, on_step=on_step)
             summary = _result_json(result)
