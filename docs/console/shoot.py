@@ -41,6 +41,7 @@ PAGES = [
     ("evaluation", "#/evaluation/registry/v2/candidate"),
 ]
 HEIGHTS = {1280: 900, 390: 844}
+MAX_HEIGHT = 1700  # px of a page kept in its screenshot (the rest is more of the same)
 
 
 def ragctl(data_dir: Path, *args: str, env: dict[str, str]) -> None:
@@ -119,10 +120,10 @@ def shoot(url: str) -> list[Path]:
                 else:
                     page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(800)
-                if name in ("models", "evaluation"):
-                    page.locator("figure.chartbox").first.scroll_into_view_if_needed()
                 path = OUT / f"{name}-{width}.png"
-                page.screenshot(path=str(path))
+                tall = page.evaluate("document.documentElement.scrollHeight")
+                clip = {"x": 0, "y": 0, "width": width, "height": min(tall, MAX_HEIGHT)}
+                page.screenshot(path=str(path), full_page=True, clip=clip)
                 written.append(path)
                 print("wrote", path.relative_to(REPO), flush=True)
             context.close()

@@ -11,6 +11,19 @@ const MODE_LABELS = {
   bm25: "bm25s baseline",
 };
 const MODE_ORDER = ["two-stage", "single-stage", "hybrid", "sparse", "bm25"];
+const MODE_TICKS = {
+  "two-stage": ["dense", "two-stage"],
+  "single-stage": ["dense", "single"],
+  hybrid: ["hybrid"],
+  sparse: ["sparse", "(BM25)"],
+  bm25: ["bm25s", "baseline"],
+};
+
+// A text of several lines (tspans), centered on x.
+function lines(x, y, texts, cls) {
+  return s("text", { x, y, class: cls, "text-anchor": "middle" },
+    texts.map((t, i) => s("tspan", { x, dy: i ? 12 : 0 }, t)));
+}
 
 function s(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
@@ -116,11 +129,11 @@ export function rowCI(row, metric) {
 // reports: [{label, report}], served: the served row name ("hybrid", "two-stage", ...).
 export function evalPlot(reports, { metric = "ndcg@10", served = null } = {}) {
   const width = 760;
-  const height = 300;
+  const height = 320;
   const left = 44;
   const bottom = 240;
-  const topY = 18;
-  const split = 470; // the per-dim panel, then the pipeline panel
+  const topY = 26;
+  const split = 420; // the per-dim panel, then the pipeline panel
   const values = [];
   for (const { report } of reports) {
     for (const row of report.rows) if (row.metrics[metric] !== undefined) values.push(row.metrics[metric]);
@@ -129,7 +142,7 @@ export function evalPlot(reports, { metric = "ndcg@10", served = null } = {}) {
   const svg = svgRoot(width, height, `${metric} per dimension and per search mode`);
   const y = (v) => bottom - ((bottom - topY) * v) / top;
   yAxis(svg, left, bottom, topY, top, 5);
-  svg.append(s("text", { x: 12, y: topY - 4, class: "axis" }, metric));
+  svg.append(s("text", { x: 4, y: 12, class: "axis" }, metric));
 
   // Left: exact search at each Matryoshka dim (log2 x).
   const dims = [...new Set(reports.flatMap(({ report }) => report.rows.filter((r) => r.kind === "exact").map((r) => r.dim)))].sort((a, b) => a - b);
@@ -148,10 +161,10 @@ export function evalPlot(reports, { metric = "ndcg@10", served = null } = {}) {
   const mx = (i) => split + 10 + slot * (i + 0.5);
   svg.append(s("line", { x1: split, x2: split, y1: topY, y2: bottom, class: "divider" }));
   modes.forEach((mode, i) => {
-    const label = mode === served ? `${mode} (served)` : mode;
-    svg.append(s("text", { x: mx(i), y: bottom + 16, class: mode === served ? "axis served" : "axis", "text-anchor": "middle" }, label));
+    const label = mode === served ? [...MODE_TICKS[mode], "(served)"] : MODE_TICKS[mode];
+    svg.append(lines(mx(i), bottom + 16, label, mode === served ? "axis served" : "axis"));
   });
-  svg.append(s("text", { x: (split + width) / 2, y: bottom + 34, class: "axis", "text-anchor": "middle" }, "search mode (full dim, through the store)"));
+  svg.append(s("text", { x: (split + width) / 2, y: bottom + 62, class: "axis", "text-anchor": "middle" }, "search mode (full dim, through the store)"));
 
   reports.forEach(({ report }, k) => {
     const color = COLORS[k % COLORS.length];

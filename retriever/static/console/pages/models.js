@@ -153,7 +153,7 @@ function modelDetail(record, registry, access) {
       h("dt", {}, "parent"), h("dd", {}, record.parent ? `v${record.parent}` : "–"),
       h("dt", {}, "model"), h("dd", {}, h("code", {}, record.ref)),
       h("dt", {}, "base model"), h("dd", {}, record.base_model),
-      h("dt", {}, "best mode"), h("dd", {}, record.search ? `${record.search.mode} ${JSON.stringify(record.search["ndcg@10"] || {})}` : "–"),
+      h("dt", {}, "best mode"), h("dd", {}, record.search ? `${record.search.mode} (ndcg@10 ${Object.entries(record.search["ndcg@10"] || {}).map(([m, v]) => `${m} ${num(v)}`).join(", ")})` : "–"),
       record.training ? [h("dt", {}, "training"), h("dd", {}, `${record.training.pairs ?? "?"} pairs, ${record.training.steps ?? "?"} steps, ${record.training.seconds ?? "?"} s on ${record.training.device ?? "?"}`)] : null,
     ),
     activate,
