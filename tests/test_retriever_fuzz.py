@@ -72,6 +72,16 @@ OPERATIONS = [
     ("/v1/admin/reload", "POST"),
     ("/v1/admin/models/{version}/activate", "POST"),
     ("/v1/admin/rollback", "POST"),
+    ("/v1/documents", "GET"),
+    ("/v1/documents/{doc_id}", "GET"),
+    ("/v1/feedback/stats", "GET"),
+    ("/v1/feedback/export", "GET"),
+    ("/v1/models", "GET"),
+    ("/v1/models/{version}", "GET"),
+    ("/v1/retune/status", "GET"),
+    ("/v1/reports", "GET"),
+    ("/v1/reports/{report_id}", "GET"),
+    ("/v1/access", "GET"),
 ]
 
 
@@ -86,7 +96,7 @@ def test_retriever_fuzz_covers_every_operation(api_schema):
 WITH_INPUTS = {("/v1/search", "POST"), ("/v1/search/batch", "POST"), ("/v1/feedback", "POST"),
                ("/v1/documents", "POST"), ("/v1/documents/{doc_id}", "GET"),
                ("/v1/documents/{doc_id}", "DELETE"), ("/v1/embeddings", "POST"),
-               ("/v1/admin/collections", "POST")}  # fmt: skip
+               ("/v1/admin/collections", "POST"), ("/v1/reports/{report_id}", "GET")}  # fmt: skip
 # Not the activate route: its only inputs are an int path parameter and a boolean query flag,
 # which HTTP coerces ("0", "no" are valid booleans), so "negative" cases are often valid.
 CASES = [(p, m, "positive") for p, m in OPERATIONS] + [

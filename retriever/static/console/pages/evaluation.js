@@ -94,7 +94,7 @@ export function winsAndLosses(base, cand, metric = "ndcg@10") {
   const b = base.rows.find((r) => r.name === column);
   const c = cand.rows.find((r) => r.name === column);
   if (!column || !has(b) || !has(c)) {
-    return h("p", { class: "muted" }, "These reports have no per-query values to compare (retune and eval record them from issue 12 on); the table above compares their means.");
+    return h("p", { class: "muted" }, "These reports carry no per-query values, so there are no wins and losses to list; the table above compares their means.");
   }
   const queries = { ...(base.queries || {}), ...(cand.queries || {}) };
   const diffs = Object.keys(c.per_query)
