@@ -216,8 +216,8 @@ def search(
         from ragctl.cli.commands_serve import api_client
 
         with api_client(ctx, api, "read") as client:
-            answer = client.search(request.model_copy(update={"collection": collection}))
-        _print_hits(answer.model_dump(mode="json"), as_json=as_json, wide=wide)
+            served = client.search(request.model_copy(update={"collection": collection}))
+        _print_hits(served.model_dump(mode="json"), as_json=as_json, wide=wide)
         return
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:

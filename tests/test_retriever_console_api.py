@@ -281,7 +281,7 @@ def test_reports_from_the_registry_and_the_reports_folder(client, tmp_path):
 
 def test_documents_list_filter_page_and_get(client):
     listing = client.get("/v1/documents").json()
-    assert listing["collection"] == "docs" and listing["total"] == 3
+    assert listing["collection"] == "docs__v1" and listing["total"] == 3
     assert [d["doc_id"] for d in listing["documents"]] == [
         "bar/grinder.md", "bar/milk.md", "front/refunds.md"
     ]  # fmt: skip
