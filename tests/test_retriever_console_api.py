@@ -307,6 +307,35 @@ def test_documents_list_filter_page_and_get(client):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "document_not_found"
 
 
+def test_console_reads_answer_for_the_collection_named(tmp_path):
+    with _client(tmp_path, write_api_key=WRITE, admin_api_key=ADMIN) as client:
+        created = client.post("/v1/admin/collections", json={"name": "notes"},
+                              headers=_bearer(ADMIN))  # fmt: skip
+        assert created.status_code == 201, created.text
+        note = {"id": "n.md", "text": "The grinder burrs are replaced every 800 kg."}
+        for body in ({"documents": DOCS}, {"documents": [note], "collection": "notes"}):
+            assert client.post("/v1/documents", json=body, headers=_bearer(WRITE)).is_success
+        found = client.post("/v1/search", json={"query": "grinder burrs", "collection": "notes"})
+        hit = found.json()["results"][0]
+        judged = {"search_id": found.json()["search_id"], "chunk_id": hit["chunk_id"],
+                  "label": "relevant"}  # fmt: skip
+        assert client.post("/v1/feedback", json=judged, headers=_bearer(WRITE)).status_code == 201
+
+        notes = {"collection": "notes"}
+        stats = client.get("/v1/feedback/stats", params=notes).json()
+        assert stats["collection"] == "notes" and stats["total"] == 1 and stats["searches"] == 1
+        assert client.get("/v1/feedback/stats").json()["total"] == 0  # the default: docs
+        models = client.get("/v1/models", params=notes).json()
+        assert models["collection"] == "notes" and models["profile"]["physical"] == "notes__v1"
+        assert client.get("/v1/retune/status", params=notes).json()["collection"] == "notes"
+        assert client.get("/v1/documents", params=notes).json()["total"] == 1
+        export = client.get("/v1/feedback/export", params=notes, headers=_bearer(WRITE))
+        assert [json.loads(line)["doc_id"] for line in export.text.splitlines()] == ["n.md"]
+        unknown = client.get("/v1/retune/status", params={"collection": "nope"}).json()
+        assert unknown["error"]["code"] == "collection_not_found"
+        assert "docs, notes" in unknown["error"]["message"]  # names the known ones
+
+
 def test_openapi_marks_reads_open_without_read_keys(client, tmp_path):
     paths = client.get("/openapi.json").json()["paths"]
     assert {} in paths["/v1/models"]["get"]["security"]

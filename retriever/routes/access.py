@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from ragctl.retriever.auth import AccessPolicy
 from ragctl.retriever.deps import bearer, capabilities
-from ragctl.retriever.schemas_ops import AccessResponse
+from ragctl.retriever.schemas import AccessResponse
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 

@@ -21,7 +21,7 @@ from ragctl.retriever.deps import (
 from ragctl.retriever.error_handlers import KEYED_RESPONSES
 from ragctl.retriever.errors import InvalidRequestError
 from ragctl.retriever.feedback_log import LABELS, FeedbackLog, parse_since
-from ragctl.retriever.schemas_ops import DayCount, FeedbackStatsResponse
+from ragctl.retriever.schemas import DayCount, FeedbackStatsResponse
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 

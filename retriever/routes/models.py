@@ -11,7 +11,7 @@ from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.evalkit.gate_view import comparison_rows, reason_lines
 from ragctl.retriever.deps import CollectionQuery, ReadDep, ServiceDep, resolve_collection
 from ragctl.retriever.error_handlers import KEYED_RESPONSES
-from ragctl.retriever.schemas_ops import (
+from ragctl.retriever.schemas import (
     GateLine,
     ModelDetail,
     ModelOut,

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from ragctl.retriever.deps import ReadDep, ServiceDep
 from ragctl.retriever.error_handlers import KEYED_RESPONSES
 from ragctl.retriever.reports import get_report, list_reports, reports_dir
-from ragctl.retriever.schemas_ops import ReportDetail, ReportsResponse, ReportSummary
+from ragctl.retriever.schemas import ReportDetail, ReportsResponse, ReportSummary
 
 router = APIRouter(prefix="/v1", tags=["evaluation"], dependencies=[ReadDep])
 

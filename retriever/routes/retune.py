@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ragctl.retriever.deps import CollectionQuery, ReadDep, ServiceDep, resolve_collection
 from ragctl.retriever.error_handlers import KEYED_RESPONSES
-from ragctl.retriever.schemas_ops import RetuneStatusResponse
+from ragctl.retriever.schemas import RetuneStatusResponse
 from ragctl.tuner.status import read_status
 
 router = APIRouter(prefix="/v1/retune", tags=["models"], dependencies=[ReadDep])

@@ -1,5 +1,7 @@
-// The HTTP API, with the key of this tab (sessionStorage) sent as a Bearer token.
+// The HTTP API, with the key of this tab (sessionStorage) sent as a Bearer token, and the
+// collection chosen in this tab (none: the server's default) named on every request.
 const KEY = "ragctl.apiKey";
+const COLLECTION = "ragctl.collection";
 
 export class ApiError extends Error {
   constructor(status, code, message, field) {
@@ -19,6 +21,22 @@ export function setKey(key) {
   else sessionStorage.removeItem(KEY);
 }
 
+export function getCollection() {
+  return sessionStorage.getItem(COLLECTION) || "";
+}
+
+export function setCollection(name) {
+  if (name) sessionStorage.setItem(COLLECTION, name);
+  else sessionStorage.removeItem(COLLECTION);
+}
+
+// Routes that take no collection ignore the parameter; a search names it in its body, and
+// feedback on a search goes to that search's collection by its search_id.
+function withCollection(query) {
+  const chosen = getCollection();
+  return chosen ? { collection: chosen, ...query } : query;
+}
+
 function headers(extra = {}) {
   const out = { Accept: "application/json", ...extra };
   const key = getKey();
@@ -32,7 +50,8 @@ export function url(path, query = {}) {
     if (value !== undefined && value !== null && value !== "") params.set(name, String(value));
   }
   const text = params.toString();
-  return text ? `${path}?${text}` : path;
+  if (!text) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}${text}`;
 }
 
 async function failure(response) {
@@ -51,12 +70,14 @@ async function failure(response) {
 export async function api(method, path, { query = {}, body, headers: extra = {} } = {}) {
   const init = { method, headers: headers(extra) };
   if (body !== undefined) {
+    const chosen = getCollection();
+    if (path === "/v1/search" && chosen && !body.collection) body = { ...body, collection: chosen };
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
   let response;
   try {
-    response = await fetch(url(path, query), init);
+    response = await fetch(url(path, withCollection(query)), init);
   } catch (error) {
     throw new ApiError(0, "unreachable", `cannot reach the server: ${error.message}`, null);
   }
@@ -70,7 +91,7 @@ export const del = (path) => api("DELETE", path);
 
 // A file answered by the API, downloaded through a blob: URL (the key goes in the header).
 export async function download(path, query, filename) {
-  const response = await fetch(url(path, query), { headers: headers() });
+  const response = await fetch(url(path, withCollection(query)), { headers: headers() });
   if (!response.ok) throw await failure(response);
   const blob = await response.blob();
   const link = document.createElement("a");

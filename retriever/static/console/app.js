@@ -1,5 +1,6 @@
-// The console's shell: the key form, what the key may do, the serving model, and the pages.
-import { get, getKey, setKey } from "./api.js";
+// The console's shell: the key form, what the key may do, the collection and its serving
+// model, and the pages.
+import { get, getCollection, getKey, setCollection, setKey } from "./api.js";
 import { clear, errorBox, h } from "./ui.js";
 import * as documents from "./pages/documents.js";
 import * as evaluation from "./pages/evaluation.js";
@@ -24,8 +25,40 @@ async function refreshAccess() {
   }
 }
 
+// The collection this tab works on, with what serves it; a choice when the server has more
+// than one (GET /v1/collections), else the default collection's line from GET /v1/ready.
 async function refreshServing() {
   const line = document.getElementById("serving");
+  let listing = null;
+  try {
+    listing = await get("/v1/collections");
+  } catch {
+    /* a read key is needed, or an older server: fall back to /v1/ready */
+  }
+  if (listing && listing.collections.length > 1) {
+    const names = listing.collections.map((c) => c.name);
+    if (!names.includes(getCollection())) setCollection("");
+    const chosen = getCollection() || listing.default;
+    const current = listing.collections.find((c) => c.name === chosen);
+    const select = h(
+      "select",
+      { id: "collection" },
+      names.map((name) => h("option", { value: name, selected: name === chosen }, name)),
+    );
+    select.addEventListener("change", () => {
+      setCollection(select.value === listing.default ? "" : select.value);
+      refreshServing();
+      render();
+    });
+    clear(
+      line,
+      h("label", { for: "collection" }, "Collection "),
+      select,
+      current ? ` · serving ${current.physical} · model v${current.model_version} (${current.model})` : "",
+    );
+    return;
+  }
+  setCollection("");
   try {
     const ready = await get("/v1/ready");
     line.textContent = `Serving ${ready.collection} · model v${ready.model_version} (${ready.model})`;
@@ -69,12 +102,14 @@ function setupKeyForm() {
     event.preventDefault();
     setKey(input.value.trim());
     await refreshAccess();
+    await refreshServing();
     render();
   });
   document.getElementById("keyclear").addEventListener("click", async () => {
     input.value = "";
     setKey("");
     await refreshAccess();
+    await refreshServing();
     render();
   });
 }
@@ -82,5 +117,5 @@ function setupKeyForm() {
 setupKeyForm();
 window.addEventListener("hashchange", render);
 await refreshAccess();
-refreshServing();
+await refreshServing();
 render();

@@ -67,7 +67,7 @@ function servingLine(registry, access) {
 
 async function admin(path, query, done) {
   try {
-    const answer = await post(`${path}${query.force ? "?force=true" : ""}`, undefined);
+    const answer = await post(path, undefined, { query: query.force ? { force: "true" } : {} });
     toast(`${done}: now ${answer.current}`);
     window.dispatchEvent(new HashChangeEvent("hashchange"));
   } catch (error) {
