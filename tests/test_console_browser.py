@@ -2,8 +2,10 @@
 
 Ingests a small corpus, opens the console, searches, judges a result "relevant" and sees the
 count grow through the API, opens a document, the feedback, models and evaluation pages, at
-1280 and 390 px wide; no console errors, and no request leaves the loopback address. /docs
-renders its operations with every non-loopback request aborted.
+1280 and 390 px wide; no console errors, and no request leaves the loopback address. A second
+collection of the same server is chosen in the console and its pages answer for it. /docs
+renders its operations with every non-loopback request aborted. One server and one Chromium
+serve the module; each test opens its own browser context.
 
 Needs Debian's `chromium` (`/usr/bin/chromium`; `.ci/run` installs it) and Playwright for
 Python; skipped with the reason where either is missing. `playwright install` is never run:
@@ -16,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,6 +49,12 @@ DOCS = {
     "front/refunds.md": "# Refunds\n\nRefunds over 40 dollars need the PIN of a shift lead.",
     "front/wifi.md": "# Wifi\n\nThe guest wifi password changes every Monday.",
 }
+# A second collection of the same server, for the console's collection choice.
+NOTES = "notes"
+NOTE_DOCS = [
+    {"id": "deliveries.md", "text": "Deliveries come through the back door on Fridays."},
+    {"id": "keys.md", "text": "The spare keys hang in the office behind the calendar."},
+]
 
 
 def _browser_or_skip():
@@ -108,6 +115,11 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise AssertionError("ragctl serve not ready after 180 s")
             time.sleep(0.3)
+        admin, write = ({"Authorization": f"Bearer {key}"} for key in (ADMIN, WRITE))
+        httpx.post(f"{url}/v1/admin/collections", json={"name": NOTES}, headers=admin,
+                   timeout=120).raise_for_status()  # fmt: skip
+        httpx.post(f"{url}/v1/documents", json={"documents": NOTE_DOCS, "collection": NOTES},
+                   headers=write, timeout=120).raise_for_status()  # fmt: skip
         yield url
     finally:
         proc.terminate()
@@ -120,21 +132,16 @@ def server(tmp_path_factory):
 
 
 class Browser:
-    """One Chromium profile (fresh user-data-dir) that records requests and console errors."""
+    """A fresh context (its own storage) of the shared Chromium that records requests and
+    console errors."""
 
-    def __init__(self, playwright, width: int) -> None:
+    def __init__(self, chromium, width: int) -> None:
         self.requests: list[str] = []
         self.errors: list[str] = []
-        self.profile = tempfile.TemporaryDirectory(prefix="ragctl-chromium-")
-        self.context = playwright.chromium.launch_persistent_context(
-            self.profile.name,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": width, "height": 900},
-        )
+        self.width = width
+        self.context = chromium.new_context(viewport={"width": width, "height": 900})
         self.context.on("request", lambda request: self.requests.append(request.url))
-        self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        self.page = self.context.new_page()
         self.page.on(
             "console",
             lambda m: self.errors.append(f"console {m.type}: {m.text}")
@@ -154,26 +161,32 @@ class Browser:
 
     def close(self) -> None:
         self.context.close()
-        self.profile.cleanup()
 
 
 @pytest.fixture(scope="module")
-def playwright():
+def chromium():
+    """One headless Chromium for the module; each test opens its own context in it."""
     sync_playwright = _browser_or_skip()
     with sync_playwright() as running:
-        yield running
+        launched = running.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture(params=[1280, 390], ids=["1280px", "390px"])
-def browser(request, playwright, server):
-    opened = Browser(playwright, request.param)
-    opened.width = request.param
+def browser(request, chromium, server):
+    opened = Browser(chromium, request.param)
     yield opened
     opened.close()
 
 
-def _stats(server: str) -> dict:
-    return httpx.get(f"{server}/v1/feedback/stats", timeout=10).json()
+def _stats(server: str, collection: str | None = None) -> dict:
+    params = {"collection": collection} if collection else {}
+    return httpx.get(f"{server}/v1/feedback/stats", params=params, timeout=10).json()
 
 
 def _use_key(page, key: str, role: str) -> None:
@@ -223,7 +236,7 @@ def test_console_search_judge_document_and_pages(browser, server):
     assert page.locator("#doclist tbody tr").count() == len(DOCS)
     page.fill("#prefix", "front/")
     page.click(".filterform button")
-    page.wait_for_function("document.querySelectorAll('#doclist tbody tr').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#doclist tbody tr').length === 2")
 
     # feedback: the judgement is counted
     page.goto(f"{server}/console/#/feedback")
@@ -279,8 +292,49 @@ def test_console_delete_asks_first_and_admin_sees_actions(browser, server):
     assert browser.outside_requests() == []
 
 
-def test_docs_render_with_the_network_disabled(playwright, server):
-    browser = Browser(playwright, 1280)
+def test_console_works_on_the_collection_chosen(chromium, server):
+    browser = Browser(chromium, 390)
+    try:
+        page = browser.page
+        before = {name: _stats(server, name)["total"] for name in ("docs", NOTES)}
+        page.goto(f"{server}/console/")
+        page.wait_for_selector("#collection")
+        assert page.input_value("#collection") == "docs"  # the default, until one is chosen
+        page.select_option("#collection", NOTES)
+        page.wait_for_function(
+            "() => document.getElementById('serving').textContent.includes('notes__v1')"
+        )
+        _use_key(page, WRITE, "write key")
+        page.fill("#q", "Which door do deliveries come through?")
+        page.press("#q", "Enter")
+        page.wait_for_selector(".hit")
+        assert "notes__v1" in page.inner_text("#search-summary")
+        first = page.locator(".hit").first
+        assert "deliveries.md" in first.inner_text()
+        first.locator("button.judge-relevant").click()
+        page.wait_for_selector(".hit >> nth=0 >> button.judge-relevant[aria-pressed='true']")
+        assert _stats(server, NOTES)["total"] == before[NOTES] + 1
+        assert _stats(server, "docs")["total"] == before["docs"]
+
+        page.goto(f"{server}/console/#/documents")
+        page.wait_for_selector("#doclist table")
+        assert page.locator("#doclist tbody tr").count() == len(NOTE_DOCS)
+        page.goto(f"{server}/console/#/feedback")
+        page.wait_for_selector("#feedback-total")
+        assert int(page.inner_text("#feedback-total")) == before[NOTES] + 1
+        page.goto(f"{server}/console/#/models")
+        page.wait_for_selector("#serving-profile")
+        assert page.inner_text("#serving-profile").startswith(f"{NOTES}: v1")
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        assert overflow <= browser.width, f"models is {overflow}px wide at {browser.width}px"
+        assert browser.errors == []
+        assert browser.outside_requests() == []
+    finally:
+        browser.close()
+
+
+def test_docs_render_with_the_network_disabled(chromium, server):
+    browser = Browser(chromium, 1280)
     aborted: list[str] = []
 
     def only_loopback(route):

@@ -101,15 +101,15 @@ function setupKeyForm() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     setKey(input.value.trim());
-    await refreshAccess();
     await refreshServing();
+    await refreshAccess(); // the role line changes last, right before the page renders
     render();
   });
   document.getElementById("keyclear").addEventListener("click", async () => {
     input.value = "";
     setKey("");
-    await refreshAccess();
     await refreshServing();
+    await refreshAccess(); // the role line changes last, right before the page renders
     render();
   });
 }
