@@ -537,6 +537,7 @@ def models_show(ctx: click.Context, version: str, as_json: bool) -> None:
 @click.option("--apply", "apply_it", is_flag=True, help="Record the measured profile.")
 @click.option("--undo", is_flag=True, help="Restore the profile before the last --apply.")
 @_COLLECTION
+@click.option("--json", "as_json", is_flag=True, help="Print only the outcome as JSON.")
 @click.pass_context
 @translate_errors
 def models_profile(
@@ -546,6 +547,7 @@ def models_profile(
     apply_it: bool,
     undo: bool,
     collection: str | None,
+    as_json: bool,
 ) -> None:
     """Measure VERSION's search mode and fusion on judged queries; change it only on evidence.
 
@@ -569,6 +571,9 @@ def models_profile(
     number = _version(version)
     if undo:
         restored = undo_profile(settings, number)
+        if as_json:
+            emit_json({"version": number, "restored": restored})
+            return
         click.echo(f"v{number} search profile restored: {_describe_profile(restored)}")
         return
     if eval_set is None:
@@ -576,6 +581,21 @@ def models_profile(
     with open_store(settings) as store:
         measurement = measure_profile(settings, store, settings.collection, number, eval_set)
     measured = measurement.measured
+    if as_json:
+        applied = measurement.changes and apply_it
+        if applied:
+            apply_profile(settings, measurement)
+        emit_json(
+            {
+                "version": number,
+                "collection": settings.collection,
+                "current": measurement.current,
+                "measured": measured,
+                "changes": measurement.changes,
+                "applied": applied,
+            }
+        )
+        return
     click.echo(f"current:  {_describe_profile(measurement.current)}")
     click.echo(f"measured on {measured['queries']} queries: ndcg@10 {measured['ndcg@10']}")
     if not measurement.changes:

@@ -94,6 +94,8 @@ def test_every_reporting_command_prints_only_json(ingested, tmp_path):
         "eval": ["eval", "--dataset", str(_beir(tmp_path / "tiny")), "--no-pipeline",
                  "--dims", "384,64", "--json"],
         "retune": ["retune", "--pairs", str(_pairs(tmp_path)), "--dry-run", "--json"],
+        "models profile": ["models", "profile", "v1", "--eval-set", str(_pairs(tmp_path)),
+                           "--json"],
     }  # fmt: skip
     parsed = {name: json.loads(_run(data_dir, *args).stdout) for name, args in commands.items()}
 
@@ -114,6 +116,9 @@ def test_every_reporting_command_prints_only_json(ingested, tmp_path):
     retune = parsed["retune"]
     assert retune["serving_version"] == 1 and retune["promote"] is None
     assert retune["counts"]["pairs"] == 20
+    profile = parsed["models profile"]
+    assert profile["version"] == 1 and profile["applied"] is False
+    assert {"sparse", "hybrid"} <= set(profile["measured"]["ndcg@10"])
     status = json.loads((data_dir / "retune" / "docs.json").read_text())
     assert status["state"] == "finished" and status["steps"]
 
