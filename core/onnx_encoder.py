@@ -91,6 +91,7 @@ class OnnxEncoder:
         outputs = [o.name for o in session.get_outputs()]
         self._output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
         self._tokenizer = _configured_tokenizer(tokenizer, config)
+        self._plain_tokenizer = _plain_copy(tokenizer, config)
         added = tokenizer.get_added_tokens_decoder()
         self._special_ids = {token_id for token_id, token in added.items() if token.special}
         self._prompt_lengths: dict[str, int] = {}
@@ -169,12 +170,7 @@ class OnnxEncoder:
     @property
     def tokenizer(self) -> Tokenizer:
         """The model's fast tokenizer, without truncation or padding (for counting tokens)."""
-        from tokenizers import Tokenizer
-
-        plain = Tokenizer.from_str(self._tokenizer.to_str())
-        plain.no_truncation()
-        plain.no_padding()
-        return plain
+        return self._plain_tokenizer
 
     @property
     def document_prompt_tokens(self) -> int:
@@ -292,15 +288,23 @@ def pool(
     return np.concatenate(parts, axis=-1).astype(np.float32, copy=False)
 
 
-def _configured_tokenizer(tokenizer: Tokenizer, config: SentenceTransformerConfig) -> Tokenizer:
-    """A copy that truncates to `max_seq_length` and pads each batch to its longest input."""
+def _plain_copy(tokenizer: Tokenizer, config: SentenceTransformerConfig) -> Tokenizer:
+    """A copy that neither truncates nor pads (lower-casing first when the config says so)."""
     from tokenizers import Tokenizer, normalizers
 
     tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.no_truncation()
+    tok.no_padding()
     if config.do_lower_case:
         current = tok.normalizer
         steps = [normalizers.Lowercase()] + ([current] if current is not None else [])
         tok.normalizer = normalizers.Sequence(steps)
+    return tok
+
+
+def _configured_tokenizer(tokenizer: Tokenizer, config: SentenceTransformerConfig) -> Tokenizer:
+    """A copy that truncates to `max_seq_length` and pads each batch to its longest input."""
+    tok = _plain_copy(tokenizer, config)
     tok.enable_truncation(config.max_seq_length, direction=config.truncation_side)
     own = tokenizer.padding or {}
     pad_token = config.pad_token or own.get("pad_token")
