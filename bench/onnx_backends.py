@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DIMS = (384, 64)
+INT8_TOLERANCE = 0.003  # issue 14: int8 serves only within this ndcg@10 of fp32
 
 _COLD_SCRIPT = """
 import time
@@ -289,9 +290,13 @@ def main() -> None:
         print("cold process ...", flush=True)
         result["cold"] = cold(onnx_dir, args.cold_runs)
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "onnx_backends.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "onnx_backends.md").write_text(markdown(result))
+    write(result, args.out)
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "onnx_backends.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "onnx_backends.md").write_text(markdown(result))
     print(markdown(result))
 
 
@@ -308,7 +313,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"at end {r['load_average_end']}: other jobs shared the 2 cores, so read ratios "
         "measured in this one run, not absolute numbers.",
         "",
-        "Model: the packaged all-MiniLM-L6-v2 (384-d, max 256 tokens).",
+        "Model: the packaged all-MiniLM-L6-v2 (384-d, max 256 tokens). CPU figures are the "
+        "process's CPU time, which the machine's other jobs disturb far less than wall time.",
     ]
     if "export" in r:
         e = r["export"]
@@ -339,28 +345,46 @@ def markdown(r: dict[str, Any]) -> str:
         f"## Document encoding (`encode_documents`, {t['torch']['chunks']} scifact chunks of "
         "<= 256 tokens, default threads, mean of 2 rounds)",
         "",
-        "| backend | chunks/s | vs torch | CPU s per round |",
-        "|---|---:|---:|---:|",
+        "| backend | chunks/s | vs torch | CPU s per round | chunks per CPU s vs torch |",
+        "|---|---:|---:|---:|---:|",
     ]
     for b, v in t.items():
         ratio = v["chunks_per_s"] / t["torch"]["chunks_per_s"]
-        lines.append(f"| {b} | {v['chunks_per_s']} | {ratio:.2f}x | {v['cpu_s_per_round']} |")
+        cpu_ratio = t["torch"]["cpu_s_per_round"] / v["cpu_s_per_round"]
+        lines.append(
+            f"| {b} | {v['chunks_per_s']} | {ratio:.2f}x | {v['cpu_s_per_round']} | "
+            f"{cpu_ratio:.2f}x |"
+        )
     lines += [
         "",
         "## ndcg@10 (exact search over whole documents, test split)",
         "",
-        "| dataset | backend | ndcg@10 @384 | ndcg@10 @64 | docs/s | cosine vs torch min / mean |",
-        "|---|---|---:|---:|---:|---|",
+        "| dataset | backend | ndcg@10 @384 | ndcg@10 @64 | vs fp32 @384 / @64 | docs/s "
+        "| cosine vs torch min / mean |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
+    verdicts = []
     for name, q in r["quality"].items():
         for b in BACKENDS:
             v = q[b]
             cos = v.get("cosine_vs_torch")
             cos_text = f"{cos['min']:.4f} / {cos['mean']:.4f}" if cos else "-"
+            deltas = [v[f"ndcg@10@{d}"] - q["onnx"][f"ndcg@10@{d}"] for d in DIMS]
+            delta_text = " / ".join(f"{x:+.4f}" for x in deltas) if b == "onnx-int8" else "-"
             lines.append(
                 f"| {name} ({q['sizes']['queries']} q, {q['sizes']['corpus']} docs) | {b} | "
-                f"{v['ndcg@10@384']} | {v['ndcg@10@64']} | {v['docs_per_s']} | {cos_text} |"
+                f"{v['ndcg@10@384']} | {v['ndcg@10@64']} | {delta_text} | {v['docs_per_s']} "
+                f"| {cos_text} |"
             )
+        worst = min(q["onnx-int8"][f"ndcg@10@{d}"] - q["onnx"][f"ndcg@10@{d}"] for d in DIMS)
+        held = worst >= -INT8_TOLERANCE
+        verdicts.append(f"{name}: int8 {'within' if held else 'NOT within'} {INT8_TOLERANCE}")
+    lines += [
+        "",
+        "int8 vs fp32 against the issue's tolerance (ndcg@10 within "
+        f"{INT8_TOLERANCE} at every dim): " + "; ".join(verdicts) + ". Where it is not, a gate "
+        "with that tolerance keeps fp32 serving.",
+    ]
     notes = [n for q in r["quality"].values() for n in q["notes"] if "sampled" in n]
     if notes:
         lines += ["", "Subsets: " + "; ".join(notes) + "."]
