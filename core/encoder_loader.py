@@ -1,8 +1,8 @@
 """One place that turns model settings into an encoder: torch or the ONNX export.
 
-Callers get an object with the same surface either way (`core.encoder.Encoder`, or
-`core.onnx_encoder.OnnxEncoder`, which lacks only `.model`), so they never branch on the
-backend. Choosing the ONNX path imports neither torch nor sentence-transformers.
+Callers get a `core.encoder.Encoder` either way (`SentenceTransformerEncoder` on torch, or
+`core.onnx_encoder.OnnxEncoder`), so they never branch on the backend. Choosing the ONNX path
+imports neither torch nor sentence-transformers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ragctl.core.encoder import Encoder, resolve_model
+from ragctl.core.encoder import Encoder, SentenceTransformerEncoder, resolve_model
 from ragctl.core.errors import ConfigError
 from ragctl.core.onnx_encoder import FP32_FILE, INT8_FILE, ONNX_SUBDIR, OnnxEncoder
 from ragctl.core.settings import ModelBackend, ModelSettings
@@ -59,7 +59,7 @@ def load_encoder(
     onnx_dir: Path | None = None,
     int8_approved: bool = False,
     threads: int | None = None,
-) -> Encoder | OnnxEncoder:
+) -> Encoder:
     """The encoder `settings` ask for (`settings.backend`, resolved by `resolve_backend`).
 
     Args:
@@ -80,7 +80,7 @@ def load_encoder(
     )
     logger.info("model %s: %s backend", settings.name_or_path, backend.value)
     if backend is ModelBackend.TORCH:
-        return Encoder.load(settings, shortlist_dims)
+        return SentenceTransformerEncoder.load(settings, shortlist_dims)
     if onnx_dir is None:
         raise ConfigError(
             f"model.backend = {backend.value!r} needs a local model folder with an ONNX export; "

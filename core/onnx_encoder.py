@@ -2,7 +2,7 @@
 
 It reproduces what sentence-transformers computes for the same folder (prompt, tokenization,
 truncation, pooling, Normalize; see `core.st_config`) on the transformer exported by
-`core.onnx_export`, and offers the public surface of `core.encoder.Encoder` (minus `.model`), so
+`core.onnx_export`, and is a `core.encoder.Encoder` like `SentenceTransformerEncoder`, so
 search, ingest and evaluation can use either. Importing or using this module never imports
 torch, transformers or sentence-transformers.
 """
@@ -161,6 +161,11 @@ class OnnxEncoder:
             batch_size=batch_size,
             backend=backend,
         )
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: onnxruntime's CPU provider."""
+        return "cpu"
 
     @property
     def max_seq_length(self) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ragctl.core.encoder import Encoder
+from ragctl.core.encoder import SentenceTransformerEncoder
 from ragctl.core.encoder_loader import default_onnx_dir, load_encoder, resolve_backend
 from ragctl.core.errors import ConfigError, ModelLoadError
 from ragctl.core.onnx_encoder import FP32_FILE, INT8_FILE, OnnxEncoder
@@ -81,7 +81,7 @@ def test_load_encoder_auto_without_an_export_loads_torch(monkeypatch, tmp_path):
         loaded.append((settings.name_or_path, tuple(shortlist_dims)))
         return "torch encoder"
 
-    monkeypatch.setattr(Encoder, "load", staticmethod(fake_load))
+    monkeypatch.setattr(SentenceTransformerEncoder, "load", staticmethod(fake_load))
     assert load_encoder(ModelSettings(), (64,), onnx_dir=tmp_path) == "torch encoder"
     assert loaded == [("default", (64,))]
 
