@@ -117,7 +117,7 @@ def eval_command(
     Example:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
     """
-    from ragctl.core.encoder import SentenceTransformerEncoder
+    from ragctl.core.collections import load_model
     from ragctl.core.profile import settings_fusion
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.report import format_text, served_row, write_outputs
@@ -138,7 +138,7 @@ def eval_command(
         err=True,
     )
     click.echo(f"loading model {settings.model.name_or_path}", err=True)
-    encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
+    encoder = load_model(settings.model, settings.store.shortlist_dims, settings)
     options = EvalOptions(
         dims=parsed_dims,
         pipeline=pipeline,

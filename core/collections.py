@@ -8,12 +8,14 @@ two together with the store that holds the collection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from ragctl.core.encoder import Encoder, SentenceTransformerEncoder
+from ragctl.core.encoder import Encoder
 from ragctl.core.lexical import LexicalSpec
-from ragctl.core.registry import ModelRegistry, resolve_ref
-from ragctl.core.settings import Settings
+from ragctl.core.registry import ModelRegistry, RegistryError, resolve_ref
+from ragctl.core.settings import ModelBackend, ModelSettings, Settings
 from ragctl.core.store.base import CollectionSpec, VectorStore, physical_name
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
     """Load the model that embedded `spec`, with the prompts it was embedded with.
 
     Registry refs (`models/vN`) resolve under `settings.data_dir`; device, batch size and
-    trust_remote_code come from `settings.model`.
+    trust_remote_code come from `settings.model`, and so does the backend (`load_model`).
     """
     model = settings.model.model_copy(
         update={
@@ -47,9 +49,51 @@ def encoder_for(spec: CollectionSpec, settings: Settings) -> Encoder:
             "document_prompt": spec.document_prompt,
         }
     )
-    encoder = SentenceTransformerEncoder.load(model, spec.shortlist_dims)
-    encoder.model_ref = spec.model  # report the registry ref, not the resolved path
-    return encoder
+    # the encoder reports the registry ref, not the resolved path
+    return load_model(model, spec.shortlist_dims, settings, ref=spec.model, version=spec.version)
+
+
+def load_model(
+    model: ModelSettings,
+    shortlist_dims: Sequence[int],
+    settings: Settings,
+    *,
+    ref: str | None = None,
+    version: int | None = None,
+) -> Encoder:
+    """The encoder of `model` on the backend `model.backend` resolves to (see docs/onnx.md).
+
+    `ref` is the model as the registry names it (default: `model.name_or_path`; the encoder
+    reports it as its `model_ref`), whose export
+    lives under `settings.data_dir` (made now, once, when the backend wants one and it is
+    missing); `version` is its registry version, whose gate decides whether int8 may serve.
+    """
+    from ragctl.core.encoder_loader import load_encoder
+    from ragctl.core.onnx_exports import ensure_export
+
+    ref = model.name_or_path if ref is None else ref
+    backend = model.backend
+    if model.device not in (None, "", "cpu") and backend is ModelBackend.AUTO:
+        backend = ModelBackend.TORCH  # the ONNX encoder runs on CPU only
+    onnx_dir = ensure_export(ref, settings.data_dir, backend)
+    if onnx_dir is None:
+        backend = ModelBackend.TORCH
+    return load_encoder(
+        model.model_copy(update={"backend": backend}),
+        shortlist_dims,
+        onnx_dir=onnx_dir,
+        int8_approved=version is not None and int8_approved(settings.data_dir, version),
+        model_ref=ref,
+    )
+
+
+def int8_approved(data_dir: Path, version: int) -> bool:
+    """Whether the gate let the int8 export of model `version` serve (see tuner.int8_gate)."""
+    try:
+        gate = ModelRegistry(data_dir).get(version).gate or {}
+    except RegistryError:
+        return False
+    return bool((gate.get("int8") or {}).get("serve", False))
 
 
 def bind_collection(
@@ -101,7 +145,7 @@ def open_or_create(
             )
         return bind_collection(store, spec, settings, encoder=encoder)
     if encoder is None:
-        encoder = SentenceTransformerEncoder.load(settings.model, settings.store.shortlist_dims)
+        encoder = load_model(settings.model, settings.store.shortlist_dims, settings)
     registry = ModelRegistry(settings.data_dir)
     version = registry.ensure_base(encoder.model_ref).version
     physical = physical_name(name, version)

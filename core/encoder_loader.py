@@ -20,6 +20,17 @@ logger = logging.getLogger(__name__)
 
 _CPU_DEVICES = (None, "", "cpu")
 
+# Intra-op threads for encoders this process loads without naming any (`set_threads`).
+_process_threads: int | None = None
+
+
+def set_threads(threads: int | None) -> None:
+    """Intra-op threads of every encoder this process loads from now on without naming its
+    own (`serve` sets `retriever.torch_threads`): torch's global setting when the torch
+    backend loads, onnxruntime's per session otherwise. None: the libraries' defaults."""
+    global _process_threads
+    _process_threads = threads
+
 
 def default_onnx_dir(name_or_path: str) -> Path | None:
     """`<model folder>/onnx` for a local model (`default` included); None for a Hub id."""
@@ -59,6 +70,7 @@ def load_encoder(
     onnx_dir: Path | None = None,
     int8_approved: bool = False,
     threads: int | None = None,
+    model_ref: str | None = None,
 ) -> Encoder:
     """The encoder `settings` ask for (`settings.backend`, resolved by `resolve_backend`).
 
@@ -67,7 +79,10 @@ def load_encoder(
         shortlist_dims: Matryoshka shortlist dims.
         onnx_dir: Where the model's export is; None = `<model folder>/onnx`.
         int8_approved: The gate's verdict that int8 holds the quality (lets `auto` pick int8).
-        threads: onnxruntime intra-op threads (None = one per physical core); torch ignores it.
+        threads: Intra-op threads (None = what `set_threads` set, else the library default:
+            one per physical core).
+        model_ref: How the encoder names its model (default: `settings.name_or_path`), e.g.
+            the registry ref `models/vN` of a path.
 
     Raises:
         ConfigError: An ONNX backend was asked for a model without a local folder.
@@ -79,8 +94,16 @@ def load_encoder(
         settings.backend, onnx_dir, device=settings.device, int8_approved=int8_approved
     )
     logger.info("model %s: %s backend", settings.name_or_path, backend.value)
+    threads = _process_threads if threads is None else threads
     if backend is ModelBackend.TORCH:
-        return SentenceTransformerEncoder.load(settings, shortlist_dims)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        torch_encoder = SentenceTransformerEncoder.load(settings, shortlist_dims)
+        if model_ref is not None:
+            torch_encoder.model_ref = model_ref
+        return torch_encoder
     if onnx_dir is None:
         raise ConfigError(
             f"model.backend = {backend.value!r} needs a local model folder with an ONNX export; "
@@ -90,7 +113,7 @@ def load_encoder(
     return OnnxEncoder.load(
         resolve_model(settings.name_or_path),
         onnx_file,
-        model_ref=settings.name_or_path,
+        model_ref=settings.name_or_path if model_ref is None else model_ref,
         shortlist_dims=shortlist_dims,
         query_prompt=settings.query_prompt,
         document_prompt=settings.document_prompt,

@@ -29,6 +29,9 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             and not key.startswith("RAGCTL_TEST_")
         ):
             monkeypatch.delenv(key)
+    # The suite compares against the torch encoder and must not export an ONNX model (a
+    # minute) in every fresh data dir; the ONNX backends' tests set model.backend themselves.
+    monkeypatch.setenv("RAGCTL_MODEL__BACKEND", "torch")
     monkeypatch.chdir(tmp_path)
     return data_dir
 

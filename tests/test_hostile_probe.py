@@ -28,7 +28,10 @@ HARNESS_S = 60
 
 def _env(**settings):
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAGCTL_")}
-    env.update(PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", **settings)
+    # torch, as the rest of the suite: no ONNX export (a minute) in each fresh data dir
+    env.update(
+        PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", RAGCTL_MODEL__BACKEND="torch", **settings
+    )
     return env
 
 
