@@ -104,7 +104,11 @@ def serve(
     configure_torch(settings)
     try:
         started = run(
-            build_config(settings, app=create_app(settings, store=store), log_level=log_level)
+            build_config(
+                settings,
+                app=create_app(settings, store=store, open_in_background=True),
+                log_level=log_level,
+            )
         )
     finally:
         store.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, *, encoder: Encoder | None = None, store: VectorStore | None = None
+    settings: Settings,
+    *,
+    encoder: Encoder | None = None,
+    store: VectorStore | None = None,
+    open_in_background: bool = False,
 ) -> FastAPI:
     """Build the retriever app; nothing is opened until the app starts (its lifespan).
 
@@ -57,26 +62,62 @@ def create_app(
             embedded the serving collection, else that model is loaded.
         store: An open store to use (and leave open); default: `open_store(settings)`,
             closed at shutdown.
+        open_in_background: Start answering at once and open the service (load the model)
+            meanwhile: until it is open, `/v1/ready` and every route that needs it answer 503
+            `not_ready` (with Retry-After). If opening fails, the error is logged as one line
+            and `app.state.stop_serving` (set by `server.run`) is called. False: the app
+            starts once the service is open (a failure fails the startup).
     """
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    def opened(app: FastAPI, service: RetrieverService) -> None:
+        app.state.service = service
+        for served in service.collections.loaded():
+            metrics.set_serving(served.current())
+
+    async def open_service(app: FastAPI) -> None:
         try:
             service = await run_in_threadpool(
                 RetrieverService.open, settings, encoder=encoder, store=store
             )
-        except RagctlError as exc:
-            # Reported as one line by `OneLineStartupFailure` (no traceback: not a bug).
+        except Exception as exc:
             app.state.startup_error = exc
-            raise
-        app.state.service = service
-        for served in service.collections.loaded():
-            metrics.set_serving(served.current())
+            if isinstance(exc, RagctlError):
+                logger.error("retriever cannot start: %s", exc)  # one line: not a bug
+            else:
+                logger.exception("retriever cannot start")
+            stop: Callable[[], None] | None = getattr(app.state, "stop_serving", None)
+            if stop is not None:
+                stop()
+            return
+        opened(app, service)
+        logger.info("retriever ready")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if open_in_background:
+            # A task the loop keeps a reference to in app.state (it must not be collected).
+            app.state.opening = asyncio.create_task(open_service(app))
+        else:
+            try:
+                opened(
+                    app,
+                    await run_in_threadpool(
+                        RetrieverService.open, settings, encoder=encoder, store=store
+                    ),
+                )
+            except RagctlError as exc:
+                # Reported as one line by `OneLineStartupFailure` (no traceback: not a bug).
+                app.state.startup_error = exc
+                raise
         try:
             yield
         finally:
+            if open_in_background:
+                await app.state.opening  # a model half loaded in a thread cannot be cancelled
+            service: RetrieverService | None = app.state.service
             app.state.service = None
-            await run_in_threadpool(service.close)
+            if service is not None:
+                await run_in_threadpool(service.close)
 
     metrics = Metrics()
     app = FastAPI(

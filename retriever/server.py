@@ -162,12 +162,11 @@ def worker_app() -> FastAPI:
 
 
 def configure_torch(settings: Settings) -> None:
-    """Set torch's intra-op threads for this serving process (`retriever.torch_threads`)."""
-    threads = settings.retriever.torch_threads
-    if threads:
-        import torch
+    """Intra-op threads of the encoders this serving process loads (`retriever.torch_threads`,
+    for torch and onnxruntime alike); imports neither here."""
+    from ragctl.core.encoder_loader import set_threads
 
-        torch.set_num_threads(threads)
+    set_threads(settings.retriever.torch_threads)
 
 
 def build_config(
@@ -199,8 +198,12 @@ def run(config: ServeConfig) -> bool:
         sock = config.bind_socket()
         Multiprocess(config, sockets=[sock]).run()
         return True
+    state = getattr(config.app, "state", None)  # the app itself when it runs in this process
+    if state is not None:
+        # An app opening its service in the background stops the server when that fails.
+        state.stop_serving = lambda: setattr(server, "should_exit", True)
     try:
         server.run()
     except KeyboardInterrupt:  # pragma: no cover - the server handles SIGINT itself
         pass
-    return server.started
+    return server.started and getattr(state, "startup_error", None) is None

@@ -37,6 +37,9 @@ async def ready(request: Request) -> ReadyResponse:
     """
     service: RetrieverService | None = getattr(request.app.state, "service", None)
     if service is None:
+        failed = getattr(request.app.state, "startup_error", None)
+        if failed is not None:
+            raise NotReadyError("not_ready", f"the retriever could not start: {failed}")
         raise NotReadyError("not_ready", "model not loaded: the retriever is starting up")
     readiness = await run_in_threadpool(service.readiness)
     if not readiness.ready:
