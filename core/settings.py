@@ -253,6 +253,9 @@ class GateSettings(BaseModel):
     # Fewer held-out queries than this cannot promote (nor re-profile a collection).
     min_queries: int = Field(default=30, ge=1, le=1_000_000)
     resamples: int = Field(default=10_000, ge=100, le=1_000_000)  # of the test and the CI
+    # A promoted version may serve on its int8 ONNX export (model.backend = auto) only when
+    # int8's ndcg@10 in the serving mode is at most this far below fp32's (tuner.int8_gate).
+    int8_tolerance: float = Field(default=0.003, ge=0, le=1)
 
 
 class TrainSettings(BaseModel):

@@ -34,6 +34,8 @@ def write_card(model_dir: Path, card: Mapping[str, Any]) -> None:
     generated = model_dir / "README.md"
     previous = generated.read_text(encoding="utf-8") if generated.exists() else ""
     body = previous.split("\n---\n", 1)[1] if previous.startswith("---\n") else previous
+    if body.lstrip().startswith("# ragctl model"):  # rewritten: keep only what was not ours
+        body = body.split(_DETAILS, 1)[1] if _DETAILS in body else ""
     front = [
         "---",
         "library_name: sentence-transformers",
@@ -65,10 +67,23 @@ def write_card(model_dir: Path, card: Mapping[str, Any]) -> None:
     if gate:
         verdict = "promote" if gate.get("promote") else "reject"
         lines += ["## Gate", "", f"Decision: **{verdict}**. {gate.get('reason', '')}", ""]
+    int8 = gate.get("int8") or {}
+    if int8:
+        lines += [
+            "## Serving backend (ONNX int8 vs fp32)",
+            "",
+            f"ndcg@10 ({int8.get('row')}, {int8.get('queries')} held-out queries): fp32 "
+            f"{int8.get('fp32')}, int8 {int8.get('int8')}, tolerance {int8.get('tolerance')}: "
+            f"**{'int8 serves' if int8.get('serve') else 'fp32 serves'}**.",
+            "",
+        ]
     text = "\n".join(front + lines)
     if body.strip():
-        text += "\n## Details recorded by sentence-transformers\n\n" + body.lstrip()
+        text += _DETAILS + body.lstrip()
     generated.write_text(text, encoding="utf-8")
+
+
+_DETAILS = "\n## Details recorded by sentence-transformers\n\n"
 
 
 def _kv(values: Mapping[str, Any]) -> str:

@@ -163,6 +163,10 @@ def retune(
     result = replace(
         result, mining=mining, candidate=candidate, evaluation=evaluation, decision=decision
     )
+    if decision.promote and candidate_int8(
+        settings, serving, candidate.version, split, options, step
+    ):
+        candidate_encoder = version_encoder(serving.spec, candidate.record, settings)  # on int8
     if not (decision.promote and options.promote):
         return result
     sync = promote_candidate(settings, serving, candidate.version, candidate_encoder, step)
@@ -456,6 +460,38 @@ def promote_candidate(
     switch(serving.store, ModelRegistry(settings.data_dir), name, version)
     step(f"serving v{version} ({sync.points} chunks)")
     return sync
+
+
+def candidate_int8(
+    settings: Settings,
+    serving: BoundCollection,
+    version: int,
+    split: Split,
+    options: RetuneOptions,
+    step: Step = _quiet,
+) -> bool:
+    """The promoted candidate's int8 ONNX export beside its fp32 one on the same held-out
+    queries, in the serving mode (`tuner.int8_gate`); True when int8 may serve it."""
+    from ragctl.tuner.int8_gate import check_int8
+
+    dataset = heldout_dataset(
+        split.heldout,
+        serving,
+        name=f"{options.collection}-heldout",
+        corpus_limit=options.eval_corpus_limit,
+        seed=settings.tuner.seed,
+    )
+    mode = resolve_profile(settings, serving.spec, tuned_profile(settings, serving.spec)).mode
+    verdict = check_int8(
+        settings,
+        serving,
+        version,
+        dataset,
+        hybrid=mode is SearchMode.HYBRID,
+        step=step,
+        show_progress=options.show_progress,
+    )
+    return verdict is not None and verdict.serve
 
 
 def guard_reports(
