@@ -105,6 +105,7 @@ def test_load_encoder_builds_the_onnx_encoder_the_settings_name(onnx_export):
 
 
 def test_backend_setting_from_toml_and_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAGCTL_MODEL__BACKEND")  # the suite's own choice (conftest)
     config = tmp_path / "ragctl.toml"
     config.write_text('[model]\nbackend = "onnx-int8"\n')
     assert load_settings(config).model.backend is INT8
