@@ -9,7 +9,12 @@
    settings (same process, same machine), peak memory and re-embed throughput.
 
     .venv/bin/python bench/retune_legal.py [--epochs 1] [--batch-size 32] [--hard-negatives]
-        [--tag NAME] [--skip-bare] [--keep DIR]
+        [--tag NAME] [--skip-bare] [--keep DIR] [--train-limit N] [--no-promote]
+        [--validation-fraction F] [--evals-per-epoch E] [--patience P] [--note TEXT]
+
+With validation (the default since issue 18), a share of the training queries picks the best
+checkpoint and `--epochs` is a maximum; `--validation-fraction 0` keeps the last step.
+`--train-limit` trains on a seeded sample of the train pairs (a shared or small machine).
 """
 
 from __future__ import annotations
@@ -112,15 +117,30 @@ def main() -> None:
     parser.add_argument("--negatives-from", default="dense", choices=["dense", "sparse", "hybrid"])
     parser.add_argument("--skip-bare", action="store_true", help="skip the bare-Trainer baseline")
     parser.add_argument("--tag", default="base-recipe")
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="the dataset folder (default ../shared/data/...)"
+    )
+    parser.add_argument("--train-limit", type=int, help="a seeded sample of this many train pairs")
+    parser.add_argument("--no-promote", action="store_true", help="gate only, no re-embed")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--validation-corpus-limit", type=int, default=2000)
+    parser.add_argument("--evals-per-epoch", type=float, default=2.0)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--note", default="", help="recorded as is (e.g. the machine was shared)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument(
         "--keep", type=Path, help="use (and keep) this data dir instead of a temporary one"
     )
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"dataset not found: {DATA}")
+    data = args.data
+    if not data.is_dir():
+        sys.exit(f"dataset not found: {data}")
 
-    train_rows = _pairs(DATA / "raw/train_dataset.json")
+    train_rows = _pairs(data / "raw/train_dataset.json")
+    if args.train_limit and args.train_limit < len(train_rows):
+        import random
+
+        train_rows = random.Random(42).sample(train_rows, args.train_limit)
     with tempfile.TemporaryDirectory() as scratch:
         tmp = str(args.keep) if args.keep else scratch
         settings = load_settings(
@@ -133,13 +153,17 @@ def main() -> None:
                 "checkpoint_steps": 100,
                 "hard_negatives": args.hard_negatives,
                 "negatives_from": args.negatives_from,
+                "validation_fraction": args.validation_fraction,
+                "validation_corpus_limit": args.validation_corpus_limit,
+                "evals_per_epoch": args.evals_per_epoch,
+                "early_stopping_patience": args.patience,
             },
         )
         store = EdgeStore(settings.qdrant_path)
         serving = open_or_create(store, settings, "legal")
         spec, encoder = serving.spec, serving.encoder
         chunker = make_chunker(encoder, 256, 32)
-        ingest = ingest_documents(iter_documents([DATA / "corpus.jsonl"]), serving, chunker)
+        ingest = ingest_documents(iter_documents([data / "corpus.jsonl"]), serving, chunker)
         print(f"ingested {ingest.chunks_written} chunks in {ingest.seconds:.0f} s", flush=True)
         chunk_of = {
             doc: next(iter(ids))
@@ -157,7 +181,7 @@ def main() -> None:
             for r in train_rows
         ]
         eval_set = Path(tmp) / "test_pairs.jsonl"
-        eval_set.write_text((DATA / "raw/test_dataset.json").read_text())
+        eval_set.write_text((data / "raw/test_dataset.json").read_text())
         steps: list[tuple[float, str]] = []
         started = time.perf_counter()
         result = retune(
@@ -168,6 +192,7 @@ def main() -> None:
                 feedback=feedback,
                 eval_set=eval_set,
                 show_progress=False,
+                promote=not args.no_promote,
             ),
             on_step=lambda m: (
                 steps.append((round(time.perf_counter() - started, 1), m)),
@@ -207,7 +232,12 @@ def main() -> None:
             "hard_negatives": args.hard_negatives,
             "negatives_from": args.negatives_from if args.hard_negatives else None,
             "loss": training.loss,
+            "train_pairs_used": len(train_rows),
+            "validation_fraction": args.validation_fraction,
+            "evals_per_epoch": args.evals_per_epoch,
+            "early_stopping_patience": args.patience,
         },
+        "validation": training.validation,
         "ndcg@10": {
             c: {"base": ndcg(serving_report, c), "tuned": ndcg(candidate_report, c)}
             for c in columns
@@ -239,16 +269,25 @@ def main() -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "steps": steps,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "note": args.note,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "command": "python bench/retune_legal.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"retune_legal_{args.tag}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.out / f"retune_legal_{args.tag}.json").write_text(
+        json.dumps(out, indent=2, default=str) + "\n"
+    )
     lines = [
         f"# retune on legal-rag-positives-synthetic ({args.tag})",
         "",
         f"`{out['command']}` on {out['machine']}, {out['date']}. Recipe: {out['recipe']}.",
         "",
+        *(
+            [f"Note: {args.note} (load average at the end: {out['load_average_at_end']}).", ""]
+            if args.note
+            else []
+        ),
         "| column | base ndcg@10 | tuned ndcg@10 | delta |",
         "|---|---|---|---|",
     ]
@@ -263,6 +302,23 @@ def main() -> None:
         f"whole retune {out['total_retune_s']} s; peak RSS {out['peak_rss_mib']} MiB.",
         "",
     ]
+    record = training.validation
+    if record:
+        lines += [
+            f"Validation ({record['queries']} queries, corpus {record['corpus']}, score "
+            f"{record['score']}): base {record['base']}; kept step {record['kept_step']} of "
+            f"{record['last_step']} (stopped early: {record['stopped_early']}); "
+            f"{record['seconds']} s evaluating.",
+            "",
+            "| step | epoch | selection | "
+            + " | ".join(k for k in record["evaluations"][0] if k.startswith("ndcg"))
+            + " |",
+            "|---|---|---|" + "---|" * sum(k.startswith("ndcg") for k in record["evaluations"][0]),
+        ]
+        for e in record["evaluations"]:
+            ndcgs = " | ".join(str(v) for k, v in e.items() if k.startswith("ndcg"))
+            lines.append(f"| {e['step']} | {e['epoch']} | {e['selection']} | {ndcgs} |")
+        lines.append("")
     (args.out / f"retune_legal_{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -110,11 +110,44 @@ def _synthesize(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Golden held-out pairs for the gate (instead of holding out 10%).",
 )
-@click.option("--epochs", type=float, help="Training epochs (default 1).")
+@click.option(
+    "--epochs",
+    type=float,
+    help="Training epochs (default 1); with validation queries a maximum: training stops "
+    "early once the validation score stops improving, and the best checkpoint is kept.",
+)
 @click.option("--batch-size", type=int, help="Batch size = in-batch negatives (default 32).")
 @click.option("--lr", "learning_rate", type=float, help="Learning rate (default 2e-5).")
 @click.option(
-    "--max-minutes", type=float, help="Stop training after this many minutes (keeps the model)."
+    "--max-minutes",
+    type=float,
+    help="Stop training after this many minutes (keeps the best model so far); with --search "
+    "the budget of all trials together.",
+)
+@click.option(
+    "--validation-fraction",
+    type=float,
+    help="Share of the training queries kept out of training to pick the best checkpoint "
+    "(default 0.1, at most tuner.validation_max_queries); 0: no validation, the last step is "
+    "kept.",
+)
+@click.option(
+    "--evals-per-epoch",
+    type=float,
+    help="Validation evaluations (and checkpoints) per epoch (default 2); the last step is "
+    "always evaluated.",
+)
+@click.option(
+    "--patience",
+    "early_stopping_patience",
+    type=int,
+    help="Stop after this many evaluations without a validation gain (default 2; 0: never).",
+)
+@click.option(
+    "--search",
+    is_flag=True,
+    help="Train once per recipe of tuner.search_grid (default: learning rates 1e-5, 2e-5, "
+    "5e-5) and keep the best on the validation queries; the gate then measures only that one.",
 )
 @click.option(
     "--hard-negatives/--no-hard-negatives",
@@ -148,6 +181,10 @@ def retune(
     batch_size: int | None,
     learning_rate: float | None,
     max_minutes: float | None,
+    validation_fraction: float | None,
+    evals_per_epoch: float | None,
+    early_stopping_patience: int | None,
+    search: bool,
     hard_negatives: bool | None,
     negatives_from: str | None,
     no_promote: bool,
@@ -164,6 +201,15 @@ def retune(
     promotion re-embeds the collection into NAME__vN and switches the alias; the previous
     collection is kept for `ragctl rollback`. A rejected or --no-promote run changes nothing
     that serves (the candidate's measured search profile is recorded with it).
+
+    Three-way split: the gate's held-out queries are never trained on nor used to choose
+    anything; of the rest, --validation-fraction of the queries validate. The candidate is
+    scored on them --evals-per-epoch times an epoch (ndcg@10 at the full dim and at the
+    shortlist dim, mixed by tuner.selection_shortlist_weight), the best checkpoint is the
+    candidate, and training stops after --patience evaluations without a gain: --epochs is a
+    maximum, bounded by --max-minutes. --search repeats that for each recipe of
+    tuner.search_grid and keeps the best on validation; the trials are recorded in the model
+    card, and a rerun reuses finished trials.
     """
     from ragctl.core.store import open_store
     from ragctl.tuner.loop import RetuneOptions
@@ -176,6 +222,9 @@ def retune(
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "max_minutes": max_minutes,
+            "validation_fraction": validation_fraction,
+            "evals_per_epoch": evals_per_epoch,
+            "early_stopping_patience": early_stopping_patience,
             "hard_negatives": hard_negatives,
             "negatives_from": negatives_from,
         },
@@ -217,6 +266,7 @@ def retune(
             eval_set=eval_set,
             promote=not no_promote,
             dry_run=dry_run,
+            search=search,
         )
         asked = {
             "feedback": len(feedback),

@@ -35,6 +35,9 @@ FLAG_OF_SETTING: dict[str, str] = {
     "tuner.batch_size": "--batch-size",
     "tuner.learning_rate": "--lr",
     "tuner.max_minutes": "--max-minutes",
+    "tuner.validation_fraction": "--validation-fraction",
+    "tuner.evals_per_epoch": "--evals-per-epoch",
+    "tuner.early_stopping_patience": "--patience",
     "tuner.hard_negatives": "--hard-negatives",
     "tuner.negatives_from": "--negatives-from",
 }

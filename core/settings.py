@@ -273,6 +273,26 @@ class TrainSettings(BaseModel):
     max_uncached_batch: int = Field(default=64, ge=2)
     mini_batch_size: int = Field(default=32, ge=1)
     checkpoint_steps: int = Field(default=200, ge=1)
+    # Checkpoint selection (tuner/validation.py): this share of the training queries (about
+    # `validation_max_queries` at most) is never trained on; the model is evaluated on them
+    # `evals_per_epoch` times an epoch and at the end, against their chunks plus others up to
+    # `validation_corpus_limit`, and the best checkpoint becomes the candidate. `epochs` is
+    # then a maximum: training stops after `early_stopping_patience` evaluations without a
+    # gain (0: never early). The score is ndcg@10 at the full dim and at the shortlist dim,
+    # mixed by `selection_shortlist_weight`. A fraction of 0 turns validation off (the last
+    # step is kept).
+    validation_fraction: float = Field(default=0.1, ge=0, lt=1)
+    validation_max_queries: int = Field(default=300, ge=1, le=100_000)
+    validation_corpus_limit: int = Field(default=2_000, ge=10, le=1_000_000)
+    evals_per_epoch: float = Field(default=2.0, gt=0, le=100)
+    early_stopping_patience: int = Field(default=2, ge=0, le=1_000)
+    selection_shortlist_weight: float = Field(default=0.5, ge=0, le=1)
+    # The shortlist dim as a target (tuner/losses.py): the MatryoshkaLoss weight of each
+    # shortlist dim (every other dim weighs 1), and the weight of a term aligning the
+    # shortlist dim's in-batch ranking with the full dim's (KL divergence, full dim as the
+    # teacher; 0 = off; not with the cached loss).
+    shortlist_loss_weight: float = Field(default=1.0, gt=0, le=100)
+    shortlist_alignment: float = Field(default=0.0, ge=0, le=100)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields of `TrainSettings` (not those a subclass adds), as recorded."""
@@ -293,6 +313,33 @@ class TunerSettings(TrainSettings):
     round_trip_k: int = Field(default=10, ge=1, le=1000)  # synthetic-question filter
     llm: LLMSettings = LLMSettings()
     gate: GateSettings = GateSettings()
+    # `retune --search` (tuner/search.py): each recipe overrides training fields; every
+    # recipe trains, the best on the validation queries is the candidate; `max_minutes` is
+    # shared out evenly among them.
+    search_grid: list[dict[str, Any]] = Field(
+        default_factory=lambda: [
+            {"learning_rate": 1e-5},
+            {"learning_rate": 2e-5},
+            {"learning_rate": 5e-5},
+        ],
+        min_length=1,
+        max_length=32,
+    )
+
+    @field_validator("search_grid")
+    @classmethod
+    def _recipes_name_training_fields(cls, grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        allowed = set(TrainSettings.model_fields)
+        for number, recipe in enumerate(grid, 1):
+            unknown = sorted(set(recipe) - allowed)
+            if not recipe or unknown:
+                raise ValueError(
+                    f"recipe {number} {recipe}: "
+                    + (f"unknown training field(s) {unknown}" if unknown else "empty")
+                    + f"; allowed: {', '.join(sorted(allowed))}"
+                )
+            TrainSettings.model_validate(recipe)  # each value in its field's range
+        return grid
 
 
 class Settings(BaseSettings):

@@ -103,3 +103,44 @@ def exact_search(
         out_idx[q0 : q0 + row_block] = np.take_along_axis(all_idx, order, axis=1)
         out_val[q0 : q0 + row_block] = np.take_along_axis(all_val, order, axis=1)
     return out_idx, out_val
+
+
+def two_stage_search(
+    queries: NDArray[np.float32],
+    corpus: NDArray[np.float32],
+    shortlist_queries: NDArray[np.float32],
+    shortlist_corpus: NDArray[np.float32],
+    shortlist: int,
+    k: int,
+    ranks: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact two-stage search: the `shortlist` best corpus rows by the shortlist vectors, then
+    the k best of those by the full vectors (what the store's prefetch query does, without an
+    approximate index).
+
+    Args:
+        queries, corpus: Full-size vectors (normalized).
+        shortlist_queries, shortlist_corpus: The same rows' shortlist vectors (truncated and
+            renormalized).
+        shortlist: Shortlist size (capped at the corpus size).
+        k: Results per query (capped at the shortlist size).
+        ranks: Tie-break key per corpus row (see `id_ranks`).
+
+    Returns:
+        (indices, full-dim scores), each (n_queries, min(k, shortlist, n_docs)), best first.
+    """
+    if shortlist < 1 or k < 1:
+        raise EvalError(f"shortlist and k must be >= 1, got {shortlist} and {k}")
+    pool, _ = exact_search(shortlist_queries, shortlist_corpus, shortlist, ranks)
+    n_q = queries.shape[0]
+    kk = min(k, pool.shape[1])
+    out_idx = np.zeros((n_q, kk), dtype=np.int64)
+    out_val = np.zeros((n_q, kk), dtype=np.float32)
+    row_block = max(1, _BLOCK_CELLS // max(1, pool.shape[1] * corpus.shape[1]))
+    for q0 in range(0, n_q, row_block):
+        part = pool[q0 : q0 + row_block]
+        scores = np.einsum("qd,qsd->qs", queries[q0 : q0 + row_block], corpus[part])
+        order = np.lexsort((ranks[part], -scores), axis=-1)[:, :kk]
+        out_idx[q0 : q0 + row_block] = np.take_along_axis(part, order, axis=1)
+        out_val[q0 : q0 + row_block] = np.take_along_axis(scores, order, axis=1)
+    return out_idx, out_val

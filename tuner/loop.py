@@ -1,5 +1,5 @@
-"""`retune`: pairs -> split -> (hard negatives) -> train -> evaluate -> gate -> record ->
-(re-embed + switch).
+"""`retune`: pairs -> split -> (hard negatives) -> train (best checkpoint on validation) ->
+evaluate -> gate -> record -> (re-embed + switch).
 
 Each phase is a function with a typed result that reads its inputs and changes none of them;
 `retune` runs them in order. Every phase reports through `step`, so the CLI (or the
@@ -14,7 +14,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from ragctl.core.encoder import Encoder, resolve_model
 from ragctl.core.profile import default_profile, resolve_profile, settings_fusion, tuned_profile
 from ragctl.core.registry import ModelRecord, ModelRegistry, resolve_ref
 from ragctl.core.search import SearchMode
-from ragctl.core.settings import Settings, TunerSettings
+from ragctl.core.settings import Settings, TrainSettings, TunerSettings
 from ragctl.core.store.base import CollectionSpec, VectorStore
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.gate import GateDecision, decide
@@ -46,7 +46,13 @@ from ragctl.tuner.pairs import (
 )
 from ragctl.tuner.profiles import choose_profile
 from ragctl.tuner.promote import SyncReport, reembed, switch, version_encoder
-from ragctl.tuner.split import drop_queries, split_heldout
+from ragctl.tuner.search import install_chosen, run_search
+from ragctl.tuner.split import (
+    MIN_VALIDATION_QUERIES,
+    drop_queries,
+    split_heldout,
+    split_validation,
+)
 from ragctl.tuner.train import TrainResult, train
 
 logger = logging.getLogger(__name__)
@@ -70,16 +76,24 @@ class RetuneOptions:
     eval_corpus_limit: int = 20_000
     promote: bool = True
     dry_run: bool = False
+    search: bool = False  # a recipe search (`tuner.search_grid`) chosen on validation
     show_progress: bool = True
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training pairs, and the held-out pairs the gate measures on (no query on both sides)."""
+    """Training pairs, the held-out pairs the gate measures on, and the validation pairs that
+    pick the best checkpoint (no query on two sides; the gate's never seen before the gate)."""
 
     train: list[TrainingPair]
     heldout: list[TrainingPair]
     source: str  # where the held-out pairs come from
+    validation: list[TrainingPair] = field(default_factory=list)
+
+    @property
+    def validation_queries(self) -> int:
+        """Distinct validation queries (0: validation is off, the last step is kept)."""
+        return len({normalize_query(p.query) for p in self.validation})
 
     @property
     def heldout_queries(self) -> int:
@@ -153,7 +167,16 @@ def retune(
     if options.dry_run:
         return result
     train_pairs, mining = add_hard_negatives(split.train, pair_set, serving, settings.tuner, step)
-    candidate = train_candidate(settings, serving.spec, train_pairs, options.show_progress, step)
+    validation = validation_dataset(split, serving, settings.tuner)
+    candidate = train_candidate(
+        settings,
+        serving.spec,
+        train_pairs,
+        options.show_progress,
+        step,
+        validation=validation,
+        search=options.search,
+    )
     candidate_encoder = version_encoder(serving.spec, candidate.record, settings)
     evaluation = evaluate_models(settings, serving, candidate_encoder, split, options, step)
     decision = decide_promotion(settings, serving.spec, evaluation, step)
@@ -215,11 +238,35 @@ def split_pairs(
         fraction = tuner.heldout_fraction
         train_pairs, heldout = split_heldout(pairs, fraction, seed=tuner.seed)
         split = Split(train_pairs, heldout, f"{fraction:.0%} of queries held out")
+    train_pairs, validation = split_validation(
+        split.train,
+        tuner.validation_fraction,
+        max_queries=tuner.validation_max_queries,
+        seed=tuner.seed,
+    )
+    split = replace(split, train=train_pairs, validation=validation)
+    validating = f"{split.validation_queries} validation queries, " if validation else ""
     step(
-        f"{len(split.train)} training pairs, {split.heldout_queries} held-out queries "
-        f"({split.source})"
+        f"{len(split.train)} training pairs, {validating}{split.heldout_queries} held-out "
+        f"queries ({split.source})"
     )
     return split
+
+
+def validation_dataset(
+    split: Split, serving: BoundCollection, tuner: TunerSettings
+) -> EvalDataset | None:
+    """The validation queries against the collection's chunks (sampled past
+    `tuner.validation_corpus_limit`), or None when validation is off."""
+    if not split.validation:
+        return None
+    return heldout_dataset(
+        split.validation,
+        serving,
+        name="validation",
+        corpus_limit=tuner.validation_corpus_limit,
+        seed=tuner.seed,
+    )
 
 
 def add_hard_negatives(
@@ -255,10 +302,16 @@ def train_candidate(
     pairs: Sequence[TrainingPair],
     show_progress: bool = True,
     step: Step = _quiet,
+    *,
+    validation: EvalDataset | None = None,
+    search: bool = False,
 ) -> Candidate:
     """Fine-tune the serving model on `pairs` into the next version, and register it.
 
-    Checkpoints are keyed by the data and the hyperparameters, so the same run resumes.
+    With `validation`, the checkpoint that scores best on it is the candidate (see
+    `tuner.train.train`); with `search` too, one run per recipe of `tuner.search_grid` and
+    the best on validation is the candidate (`tuner.search`). Checkpoints are keyed by the
+    data and the hyperparameters, so the same run resumes.
     """
     registry = ModelRegistry(settings.data_dir)
     parent = registry.ensure_base(serving.model)
@@ -268,19 +321,46 @@ def train_candidate(
     config_key = hashlib.sha256(hyperparameters.encode()).hexdigest()[:8]
     checkpoints = settings.data_dir / "checkpoints" / f"{fingerprint[:16]}-{config_key}"
     step(f"training v{version} from v{serving.version} ({serving.model}) on {len(pairs)} pairs")
-    training = train(
-        resolve_model(resolve_ref(serving.model, settings.data_dir)),
-        pairs,
-        settings.tuner,
-        output_dir=registry.model_dir(version),
-        checkpoint_dir=checkpoints,
-        shortlist_dims=serving.shortlist_dims,
-        query_prompt=serving.query_prompt,
-        document_prompt=serving.document_prompt,
-        device=settings.model.device,
-        trust_remote_code=settings.model.trust_remote_code,
-        show_progress=show_progress,
-    )
+
+    def run(config: TrainSettings, output_dir: Path, checkpoint_dir: Path) -> TrainResult:
+        return train(
+            resolve_model(resolve_ref(serving.model, settings.data_dir)),
+            pairs,
+            config,
+            output_dir=output_dir,
+            checkpoint_dir=checkpoint_dir,
+            shortlist_dims=serving.shortlist_dims,
+            query_prompt=serving.query_prompt,
+            document_prompt=serving.document_prompt,
+            device=settings.model.device,
+            trust_remote_code=settings.model.trust_remote_code,
+            show_progress=show_progress,
+            validation=validation,
+            shortlist=settings.search.shortlist,
+        )
+
+    searched = None
+    if search:
+        if validation is None:
+            raise TunerError(
+                "--search chooses on validation queries and this run has none (fewer than "
+                f"{MIN_VALIDATION_QUERIES} or tuner.validation_fraction 0): give more queries "
+                "or raise the fraction"
+            )
+        step(f"searching {len(settings.tuner.search_grid)} recipes on the validation queries")
+        searched = run_search(
+            settings.tuner,
+            settings.tuner.search_grid,
+            run,
+            settings.data_dir / "search" / fingerprint[:16],
+            on_trial=step,
+        )
+        training = install_chosen(searched, registry.model_dir(version))
+        step(f"chosen on validation: {searched.trials[searched.chosen].recipe}")
+    else:
+        training = run(settings.tuner, registry.model_dir(version), checkpoints)
+    if training.validation is not None:
+        step(_describe_validation(training.validation))
     record = registry.add(
         ModelRecord(
             version=version,
@@ -296,6 +376,8 @@ def train_candidate(
                 "precision": training.precision,
                 "pairs": len(pairs),
                 "data_sha256": fingerprint,
+                **({"validation": training.validation} if training.validation else {}),
+                **({"search": searched.record()} if searched else {}),
             },
         )
     )
@@ -426,6 +508,7 @@ def record_outcome(
             "data": {
                 "training_pairs": candidate.training.pairs,
                 "heldout_queries": split.heldout_queries,
+                **({"validation_queries": split.validation_queries} if split.validation else {}),
                 "heldout": split.source,
                 "sha256": candidate.fingerprint,
                 **{f"count_{k}": v for k, v in counts.items()},
@@ -558,3 +641,13 @@ def _card_table(serving: EvalReport, candidate: EvalReport) -> str:
     from ragctl.evalkit.compare import compare_reports, format_comparison_markdown
 
     return format_comparison_markdown(compare_reports(serving, candidate))
+
+
+def _describe_validation(record: Mapping[str, Any]) -> str:
+    kept, base = record.get("kept") or {}, record.get("base") or {}
+    how = "stopped early" if record.get("stopped_early") else f"ran to step {record['last_step']}"
+    return (
+        f"validation ({record['queries']} queries, {len(record['evaluations'])} evaluations, "
+        f"{how}): kept step {record['kept_step']}, score {kept.get('selection')} "
+        f"(base model {base.get('selection')})"
+    )

@@ -1,8 +1,10 @@
 """Fine-tuning: MultipleNegativesRankingLoss (cached variant past a memory budget) wrapped in
-MatryoshkaLoss, with the sentence-transformers Trainer.
+MatryoshkaLoss (`tuner/losses.py`), with the sentence-transformers Trainer.
 
 Runs on CPU (fp32) or GPU (bf16 where supported, tf32), seeded, with checkpoints so an
-interrupted run resumes, and an optional wall-clock budget.
+interrupted run resumes, and an optional wall-clock budget. Given validation queries
+(`tuner/validation.py`), the model is scored on them during training, the best checkpoint is
+kept and training stops early when the score stops improving: `epochs` is then a maximum.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ragctl.core.settings import TrainSettings
+from ragctl.evalkit.datasets import EvalDataset
 from ragctl.tuner.errors import TunerError
+from ragctl.tuner.losses import build_loss, plan_loss
 from ragctl.tuner.pairs import TrainingPair
+from ragctl.tuner.validation import (
+    SELECTION,
+    ValidationPlan,
+    evaluate_model,
+    history_from_logs,
+    make_evaluator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +47,9 @@ class TrainResult:
     device: str
     precision: str
     config: dict[str, Any] = field(default_factory=dict)
+    # With validation queries: their size, the base model's score, every evaluation, the
+    # step kept (the best), whether training stopped early, the seconds spent evaluating.
+    validation: dict[str, Any] | None = None
 
     @property
     def pairs_per_s(self) -> float:
@@ -68,8 +82,15 @@ def train(
     device: str | None = None,
     trust_remote_code: bool = False,
     show_progress: bool = True,
+    validation: EvalDataset | None = None,
+    shortlist: int = 100,
 ) -> TrainResult:
     """Fine-tune `model_path` on `pairs` and save the result to `output_dir`.
+
+    With `validation` (queries never trained on, with a corpus), the model is scored on them
+    `config.evals_per_epoch` times an epoch and at the end; the best checkpoint is what is
+    saved, and training stops after `config.early_stopping_patience` evaluations without a
+    gain. `shortlist` is the two-stage shortlist size the evaluations use.
 
     Resumes from the newest checkpoint in `checkpoint_dir` if one exists (same data and
     config assumed: the caller keys the directory by both).
@@ -77,12 +98,7 @@ def train(
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MatryoshkaLoss,
-        MultipleNegativesRankingLoss,
-    )
-    from transformers import TrainerCallback
+    from transformers import EarlyStoppingCallback, TrainerCallback
 
     from ragctl.core.encoder import pick_device
 
@@ -95,16 +111,10 @@ def train(
     model = SentenceTransformer(model_path, device=device, trust_remote_code=trust_remote_code)
     # The model card's widget examples draw their own unlabeled bar on every run: noise here.
     model.model_card_data.generate_widget_examples = False
-    dims = matryoshka_dims(int(model.get_embedding_dimension() or 0), shortlist_dims)
-    if config.batch_size > config.max_uncached_batch:
-        base_loss: Any = CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=config.mini_batch_size
-        )
-        loss_name = f"CachedMultipleNegativesRankingLoss(mini_batch={config.mini_batch_size})"
-    else:
-        base_loss = MultipleNegativesRankingLoss(model)
-        loss_name = "MultipleNegativesRankingLoss"
-    loss = MatryoshkaLoss(model, base_loss, matryoshka_dims=dims)
+    full_dim = int(model.get_embedding_dimension() or 0)
+    dims = matryoshka_dims(full_dim, shortlist_dims)
+    plan = plan_loss(config, dims, shortlist_dims)
+    loss = build_loss(model, plan, config)
 
     columns: dict[str, list[str]] = {
         "anchor": [p.query for p in pairs],
@@ -118,22 +128,62 @@ def train(
         prompts = {"anchor": query_prompt, "positive": document_prompt, "negative": document_prompt}
         prompts = {k: v for k, v in prompts.items() if k in columns}
 
+    steps_per_epoch = max(1, len(pairs) // config.batch_size)
+    validation_plan = None
+    if validation is not None and validation.queries:
+        validation_plan = ValidationPlan(
+            dataset=validation,
+            full_dim=full_dim,
+            shortlist_dim=min(shortlist_dims, default=full_dim),
+            shortlist=shortlist,
+            shortlist_weight=config.selection_shortlist_weight,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+        )
+    eval_steps = (
+        max(1, round(steps_per_epoch / config.evals_per_epoch)) if validation_plan else None
+    )
     args = training_arguments(
-        config, checkpoint_dir, device=device, show_progress=show_progress, prompts=prompts
+        config,
+        checkpoint_dir,
+        device=device,
+        show_progress=show_progress,
+        prompts=prompts,
+        eval_steps=eval_steps,
     )
     bf16, on_gpu = bool(args.bf16), device.startswith("cuda")
 
     budget = _Budget(config.max_minutes)
+    validating = validation_plan is not None
 
     class _BudgetCallback(TrainerCallback):  # type: ignore[misc]
+        """Stops in time; with validation, the last step is also evaluated (budget or not),
+        so the step training ended on competes with the evaluated checkpoints."""
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             if budget.exceeded():
                 control.should_training_stop = True
                 control.should_save = True
+            if validating and (
+                control.should_training_stop or state.global_step >= state.max_steps
+            ):
+                control.should_evaluate = True
+                control.should_save = True
             return control
 
+    callbacks: list[Any] = [_BudgetCallback()]
+    base_score = None
+    if validation_plan is not None:
+        if config.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+        base_score = {k: round(v, 4) for k, v in evaluate_model(model, validation_plan).items()}
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_BudgetCallback()]
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=make_evaluator(validation_plan) if validation_plan else None,
+        callbacks=callbacks,
     )
     _quiet_trainer(trainer, show_progress=show_progress)
     resume = _latest_checkpoint(checkpoint_dir)
@@ -145,20 +195,51 @@ def train(
     state = trainer.state
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(output_dir))
-    steps_per_epoch = max(1, len(pairs) // config.batch_size)
+    record = None
+    if validation_plan is not None:
+        record = _validation_record(validation_plan, state, base_score, budget.hit)
     return TrainResult(
         model_dir=output_dir,
         steps=int(state.global_step),
         epochs_done=round(state.global_step / steps_per_epoch, 4),
         seconds=seconds,
         pairs=len(pairs),
-        loss=f"MatryoshkaLoss({loss_name}, dims={dims})",
+        loss=plan.describe(),
         matryoshka_dims=dims,
         stopped_by_budget=budget.hit,
         device=device,
         precision="bf16" if bf16 else "tf32" if on_gpu else "fp32",
         config=config.hyperparameters(),
+        validation=record,
     )
+
+
+def _validation_record(
+    plan: ValidationPlan,
+    state: Any,
+    base_score: dict[str, float] | None,
+    budget_hit: bool,
+) -> dict[str, Any]:
+    """What validation did in a run, for the registry and the card."""
+    evals = history_from_logs(state.log_history)
+    best_step = state.best_global_step
+    best = next((e for e in evals if e["step"] == best_step), None)
+    stopped_early = not budget_hit and state.global_step < int(state.max_steps)
+    return {
+        "queries": len(plan.dataset.queries),
+        "corpus": len(plan.dataset.corpus),
+        "score": f"{1 - plan.shortlist_weight:g} x ndcg@10 at {plan.full_dim} + "
+        f"{plan.shortlist_weight:g} x ndcg@10 at {plan.shortlist_dim}",
+        "base": base_score,
+        "evaluations": evals,
+        "kept_step": best_step,
+        "kept": best,
+        "last_step": int(state.global_step),
+        "stopped_early": stopped_early,
+        "seconds": round(
+            sum(e["seconds"] for e in evals) + (base_score or {}).get("seconds", 0), 1
+        ),
+    }
 
 
 def training_arguments(
@@ -168,8 +249,13 @@ def training_arguments(
     device: str,
     show_progress: bool,
     prompts: dict[str, str] | None = None,
+    eval_steps: int | None = None,
 ) -> Any:
-    """The Trainer arguments of a run: schedule, precision, sampler, checkpoints, logging."""
+    """The Trainer arguments of a run: schedule, precision, sampler, checkpoints, logging.
+
+    With `eval_steps`, the model is evaluated (and a checkpoint saved) every `eval_steps`
+    steps and the best checkpoint by the validation score is loaded at the end.
+    """
     import torch
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
@@ -193,8 +279,13 @@ def training_arguments(
         seed=config.seed,
         data_seed=config.seed,
         save_strategy="steps",
-        save_steps=config.checkpoint_steps,
-        save_total_limit=2,
+        save_steps=eval_steps or config.checkpoint_steps,
+        save_total_limit=2,  # with validation, the best checkpoint is kept besides
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
+        load_best_model_at_end=eval_steps is not None,
+        metric_for_best_model=f"eval_{SELECTION}" if eval_steps else None,
+        greater_is_better=True if eval_steps else None,
         logging_steps=max(1, config.checkpoint_steps // 4),
         report_to="none",
         disable_tqdm=True,  # one labeled bar instead (_quiet_trainer), on stderr

@@ -1,0 +1,150 @@
+"""The training loss: MultipleNegativesRankingLoss at every Matryoshka dim, with the shortlist
+dim as a first-class target.
+
+Two-stage search ranks a shortlist with the first D components and reranks it at the full dim,
+so what matters at D is that the full dim's top results are in the shortlist. Two levers:
+
+- the MatryoshkaLoss weight of each shortlist dim (`shortlist_loss_weight`);
+- an alignment term (`shortlist_alignment`): KL divergence from the full dim's in-batch ranking
+  distribution (the teacher, no gradient) to the shortlist dim's, so the small prefix learns to
+  order candidates the way the full vector does, not only to find the positive.
+
+Without alignment the loss is sentence-transformers' own `MatryoshkaLoss` (with the cached
+variant of MNRL past `max_uncached_batch`); with it, `ShortlistMatryoshkaLoss` computes the same
+weighted sum from one forward pass and adds the term.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ragctl.core.settings import TrainSettings
+from ragctl.tuner.errors import TunerError
+
+
+@dataclass(frozen=True)
+class LossPlan:
+    """What the loss is, as recorded in the registry and the card."""
+
+    dims: list[int]
+    weights: list[float]
+    base: str  # MultipleNegativesRankingLoss, or its cached variant with the mini-batch
+    alignment: float
+    alignment_dims: list[int]
+    alignment_temperature: float
+
+    def describe(self) -> str:
+        weights = "" if set(self.weights) == {1.0} else f", weights={self.weights}"
+        text = f"MatryoshkaLoss({self.base}, dims={self.dims}{weights})"
+        if self.alignment:
+            text += (
+                f" + {self.alignment} x KL(full || {self.alignment_dims}, "
+                f"T={self.alignment_temperature})"
+            )
+        return text
+
+
+# The MNRL default scale is 20 (temperature 0.05); the teacher distribution uses the same.
+ALIGNMENT_TEMPERATURE = 0.05
+
+
+def plan_loss(
+    config: TrainSettings, dims: Sequence[int], shortlist_dims: Sequence[int]
+) -> LossPlan:
+    """The loss of a run: Matryoshka dims with their weights, the base loss, the alignment."""
+    cached = config.batch_size > config.max_uncached_batch
+    if cached and config.shortlist_alignment:
+        raise TunerError(
+            f"shortlist_alignment needs the uncached loss: batch size {config.batch_size} is "
+            f"above max_uncached_batch ({config.max_uncached_batch}); lower the batch size or "
+            "set shortlist_alignment to 0"
+        )
+    shortlist = set(shortlist_dims)
+    weights = [config.shortlist_loss_weight if d in shortlist else 1.0 for d in dims]
+    base = (
+        f"CachedMultipleNegativesRankingLoss(mini_batch={config.mini_batch_size})"
+        if cached
+        else "MultipleNegativesRankingLoss"
+    )
+    full = max(dims)
+    return LossPlan(
+        dims=list(dims),
+        weights=weights,
+        base=base,
+        alignment=config.shortlist_alignment,
+        alignment_dims=sorted((d for d in shortlist if d < full), reverse=True),
+        alignment_temperature=ALIGNMENT_TEMPERATURE,
+    )
+
+
+def build_loss(model: Any, plan: LossPlan, config: TrainSettings) -> Any:
+    """The torch loss module of `plan` for `model`."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    if plan.base.startswith("Cached"):
+        base: Any = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=config.mini_batch_size
+        )
+    else:
+        base = MultipleNegativesRankingLoss(model)
+    if not plan.alignment or not plan.alignment_dims:
+        return MatryoshkaLoss(
+            model, base, matryoshka_dims=plan.dims, matryoshka_weights=plan.weights
+        )
+    return shortlist_matryoshka_loss(model, base, plan)
+
+
+def shortlist_matryoshka_loss(model: Any, base: Any, plan: LossPlan) -> Any:
+    """A `ShortlistMatryoshkaLoss` (defined here so torch loads only when training)."""
+    import torch
+    import torch.nn.functional as F
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+    from torch import nn
+
+    def shrink(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        return F.normalize(tensor[..., :dim], p=2, dim=-1)
+
+    class ShortlistMatryoshkaLoss(nn.Module):  # type: ignore[misc]
+        """Weighted MNRL at each Matryoshka dim from one forward pass, plus the KL term
+        aligning each shortlist dim's in-batch ranking with the full dim's."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.loss = base
+
+        def forward(self, sentence_features: Iterable[dict[str, Any]], labels: Any) -> Any:
+            embeddings = embed_columns(self.model, sentence_features)
+            total: Any = 0.0
+            for dim, weight in zip(plan.dims, plan.weights, strict=True):
+                shrunk = [shrink(e, dim) for e in embeddings]
+                total = total + weight * self.loss.compute_loss_from_embeddings(shrunk, labels)
+            queries, docs = embeddings[0], torch.cat(embeddings[1:], dim=0)
+            full = max(plan.dims)
+            with torch.no_grad():
+                teacher = shrink(queries, full) @ shrink(docs, full).T
+                target = F.softmax(teacher / plan.alignment_temperature, dim=-1)
+            for dim in plan.alignment_dims:
+                student = shrink(queries, dim) @ shrink(docs, dim).T
+                log_probs = F.log_softmax(student / plan.alignment_temperature, dim=-1)
+                kl = F.kl_div(log_probs, target, reduction="batchmean")
+                total = total + plan.alignment * kl
+            return total
+
+        def get_config_dict(self) -> dict[str, Any]:
+            return {
+                "loss": type(base).__name__,
+                "matryoshka_dims": plan.dims,
+                "matryoshka_weights": plan.weights,
+                "alignment": plan.alignment,
+                "alignment_dims": plan.alignment_dims,
+                "alignment_temperature": plan.alignment_temperature,
+            }
+
+    return ShortlistMatryoshkaLoss()
