@@ -282,3 +282,62 @@ def test_split_pairs_and_validation_dataset_keep_the_three_sides_apart(keyword_c
         pairs, keyword_collection, None, tuner.model_copy(update={"validation_fraction": 0.0})
     )
     assert off.validation == [] and validation_dataset(off, keyword_collection, tuner) is None
+
+
+def test_search_grid_is_checked_and_the_budget_shared(tmp_path):
+    from ragctl.tuner.search import check_grid, trial_configs
+
+    with pytest.raises(ValueError, match=r"unknown training field\(s\) \['lr'\]"):
+        load_settings(data_dir=tmp_path, tuner={"search_grid": [{"lr": 1e-5}]})
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_settings(data_dir=tmp_path, tuner={"search_grid": [{"learning_rate": 5}]})
+    with pytest.raises(TunerError, match="repeats a recipe"):
+        check_grid([{"learning_rate": 1e-5}, {"learning_rate": 1e-5}])
+    configs = trial_configs(
+        TrainSettings(max_minutes=30, epochs=2),
+        [{"learning_rate": 1e-5}, {"learning_rate": 5e-5, "epochs": 1}, {"seed": 3}],
+    )
+    assert [c.max_minutes for _, c in configs] == [10, 10, 10]
+    assert [(c.learning_rate, c.epochs) for _, c in configs] == [(1e-5, 2), (5e-5, 1), (2e-5, 2)]
+
+
+def test_search_chooses_on_validation_and_a_rerun_reads_trials_back(tiny_task, tmp_path):
+    from ragctl.core.encoder import resolve_model
+    from ragctl.tuner.search import install_chosen, run_search
+    from ragctl.tuner.train import train
+
+    train_pairs, validation = tiny_task
+    calls: list[float] = []
+
+    def run(config, model_dir, checkpoint_dir):
+        calls.append(config.learning_rate)
+        return train(
+            resolve_model("default"),
+            train_pairs,
+            config,
+            output_dir=model_dir,
+            checkpoint_dir=checkpoint_dir,
+            shortlist_dims=(64,),
+            show_progress=False,
+            validation=validation,
+            shortlist=10,
+        )
+
+    base = TrainSettings(epochs=1, batch_size=12, evals_per_epoch=1)
+    # A learning rate far too small to move the model competes with a useful one.
+    grid = [{"learning_rate": 1e-9}, {"learning_rate": 3e-4}]
+    messages: list[str] = []
+    result = run_search(base, grid, run, tmp_path / "search", on_trial=messages.append)
+    scores = [t.score for t in result.trials]
+    assert calls == [1e-9, 3e-4] and len(messages) == 2
+    assert result.chosen == scores.index(max(scores)) == 1
+    assert result.record()["chosen"] == {"learning_rate": 3e-4}
+    assert not any((tmp_path / "search").glob("trial-*/checkpoints"))
+    installed = install_chosen(result, tmp_path / "v2")
+    assert (tmp_path / "v2" / "model.safetensors").is_file()
+    assert installed.validation == result.training.validation
+
+    again = run_search(base, grid, run, tmp_path / "search")
+    assert calls == [1e-9, 3e-4]  # nothing retrained: both trials read back
+    assert [t.reused for t in again.trials] == [True, True]
+    assert [t.score for t in again.trials] == scores and again.chosen == 1
