@@ -341,3 +341,26 @@ def test_search_chooses_on_validation_and_a_rerun_reads_trials_back(tiny_task, t
     assert calls == [1e-9, 3e-4]  # nothing retrained: both trials read back
     assert [t.reused for t in again.trials] == [True, True]
     assert [t.score for t in again.trials] == scores and again.chosen == 1
+
+
+def test_retune_cli_explains_validation_and_names_a_bad_flag(tmp_path):
+    from click.testing import CliRunner
+
+    from ragctl.cli.main import main
+
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["retune", "--help"], prog_name="ragctl").output
+    for flag in ("--validation-fraction", "--evals-per-epoch", "--patience", "--search"):
+        assert flag in help_text
+    assert "Three-way split" in help_text and "--epochs is a" in help_text
+    bad = runner.invoke(
+        main,
+        ["--data-dir", str(tmp_path), "retune", "--validation-fraction", "1.5", "--dry-run"],
+        prog_name="ragctl",
+    )
+    assert bad.exit_code == 2
+    assert "Invalid value for '--validation-fraction'" in bad.output and "less than 1" in bad.output
+    bad = runner.invoke(
+        main, ["--data-dir", str(tmp_path), "retune", "--patience", "-1"], prog_name="ragctl"
+    )
+    assert bad.exit_code == 2 and "'--patience'" in bad.output

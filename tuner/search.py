@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,20 @@ from ragctl.tuner.validation import SELECTION
 RunTrial = Callable[[TrainSettings, Path, Path], TrainResult]
 
 _RESULT = "trial.json"
+_RECORDED = (
+    "model_dir",
+    "steps",
+    "epochs_done",
+    "seconds",
+    "pairs",
+    "loss",
+    "matryoshka_dims",
+    "stopped_by_budget",
+    "device",
+    "precision",
+    "config",
+    "validation",
+)
 
 
 @dataclass(frozen=True)
@@ -161,7 +175,9 @@ def install_chosen(result: SearchResult, output_dir: Path) -> TrainResult:
 
 
 def _write_result(path: Path, training: TrainResult) -> None:
-    data = asdict(training) | {"model_dir": str(training.model_dir)}
+    # The recorded fields only (not a model object a result may carry in memory).
+    data = {f.name: getattr(training, f.name) for f in fields(training) if f.name in _RECORDED}
+    data["model_dir"] = str(training.model_dir)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)  # the marker of a finished trial: written last, atomically
