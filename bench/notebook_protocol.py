@@ -37,12 +37,12 @@ RAW = ROOT.parent / "shared/data/legal-rag-positives-synthetic/raw"
 PUBLISHED = {"modernbert-embed-base (notebook, before)": 0.442, "notebook fine-tune": 0.664}
 
 
-def notebook_dataset() -> Any:
+def notebook_dataset(raw: Path = RAW) -> Any:
     """The notebook's evaluation set as an EvalDataset (duplicates kept, as it does)."""
     from ragctl.evalkit.datasets import EvalDataset
 
     def rows(name: str) -> list[dict[str, Any]]:
-        path = RAW / name
+        path = raw / name
         return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
 
     train, test = rows("train_dataset.json"), rows("test_dataset.json")
@@ -59,7 +59,7 @@ def notebook_dataset() -> Any:
         corpus=corpus,
         queries=queries,
         qrels=qrels,
-        source=str(RAW),
+        source=str(raw),
         notes=["the notebook's protocol: corpus = train+test rows with duplicates"],
     )
 
@@ -89,15 +89,16 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH_OR_ID")
     parser.add_argument("--tag", default="")
     parser.add_argument("--no-cross-check", action="store_true")
+    parser.add_argument("--raw", type=Path, default=RAW, help="the notebook's pair files")
     args = parser.parse_args()
-    if not RAW.is_dir():
-        raise SystemExit(f"needs the notebook's pair files under {RAW}")
+    if not args.raw.is_dir():
+        raise SystemExit(f"needs the notebook's pair files under {args.raw}")
 
     from ragctl.core.encoder import SentenceTransformerEncoder, resolve_model
     from ragctl.core.settings import ModelSettings
     from ragctl.evalkit.runs import EvalOptions, evaluate
 
-    dataset = notebook_dataset()
+    dataset = notebook_dataset(args.raw)
     models = dict(m.split("=", 1) for m in args.model) or {"base": "default"}
     results: dict[str, Any] = {}
     for name, ref in models.items():
