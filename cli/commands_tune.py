@@ -301,8 +301,8 @@ def retune(
         "pairs: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.counts.items())
     )
     click.echo(
-        f"training pairs {len(split.train)}, held-out queries {split.heldout_queries} "
-        f"({split.source})"
+        f"training pairs {len(split.train)}, validation queries {split.validation_queries}, "
+        f"held-out queries {split.heldout_queries} ({split.source})"
     )
     if evaluation and candidate and result.decision:
         click.echo(_before_after(evaluation.serving, evaluation.candidate))
@@ -378,6 +378,7 @@ def _result_json(result: RetuneResult) -> dict[str, Any]:
         "candidate_version": None if candidate is None else candidate.version,
         "counts": result.counts,
         "train_pairs": len(result.split.train),
+        "validation_queries": result.split.validation_queries,
         "heldout_queries": result.split.heldout_queries,
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
@@ -394,6 +395,8 @@ def _result_json(result: RetuneResult) -> dict[str, Any]:
             **candidate.training.config,
             "steps": candidate.training.steps,
             "seconds": candidate.training.seconds,
+            "validation": candidate.training.validation,
+            "search": (candidate.record.training or {}).get("search"),
         },
     }
 
