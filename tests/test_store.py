@@ -293,3 +293,14 @@ def test_store_optimize_keeps_results(store):
 def test_store_all_chunk_ids(store):
     physical, chunks, _ = _filled(store)
     assert store.all_chunk_ids(physical) == {c.chunk_id for c in chunks}
+
+
+def test_store_get_vectors_reads_back_the_upserted_full_vectors(store):
+    physical, chunks, vectors = _filled(store)
+    wanted = [chunks[i].chunk_id for i in (0, 7, 29)]
+    got = store.get_vectors(physical, [*wanted, "missing#0@0"], batch_size=2)
+    assert set(got) == set(wanted)
+    for i, chunk in zip((0, 7, 29), wanted, strict=True):
+        assert got[chunk].dtype == np.float32 and got[chunk].shape == (DIM,)
+        np.testing.assert_allclose(got[chunk], vectors.full[i], atol=1e-6)
+    assert store.get_vectors(physical, []) == {}

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ragctl.core.encoder import Embeddings
 from ragctl.core.errors import CollectionNotFoundError, StoreError
 from ragctl.core.lexical import LEXICAL_VECTOR, LexicalSpec, SparseVector, lexical_encoder
@@ -226,6 +229,12 @@ class VectorStore(ABC):
         """Stored chunks by chunk id (unknown ids are absent from the result)."""
 
     @abstractmethod
+    def _retrieve_vectors(
+        self, physical: str, chunk_ids: Sequence[str], vector: str
+    ) -> dict[str, list[float]]:
+        """Chunk id -> its stored dense vector `vector` (unknown ids are absent)."""
+
+    @abstractmethod
     def _query_batch(
         self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
@@ -271,6 +280,21 @@ class VectorStore(ABC):
     def all_chunk_ids(self, physical: str) -> set[str]:
         """Every stored chunk id (payload-only scroll, for syncing collections)."""
         return {p["chunk_id"] for p in self._scroll_payloads(physical, fields=["chunk_id"])}
+
+    def get_vectors(
+        self, physical: str, chunk_ids: Sequence[str], *, batch_size: int = 1024
+    ) -> dict[str, NDArray[np.float32]]:
+        """The stored `full` vector of each chunk id (unknown ids are absent).
+
+        These are the vectors the collection's own model gave the chunks (L2-normalized, as
+        upserted): reading them back spares encoding the same texts again with that model.
+        """
+        found: dict[str, NDArray[np.float32]] = {}
+        for start in range(0, len(chunk_ids), batch_size):
+            batch = chunk_ids[start : start + batch_size]
+            for chunk, values in self._retrieve_vectors(physical, batch, FULL_VECTOR).items():
+                found[chunk] = np.asarray(values, dtype=np.float32)
+        return found
 
     def scroll_chunks(self, physical: str, *, batch_size: int = 256) -> Iterator[list[Chunk]]:
         """Every stored chunk, in batches (for re-embedding and exports)."""

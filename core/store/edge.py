@@ -174,6 +174,20 @@ class EdgeStore(VectorStore):
         chunks = (chunk_from_payload(r.payload) for r in records if r.payload)
         return {c.chunk_id: c for c in chunks}
 
+    def _retrieve_vectors(
+        self, physical: str, chunk_ids: Sequence[str], vector: str
+    ) -> dict[str, list[float]]:
+        if not chunk_ids:
+            return {}
+        records = self._call(
+            self._shard(physical).retrieve, [point_id(c) for c in chunk_ids], ["chunk_id"], [vector]
+        )
+        return {
+            r.payload["chunk_id"]: r.vector[vector]
+            for r in records
+            if r.payload and r.vector and vector in r.vector
+        }
+
     def _query_batch(
         self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:

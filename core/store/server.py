@@ -315,6 +315,26 @@ class ServerStore(VectorStore):
         chunks = (chunk_from_payload(r.payload) for r in records if r.payload)
         return {c.chunk_id: c for c in chunks}
 
+    def _retrieve_vectors(
+        self, physical: str, chunk_ids: Sequence[str], vector: str
+    ) -> dict[str, list[float]]:
+        if not chunk_ids:
+            return {}
+        records = self._call(
+            self.client.retrieve,
+            collection_name=physical,
+            ids=[point_id(c) for c in chunk_ids],
+            with_payload=["chunk_id"],
+            with_vectors=[vector],
+        )
+        found: dict[str, list[float]] = {}
+        for record in records:
+            vectors = record.vector if isinstance(record.vector, dict) else {}
+            values = vectors.get(vector)
+            if record.payload and isinstance(values, list):
+                found[record.payload["chunk_id"]] = values  # type: ignore[assignment]
+        return found
+
     def _query_batch(
         self, physical: str, plans: Sequence[QueryStage], payload_filter: PayloadFilter | None
     ) -> list[list[Hit]]:
