@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ragctl.cli.context import state, translate_errors
 from ragctl.cli.output import WIDTH, emit_json
+
+if TYPE_CHECKING:
+    from ragctl.core.encoder import Encoder
 
 
 def _parse_dims(value: str | None) -> tuple[int, ...] | None:
@@ -31,8 +35,10 @@ def _parse_dims(value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--model",
     "model_name",
-    help="Model to evaluate: Hub id, local folder, or `default` (packaged all-MiniLM-L6-v2). "
-    "Default: the model setting.",
+    help="Model to evaluate: a registry version (`v2` or `2`: evaluated as served, with the "
+    "serving collection's dims and prompts and the search mode and fusion recorded for it), "
+    "a Hub id, a local folder, or `default` (packaged all-MiniLM-L6-v2). Default: the model "
+    "setting.",
 )
 @click.option(
     "--dataset",
@@ -111,22 +117,28 @@ def eval_command(
     corpus is also chunked into a temporary store and searched as the service does (dense
     two-stage and single-stage; sparse BM25 and hybrid when lexical vectors are enabled), so
     the table shows what users actually get. Prints the table; --out also writes JSON,
-    Markdown and a plot.
+    Markdown and a plot. A registry version (--model v2) is evaluated as it is served: the
+    report records its search profile and the table names the row that measures it.
 
     \b
-    Example:
+    Examples:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
+      ragctl eval --model v2 --dataset golden/ --split test
     """
     from ragctl.core.collections import load_model
     from ragctl.core.profile import settings_fusion
     from ragctl.evalkit.datasets import load_eval_dataset
     from ragctl.evalkit.report import format_text, served_row, write_outputs
     from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid
+    from ragctl.evalkit.versions import load_version_encoder, parse_version, served_version
 
     parsed_dims = _parse_dims(dims)
+    version = None if model_name is None else parse_version(model_name)
     settings = state(ctx).settings(
-        model={"name_or_path": model_name}, search={"shortlist": shortlist}
+        model={"name_or_path": None if version is not None else model_name},
+        search={"shortlist": shortlist},
     )
+    served = None if version is None else served_version(settings, version)
     click.echo(f"loading dataset {dataset} [{split}]", err=True)
     data = load_eval_dataset(dataset, split)
     if max_queries is not None or max_corpus is not None:
@@ -137,27 +149,41 @@ def eval_command(
         f"pairs ({sizes['dropped_queries']} queries without a relevant doc dropped)",
         err=True,
     )
-    click.echo(f"loading model {settings.model.name_or_path}", err=True)
-    encoder = load_model(settings.model, settings.store.shortlist_dims, settings)
+    encoder: Encoder
+    if served is None:
+        click.echo(f"loading model {settings.model.name_or_path}", err=True)
+        encoder = load_model(settings.model, settings.store.shortlist_dims, settings)
+        fusion, lexical = settings_fusion(settings), settings.lexical.spec()
+    else:
+        click.echo(
+            f"loading model v{served.version} ({served.spec.model}; layout of "
+            f"{served.layout_from}); served in {served.profile.mode} mode "
+            f"({served.profile.source})",
+            err=True,
+        )
+        encoder = load_version_encoder(settings, served)
+        fusion, lexical = served.profile.fusion, served.lexical
     options = EvalOptions(
         dims=parsed_dims,
         pipeline=pipeline,
         shortlist=settings.search.shortlist,
         bm25=bm25,
-        lexical=settings.lexical.spec(),
-        fusions=(
-            fusion_grid(settings_fusion(settings)) if tune_fusion else (settings_fusion(settings),)
-        ),
+        lexical=lexical,
+        fusions=fusion_grid(fusion) if tune_fusion else (fusion,),
         chunk_size_tokens=settings.chunking.size_tokens,
         chunk_overlap_tokens=settings.chunking.overlap_tokens,
         show_progress=True,
     )
     report = evaluate(data, encoder, options, on_stage=lambda s: click.echo(s, err=True))
-    # What a collection built with these settings serves by default (auto: hybrid with
-    # lexical vectors, else dense), marked on the plot.
+    if served is not None:
+        report.config["profile"] = served.config(tuned_fusion_grid=tune_fusion)
+    # What its users get: the version's recorded profile, else what a collection built with
+    # these settings serves by default (auto: hybrid with lexical vectors, else dense).
     mode = str(settings.search.mode)
     if mode == "auto":
         mode = "hybrid" if settings.lexical.enabled else "dense"
+    if served is not None:
+        mode = served.profile.mode.value
     paths = write_outputs(report, out_dir, served=served_row(mode)) if out_dir is not None else []
     if as_json:
         emit_json(report.to_dict())

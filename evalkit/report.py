@@ -85,9 +85,29 @@ def summary_lines(report: EvalReport) -> list[str]:
             f"{(pipeline.get('shortlist_dims') or ['?'])[0]}, rescore on full; chunks of "
             f"{pipeline.get('chunk_size_tokens')} tokens, doc score = best chunk"
         )
+    profile = report.config.get("profile")
+    if isinstance(profile, dict):
+        measured = report.row(str(profile.get("row"))) is not None
+        lines.append(served_line(profile) + ("" if measured else " (not measured: no pipeline)"))
     if timing:
         lines.append(f"timings: {timing}")
     return lines
+
+
+def served_line(profile: dict[str, object]) -> str:
+    """`served as v2: hybrid mode, fusion ... (tuned) -> row hybrid`."""
+    fusion = profile.get("fusion")
+    fusion_text = ""
+    if isinstance(fusion, dict) and profile.get("mode") == "hybrid":
+        method = fusion.get("method")
+        weights = f"dense x{fusion.get('dense_weight')}, sparse x{fusion.get('sparse_weight')}"
+        extra = f", k={fusion.get('rrf_k')}" if method == "rrf" else ""
+        rescore = ", rescored on full" if fusion.get("rescore") else ""
+        fusion_text = f", fusion {method} ({weights}{extra}{rescore})"
+    return (
+        f"served as v{profile.get('version')}: {profile.get('mode')} mode{fusion_text} "
+        f"({profile.get('source')}) -> the `{profile.get('row')}` row is what its users get"
+    )
 
 
 def row_notes(report: EvalReport) -> list[str]:
@@ -148,6 +168,9 @@ def format_markdown(report: EvalReport) -> str:
             f"chunks of {pipeline.get('chunk_size_tokens')} tokens (overlap "
             f"{pipeline.get('chunk_overlap_tokens')}), a doc scores as its best chunk"
         )
+    profile = report.config.get("profile")
+    if isinstance(profile, dict):
+        out.append(f"- {served_line(profile)}")
     if "bm25" in report.config:
         out.append(f"- bm25: bm25s {report.config['bm25']}")
     out += ["", render_markdown_table(headers, lines), ""]
