@@ -4,9 +4,11 @@
 2. replay its TRAIN pairs as if they were logged feedback (relevant = the pair's chunk);
 3. `retune` with the notebook recipe (MNRL in MatryoshkaLoss, 1 epoch, batch 32, lr 2e-5),
    the TEST pairs as the golden eval set, so the gate compares base vs candidate on test;
-4. record base vs candidate ndcg@10 per dim and through two-stage, the gate's decision,
-   training throughput next to a bare sentence-transformers Trainer on the same data and
-   settings (same process, same machine), peak memory and re-embed throughput.
+4. record base vs candidate ndcg@10 per dim and through two-stage, the gate's decision with
+   its paired tests (gain, 95% CI, p-value, wins/losses per gain column), training
+   throughput next to a bare sentence-transformers Trainer on the same data and settings
+   (same process, same machine), peak memory per phase (VmHWM, `bench/phase_memory.py`) and
+   re-embed throughput.
 
     .venv/bin/python bench/retune_legal.py [--epochs 1] [--batch-size 32] [--hard-negatives]
         [--tag NAME] [--skip-bare] [--keep DIR] [--train-limit N] [--no-promote]
@@ -131,10 +133,18 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="use (and keep) this data dir instead of a temporary one"
     )
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help=f"the dataset folder (default {DATA})"
+    )
     args = parser.parse_args()
     data = args.data
     if not data.is_dir():
-        sys.exit(f"dataset not found: {data}")
+        sys.exit(f"dataset not found: {data} (--data DIR)")
+
+    from phase_memory import PhaseMemory
+
+    memory = PhaseMemory()
+    memory.enter("load model + ingest")
 
     train_rows = _pairs(data / "raw/train_dataset.json")
     if args.train_limit and args.train_limit < len(train_rows):
@@ -195,6 +205,7 @@ def main() -> None:
                 promote=not args.no_promote,
             ),
             on_step=lambda m: (
+                _phase(m) and memory.enter(_phase(m)),
                 steps.append((round(time.perf_counter() - started, 1), m)),
                 print(f"[{time.perf_counter() - started:6.0f}s] {m}", flush=True),
             ),
@@ -202,6 +213,7 @@ def main() -> None:
         )
         total_s = time.perf_counter() - started
         store.close()
+    phases = memory.close()
     bare_s = None
     if not args.skip_bare:
         rows = [{"anchor": f["query"], "positive": f["chunk_text"]} for f in feedback]
@@ -242,7 +254,17 @@ def main() -> None:
             c: {"base": ndcg(serving_report, c), "tuned": ndcg(candidate_report, c)}
             for c in columns
         },
-        "gate": {"promote": result.decision.promote, "reason": result.decision.reason},
+        "gate": {
+            "promote": result.decision.promote,
+            "reason": result.decision.reason,
+            "queries": result.decision.queries,
+            "significance": result.decision.significance,
+            "gains": [
+                {"column": c.column, "passed": c.passed, **(c.test.to_dict() if c.test else {})}
+                for c in result.decision.comparisons
+                if c.check == "gain"
+            ],
+        },
         "promoted": result.promoted,
         "training": {
             "pairs": training.pairs,
@@ -267,6 +289,7 @@ def main() -> None:
         },
         "total_retune_s": round(total_s, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mib_per_phase": phases,
         "steps": steps,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
         "note": args.note,
@@ -297,6 +320,22 @@ def main() -> None:
         "",
         f"Gate: {'promote' if out['gate']['promote'] else 'reject'} -- {out['gate']['reason']}",
         "",
+        "| gain column | gain | 95% CI | p (better) | wins / losses / ties | passed |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {g['column']} | {g.get('gain', 0):+.4f} | [{g.get('ci_low', 0):+.4f}, "
+            f"{g.get('ci_high', 0):+.4f}] | {g.get('p_better')} | "
+            f"{g.get('wins')} / {g.get('losses')} / {g.get('ties')} | {g['passed']} |"
+            for g in out["gate"]["gains"]
+        ),
+        "",
+        "| phase | peak RSS MiB | RSS at end MiB | seconds |",
+        "|---|---|---|---|",
+        *(
+            f"| {p['phase']} | {p['peak_rss_mib']} | {p['end_rss_mib']} | {p['seconds']} |"
+            for p in phases
+        ),
+        "",
         f"Training: {out['training']}; bare Trainer: {out['bare_trainer']}; "
         f"re-embed: {out['reembed']}; "
         f"whole retune {out['total_retune_s']} s; peak RSS {out['peak_rss_mib']} MiB.",
@@ -321,6 +360,21 @@ def main() -> None:
         lines.append("")
     (args.out / f"retune_legal_{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _phase(message: str) -> str | None:
+    """The phase a retune step message starts (None: the current phase goes on)."""
+    for prefix, name in (
+        ("collecting", "collect pairs"),
+        ("mining", "mine hard negatives"),
+        ("training", "train"),
+        ("evaluating", "evaluate"),
+        ("gate", "gate + record"),
+        ("re-embedding", "re-embed"),
+    ):
+        if message.startswith(prefix):
+            return name
+    return None
 
 
 if __name__ == "__main__":

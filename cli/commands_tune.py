@@ -16,6 +16,7 @@ from ragctl.evalkit.gate_view import reason_lines
 from ragctl.tuner.status import recording
 
 if TYPE_CHECKING:
+    from ragctl.core.collections import BoundCollection
     from ragctl.core.settings import Settings
     from ragctl.core.store.base import VectorStore
     from ragctl.tuner.loop import RetuneResult
@@ -36,19 +37,25 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     ) from exc
 
 
+def _serving(settings: Settings, store: VectorStore) -> BoundCollection:
+    """The serving collection of `settings.collection` with its model (loaded)."""
+    from ragctl.core.collections import bind_collection
+
+    return bind_collection(store, store.spec(store.resolve(settings.collection)), settings)
+
+
 def _synthesize(
     settings: Settings,
-    store: VectorStore,
-    physical: str,
+    serving: BoundCollection,
     count: int,
     *,
     offline: bool,
     per_chunk: int,
 ) -> list[SyntheticQuestion]:
     """About `count` questions for random chunks, round-trip filtered with the serving model."""
-    from ragctl.core.collections import bind_collection
     from ragctl.tuner.synth import LLMQuestionGenerator, offline_questions, round_trip_filter
 
+    store, physical = serving.store, serving.physical
     chunks = [c for batch in store.scroll_chunks(physical, batch_size=1024) for c in batch]
     rng = random.Random(settings.tuner.seed)
     sample = rng.sample(chunks, min(len(chunks), max(1, -(-count // per_chunk))))
@@ -62,7 +69,6 @@ def _synthesize(
             questions = generator.generate(sample, per_chunk=per_chunk)
         finally:
             generator.close()
-    serving = bind_collection(store, store.spec(physical), settings)
     kept = round_trip_filter(questions, serving, k=settings.tuner.round_trip_k)
     click.echo(
         f"synthetic questions: {len(questions)} generated, "
@@ -91,8 +97,19 @@ def _synthesize(
     "--pairs",
     "pair_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Pair file(s): JSON lines/CSV/Parquet with anchor, positive[, negative].",
+    type=click.Path(exists=True, path_type=Path),
+    help="Pair file(s): JSON lines/CSV/Parquet with anchor, positive[, negative]; or a BEIR "
+    "folder (corpus.jsonl, queries.jsonl, qrels/train.tsv) whose train judgments are the "
+    "pairs (see --min-relevance).",
+)
+@click.option(
+    "--min-relevance",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="For a BEIR folder in --pairs: the lowest qrels score that makes a positive pair. "
+    "With graded judgments (e.g. 0-4) docs scored between 0 and this are left out of the "
+    "positives and never mined as negatives; score 0 marks a known negative.",
 )
 @click.option(
     "--synthetic",
@@ -174,6 +191,7 @@ def retune(
     from_log: bool,
     include_free_text: bool,
     pair_files: tuple[Path, ...],
+    min_relevance: int,
     synthetic: int,
     offline_synth: bool,
     eval_set: Path | None,
@@ -251,17 +269,19 @@ def retune(
             )
         feedback = kept
     with open_store(settings) as store:
-        physical = store.resolve(settings.collection)
+        serving = None
         synthetic_pairs = []
-        if synthetic:
+        if synthetic:  # the serving model, loaded here, is handed to the loop (loaded once)
+            serving = _serving(settings, store)
             questions = _synthesize(
-                settings, store, physical, synthetic, offline=offline_synth, per_chunk=1
+                settings, serving, synthetic, offline=offline_synth, per_chunk=1
             )
             synthetic_pairs = [q.as_pair() for q in questions]
         options = RetuneOptions(
             collection=settings.collection,
             feedback=feedback,
             pair_files=pair_files,
+            min_relevance=min_relevance,
             synthetic=synthetic_pairs,
             eval_set=eval_set,
             promote=not no_promote,
@@ -288,7 +308,13 @@ def retune(
                 for line in reason_lines(reason)[1:] or [reason]:
                     click.echo(f"    {line}", err=True)
 
-            result = run_retune(settings, store, options, on_step=on_step)
+            result = run_retune(
+                settings,
+                store,
+                options,
+                on_step=on_step,
+                serving_encoder=None if serving is None else serving.encoder,
+            )
             summary = _result_json(result)
             status.finish(
                 {k: summary[k] for k in ("candidate_version", "promote", "reason", "promoted")}
@@ -304,6 +330,8 @@ def retune(
         f"training pairs {len(split.train)}, validation queries {split.validation_queries}, "
         f"held-out queries {split.heldout_queries} ({split.source})"
     )
+    if result.mining is not None:
+        click.echo(result.mining.describe())
     if evaluation and candidate and result.decision:
         click.echo(_before_after(evaluation.serving, evaluation.candidate))
         verdict = "PROMOTE" if result.decision.promote else "REJECT"
@@ -380,6 +408,7 @@ def _result_json(result: RetuneResult) -> dict[str, Any]:
         "train_pairs": len(result.split.train),
         "validation_queries": result.split.validation_queries,
         "heldout_queries": result.split.heldout_queries,
+        "hard_negatives": None if result.mining is None else result.mining.to_dict(),
         "promote": None if decision is None else decision.promote,
         "reason": None if decision is None else decision.reason,
         "gate": None if decision is None else decision.to_dict(),
@@ -447,9 +476,8 @@ def synth(
 
     settings = state(ctx).settings(collection=collection)
     with open_store(settings) as store:
-        physical = store.resolve(settings.collection)
         questions = _synthesize(
-            settings, store, physical, limit, offline=offline, per_chunk=per_chunk
+            settings, _serving(settings, store), limit, offline=offline, per_chunk=per_chunk
         )
     lines = [
         json.dumps(

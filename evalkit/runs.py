@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,19 +137,37 @@ class Encoded:
     queries: NDArray[np.float32]
     corpus_seconds: float
     query_seconds: float
+    reused: int = 0  # corpus vectors given, not encoded
 
 
 def encode_dataset(
-    dataset: EvalDataset, encoder: Encoder, *, show_progress: bool = False
+    dataset: EvalDataset,
+    encoder: Encoder,
+    *,
+    show_progress: bool = False,
+    corpus_vectors: Mapping[str, NDArray[np.float32]] | None = None,
 ) -> Encoded:
-    """Encode the corpus (document prompt) and the queries (query prompt) once, at full size."""
+    """Encode the corpus (document prompt) and the queries (query prompt) once, at full size.
+
+    Corpus docs found in `corpus_vectors` (doc id -> this model's normalized full vector of
+    that text, e.g. read back from a collection it embedded) take that vector instead.
+    """
     corpus_ids = list(dataset.corpus)
+    known = corpus_vectors or {}
+    missing = [d for d in corpus_ids if d not in known]
     started = time.perf_counter()
-    corpus = encoder.encode_full(
-        [dataset.corpus[d] for d in corpus_ids],
+    fresh = encoder.encode_full(
+        [dataset.corpus[d] for d in missing],
         encoder.document_prompt,
         show_progress=show_progress,
     )
+    if len(missing) == len(corpus_ids):
+        corpus = fresh
+    else:
+        corpus = np.empty((len(corpus_ids), encoder.dim), dtype=np.float32)
+        rows = iter(fresh)
+        for i, doc_id in enumerate(corpus_ids):
+            corpus[i] = known[doc_id] if doc_id in known else next(rows)
     corpus_seconds = time.perf_counter() - started
     query_ids = list(dataset.queries)
     started = time.perf_counter()
@@ -164,7 +182,8 @@ def encode_dataset(
         len(query_ids),
         query_seconds,
     )
-    return Encoded(corpus_ids, corpus, query_ids, queries, corpus_seconds, query_seconds)
+    reused = len(corpus_ids) - len(missing)
+    return Encoded(corpus_ids, corpus, query_ids, queries, corpus_seconds, query_seconds, reused)
 
 
 def exact_rows(
@@ -209,6 +228,7 @@ def evaluate(
     options: EvalOptions | None = None,
     *,
     on_stage: Callable[[str], None] | None = None,
+    corpus_vectors: Mapping[str, NDArray[np.float32]] | None = None,
 ) -> EvalReport:
     """Evaluate `encoder` on `dataset`: exact dims, then the pipeline and BM25 when asked.
 
@@ -217,6 +237,9 @@ def evaluate(
         encoder: The model (its shortlist dims drive the pipeline's two-stage search).
         options: What to run.
         on_stage: Called with a short label when each stage starts (for CLI progress).
+        corpus_vectors: Doc id -> `encoder`'s full vector of that doc's text, where already
+            known (a collection the model embedded): those docs are not encoded again, by the
+            exact run nor (one-chunk docs, `options.reuse_vectors`) by the pipeline.
 
     Raises:
         EvalError: Bad options (dims, shortlist) or an empty dataset.
@@ -227,7 +250,9 @@ def evaluate(
     dims = resolve_dims(options.dims, encoder.dim)
     metrics = options.metrics
     stage("encoding corpus and queries")
-    encoded = encode_dataset(dataset, encoder, show_progress=options.show_progress)
+    encoded = encode_dataset(
+        dataset, encoder, show_progress=options.show_progress, corpus_vectors=corpus_vectors
+    )
     timings: dict[str, float] = {
         "encode_corpus": encoded.corpus_seconds,
         "encode_queries": encoded.query_seconds,
@@ -238,6 +263,10 @@ def evaluate(
     timings["exact_search"] = time.perf_counter() - t
     sizes = dataset.sizes()
     notes = list(dataset.notes)
+    if encoded.reused:
+        notes.append(
+            f"{encoded.reused} of {len(encoded.corpus_ids)} corpus vectors given, not encoded"
+        )
 
     if options.pipeline:
         stage("pipeline: ingest into a Qdrant Edge store, then two-stage search")
@@ -254,7 +283,7 @@ def evaluate(
         sizes=sizes,
         rows=rows,
         timings=timings,
-        config={"dataset_source": dataset.source, **_config(encoder, options, dims)},
+        config={"dataset_source": dataset.source, **run_config(encoder, options, dims)},
         notes=notes,
         queries=dict(dataset.queries),
     )
@@ -348,7 +377,8 @@ def bm25_row(
     )
 
 
-def _config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict[str, Any]:
+def run_config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> dict[str, Any]:
+    """What a report records of how it was run (everything that can change its numbers)."""
     config: dict[str, Any] = {
         "dims": list(dims),
         "metrics": options.metrics.to_dict(),

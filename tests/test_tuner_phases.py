@@ -122,7 +122,9 @@ def test_add_hard_negatives_only_when_asked_and_only_from_what_the_collection_ha
     mined, report = add_hard_negatives(pairs, PairSet(), serving, tuner, steps.append)
     assert report is not None and report.pairs == len(pairs)
     assert all(p.negative and p.negative != p.positive for p in mined)
-    assert steps == ["mining hard negatives (dense candidates)"]
+    assert steps == ["mining hard negatives (dense candidates)", report.describe()]
+    assert report.mined + report.from_feedback + report.without_hard_negative == len(pairs)
+    assert report.without_hard_negative == report.easy_fallback + report.no_negative
 
 
 def _report(model, two_stage, full, queries=40):

@@ -29,7 +29,8 @@ from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.gate import GateDecision, decide
 from ragctl.evalkit.results import HYBRID as HYBRID_ROW
 from ragctl.evalkit.results import TWO_STAGE, EvalReport, save_report
-from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid
+from ragctl.evalkit.runs import EvalOptions, evaluate, fusion_grid, resolve_dims, run_config
+from ragctl.tuner.beir_pairs import add_beir_pairs
 from ragctl.tuner.card import data_fingerprint, write_card
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.negatives import MiningReport, mine_hard_negatives
@@ -73,6 +74,8 @@ class RetuneOptions:
     pair_files: Sequence[Path] = ()
     synthetic: Sequence[TrainingPair] = ()
     eval_set: Path | None = None
+    # Of a BEIR folder in `pair_files`: the lowest qrels score that makes a positive pair.
+    min_relevance: int = 1
     eval_corpus_limit: int = 20_000
     promote: bool = True
     dry_run: bool = False
@@ -176,8 +179,9 @@ def retune(
         step,
         validation=validation,
         search=options.search,
+        mining=mining,
     )
-    candidate_encoder = version_encoder(serving.spec, candidate.record, settings)
+    candidate_encoder = candidate_encoder_of(settings, serving.spec, candidate)
     evaluation = evaluate_models(settings, serving, candidate_encoder, split, options, step)
     decision = decide_promotion(settings, serving.spec, evaluation, step)
     record_outcome(
@@ -197,17 +201,34 @@ def retune(
 
 
 def collect_pairs(options: RetuneOptions, serving: BoundCollection, step: Step = _quiet) -> PairSet:
-    """Feedback (records naming only a document pinned to its best chunk), pair files and
-    synthetic pairs, checked against the serving collection and deduplicated."""
+    """Feedback (records naming only a document pinned to its best chunk), pair files, BEIR
+    folders (their train qrels) and synthetic pairs, checked against the serving collection
+    and deduplicated; one step line per source with what it gave."""
     step("collecting training pairs")
     pair_set = PairSet()
-    add_feedback(pair_set, pin_doc_level(options.feedback, serving))
+    if options.feedback:
+        feedback = pin_doc_level(options.feedback, serving)
+        add_feedback(pair_set, feedback)
+        counts = pair_set.counts
+        step(
+            f"feedback: {len(options.feedback)} records -> "
+            f"{counts.get('feedback_relevant', 0)} relevant, "
+            f"{counts.get('feedback_not_relevant', 0)} not relevant, "
+            f"{counts.get('feedback_invalid', 0)} unusable"
+        )
     for path in options.pair_files:
+        if path.is_dir():
+            report = add_beir_pairs(pair_set, path, serving, min_relevance=options.min_relevance)
+            step(report.describe())
+            continue
         pairs = read_pair_file(path)
         pair_set.pairs.extend(pairs)
         pair_set.count("pair_file_rows", len(pairs))
+        step(f"{path.name}: {len(pairs)} pairs")
     pair_set.pairs.extend(options.synthetic)
     pair_set.count("synthetic", len(options.synthetic))
+    if options.synthetic:
+        step(f"synthetic: {len(options.synthetic)} questions")
     refresh_from_store(pair_set, serving)
     before = len(pair_set.pairs)
     pair_set.pairs = deduplicate(pair_set.pairs)
@@ -216,8 +237,13 @@ def collect_pairs(options: RetuneOptions, serving: BoundCollection, step: Step =
     if not pair_set.pairs:
         raise TunerError(
             "no training pairs: log feedback through the retriever (/v1/feedback), give "
-            "--feedback FILE, --pairs FILE, or --synthetic N"
+            "--feedback FILE, --pairs FILE or BEIR folder, or --synthetic N"
         )
+    gone = pair_set.counts.get("dropped_missing_chunk", 0)
+    step(
+        f"{len(pair_set.pairs)} pairs ({gone} dropped: their chunk is gone from "
+        f"{serving.physical}; {before - len(pair_set.pairs)} duplicates dropped)"
+    )
     return pair_set
 
 
@@ -286,7 +312,7 @@ def add_hard_negatives(
             f"{serving.physical} has none; use dense"
         )
     step(f"mining hard negatives ({tuner.negatives_from} candidates)")
-    return mine_hard_negatives(
+    mined, report = mine_hard_negatives(
         pairs,
         serving,
         relevant=pair_set.relevant,
@@ -294,6 +320,8 @@ def add_hard_negatives(
         margin=tuner.negative_margin,
         source=tuner.negatives_from,
     )
+    step(report.describe())
+    return mined, report
 
 
 def train_candidate(
@@ -305,8 +333,10 @@ def train_candidate(
     *,
     validation: EvalDataset | None = None,
     search: bool = False,
+    mining: MiningReport | None = None,
 ) -> Candidate:
-    """Fine-tune the serving model on `pairs` into the next version, and register it.
+    """Fine-tune the serving model on `pairs` into the next version, and register it (with
+    the hard-negative `mining` counts, if the pairs were mined).
 
     With `validation`, the checkpoint that scores best on it is the candidate (see
     `tuner.train.train`); with `search` too, one run per recipe of `tuner.search_grid` and
@@ -378,10 +408,31 @@ def train_candidate(
                 "data_sha256": fingerprint,
                 **({"validation": training.validation} if training.validation else {}),
                 **({"search": searched.record()} if searched else {}),
+                **({} if mining is None else {"hard_negatives": mining.to_dict()}),
             },
         )
     )
     return Candidate(record, training, fingerprint)
+
+
+def candidate_encoder_of(
+    settings: Settings, serving: CollectionSpec, candidate: Candidate
+) -> Encoder:
+    """The candidate's encoder, with the serving collection's dims and prompts: the model
+    training left in memory (the weights it saved), else loaded from the candidate's folder."""
+    model = candidate.training.take_model()
+    if model is None:
+        return version_encoder(serving, candidate.record, settings)
+    from ragctl.core.encoder import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(
+        model,
+        model_ref=candidate.record.ref,
+        shortlist_dims=serving.shortlist_dims,
+        query_prompt=serving.query_prompt,
+        document_prompt=serving.document_prompt,
+        batch_size=settings.model.batch_size,
+    )
 
 
 def evaluate_models(
@@ -421,10 +472,10 @@ def evaluate_models(
             else (settings_fusion(settings),)
         ),
     )
-    serving_report = evaluate(dataset, serving.encoder, eval_options)
+    serving_report = evaluate_serving(settings, serving, dataset, eval_options, step=step)
     candidate_report = evaluate(dataset, candidate, eval_options)
     candidate_guard, serving_guard = guard_reports(
-        settings, serving.encoder, candidate, eval_options, options.eval_corpus_limit
+        settings, serving, candidate, eval_options, options.eval_corpus_limit
     )
     if candidate_guard is not None:
         step("evaluated both models on the guard set " + str(settings.tuner.gate.guard_dataset))
@@ -577,10 +628,61 @@ def candidate_int8(
     return verdict is not None and verdict.serve
 
 
+def evaluate_serving(
+    settings: Settings,
+    serving: BoundCollection,
+    dataset: EvalDataset,
+    options: EvalOptions,
+    *,
+    stored_vectors: bool = True,
+    step: Step = _quiet,
+) -> EvalReport:
+    """The serving model on `dataset`, evaluated once per (serving collection, dataset,
+    options): a later retune against the same version on the same held-out set reads the
+    report back from `data_dir/cache/serving-eval/`.
+
+    With `stored_vectors`, docs that are chunks of the serving collection take the `full`
+    vectors stored with them (what this model gave them at ingest) instead of being encoded
+    again; only the queries and any doc the collection does not hold are encoded.
+    """
+    from ragctl.evalkit.cache import ReportCache, dataset_fingerprint
+
+    cache = ReportCache(settings.data_dir / "cache" / "serving-eval")
+    dims = resolve_dims(options.dims, serving.encoder.dim)
+    key = cache.key(
+        collection=serving.physical,
+        created_at=serving.spec.created_at,
+        model=serving.spec.model,
+        dataset=dataset_fingerprint(dataset),
+        config=run_config(serving.encoder, options, dims),
+    )
+    cached = cache.get(key)
+    if cached is not None:
+        step(
+            f"serving v{serving.spec.version} on {dataset.name}: evaluated before on the same "
+            f"queries and chunks (cache {key[:12]}), not again"
+        )
+        cached.notes.append(f"read from the evaluation cache ({key[:12]}, {cached.created_at})")
+        return cached
+    vectors = (
+        serving.store.get_vectors(serving.physical, list(dataset.corpus))
+        if stored_vectors
+        else None
+    )
+    report = evaluate(dataset, serving.encoder, options, corpus_vectors=vectors)
+    cache.put(key, report)
+    return report
+
+
 def guard_reports(
-    settings: Settings, serving: Encoder, candidate: Encoder, options: EvalOptions, limit: int
+    settings: Settings,
+    serving: BoundCollection,
+    candidate: Encoder,
+    options: EvalOptions,
+    limit: int,
 ) -> tuple[EvalReport, EvalReport] | tuple[None, None]:
-    """Both models on `tuner.gate.guard_dataset` (a general-domain BEIR folder), if set."""
+    """Both models on `tuner.gate.guard_dataset` (a general-domain BEIR folder), if set; the
+    serving model's report is cached like its held-out one."""
     path = settings.tuner.gate.guard_dataset
     if path is None:
         return None, None
@@ -589,7 +691,8 @@ def guard_reports(
     guard = load_eval_dataset(path, "test").subset(max_corpus=limit)
     # Forgetting is a property of the dense model: no lexical rows on the guard set.
     dense_only = replace(options, lexical=None)
-    return evaluate(guard, candidate, dense_only), evaluate(guard, serving, dense_only)
+    serving_guard = evaluate_serving(settings, serving, guard, dense_only, stored_vectors=False)
+    return evaluate(guard, candidate, dense_only), serving_guard
 
 
 def heldout_dataset(

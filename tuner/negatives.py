@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -31,11 +31,40 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MiningReport:
+    """What mining gave the pairs.
+
+    Attributes:
+        pairs: Pairs that needed a negative.
+        from_feedback: Negatives that feedback marked not relevant for the query.
+        mined: Hard negatives: a top-ranked chunk safely below the positive.
+        skipped_as_false_negative: Candidates passed over because they scored within `margin`
+            of the positive (likely unlabeled positives).
+        without_hard_negative: Pairs with no safe hard negative among their candidates (they
+            get an easy negative: `easy_fallback`, or none: `no_negative`).
+        easy_fallback: Pairs given a low-ranked chunk of another query instead.
+        no_negative: Pairs left without any negative.
+    """
+
     pairs: int
     from_feedback: int
     mined: int
     skipped_as_false_negative: int
     without_hard_negative: int
+    easy_fallback: int = 0
+    no_negative: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts (for the registry, the model card and `--json`)."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the retune output."""
+        return (
+            f"hard negatives for {self.pairs} pairs: {self.mined} mined, {self.from_feedback} "
+            f"from feedback, {self.easy_fallback} easy fallbacks and {self.no_negative} without "
+            f"(no safe hard one among the candidates); {self.skipped_as_false_negative} "
+            "candidates skipped as near-positives"
+        )
 
 
 def mine_hard_negatives(
@@ -64,8 +93,8 @@ def mine_hard_negatives(
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
         queries = encoder.encode_queries([p.query for p in batch])
-        positives = encoder.encode_documents([p.positive for p in batch])
-        positive_scores = np.einsum("ij,ij->i", queries.full, positives.full)
+        positives = _positive_vectors(batch, serving)
+        positive_scores = np.einsum("ij,ij->i", queries.full, positives)
         hits = serving.store.search_batch(
             serving.physical, queries, params, [p.query for p in batch]
         )
@@ -96,6 +125,7 @@ def mine_hard_negatives(
                 TrainingPair(pair.query, pair.positive, pair.positive_id, negative, pair.origin)
             )
     rng = np.random.default_rng(0)
+    easy = 0
     for i, pair in enumerate(out):
         if pair.negative is None and pool:
             key = normalize_query(pair.query)
@@ -106,6 +136,7 @@ def mine_hard_negatives(
                     out[i] = TrainingPair(
                         pair.query, pair.positive, pair.positive_id, hit.text, pair.origin
                     )
+                    easy += 1
                     break
     report = MiningReport(
         pairs=len(pairs),
@@ -113,9 +144,27 @@ def mine_hard_negatives(
         mined=counts["mined"],
         skipped_as_false_negative=counts["false_negative"],
         without_hard_negative=counts["none"],
+        easy_fallback=easy,
+        no_negative=counts["none"] - easy,
     )
     logger.info("hard negatives (%s candidates): %s", source, report)
     return out, report
+
+
+def _positive_vectors(pairs: Sequence[TrainingPair], serving: BoundCollection) -> np.ndarray:
+    """The serving model's full vector of each pair's positive: read back from the collection
+    where the positive is a stored chunk (what the model gave it at ingest), else encoded."""
+    ids = [p.positive_id for p in pairs if p.positive_id]
+    stored = serving.store.get_vectors(serving.physical, ids) if ids else {}
+    missing = [i for i, p in enumerate(pairs) if p.positive_id not in stored]
+    vectors = np.empty((len(pairs), serving.encoder.dim), dtype=np.float32)
+    if missing:
+        encoded = serving.encoder.encode_documents([pairs[i].positive for i in missing])
+        vectors[missing] = encoded.full
+    for i, pair in enumerate(pairs):
+        if pair.positive_id in stored:
+            vectors[i] = stored[pair.positive_id]
+    return vectors
 
 
 def _with_cosines(

@@ -9,6 +9,8 @@ kept and training stops early when the score stops improving: `epochs` is then a
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -50,10 +52,18 @@ class TrainResult:
     # With validation queries: their size, the base model's score, every evaluation, the
     # step kept (the best), whether training stopped early, the seconds spent evaluating.
     validation: dict[str, Any] | None = None
+    # The trained SentenceTransformer (the weights saved to `model_dir`), until `take_model`.
+    model: Any = field(default=None, repr=False, compare=False)
 
     @property
     def pairs_per_s(self) -> float:
         return self.pairs * self.epochs_done / self.seconds if self.seconds else 0.0
+
+    def take_model(self) -> Any:
+        """The trained model, handed over once (so this result does not keep it alive);
+        None once taken. Loading `model_dir` gives the same weights."""
+        model, self.model = self.model, None
+        return model
 
 
 def matryoshka_dims(full_dim: int, shortlist_dims: Sequence[int]) -> list[int]:
@@ -198,6 +208,9 @@ def train(
     record = None
     if validation_plan is not None:
         record = _validation_record(validation_plan, state, base_score, budget.hit)
+    del trainer  # its optimizer state (two copies of the weights) goes with it
+    model.zero_grad(set_to_none=True)
+    release_freed_memory()
     return TrainResult(
         model_dir=output_dir,
         steps=int(state.global_step),
@@ -211,6 +224,7 @@ def train(
         precision="bf16" if bf16 else "tf32" if on_gpu else "fp32",
         config=config.hyperparameters(),
         validation=record,
+        model=model,
     )
 
 
@@ -288,6 +302,7 @@ def training_arguments(
         greater_is_better=True if eval_steps else None,
         logging_steps=max(1, config.checkpoint_steps // 4),
         report_to="none",
+        activation_checkpointing=config.activation_checkpointing,
         disable_tqdm=True,  # one labeled bar instead (_quiet_trainer), on stderr
         prompts=prompts,
         use_cpu=device == "cpu",
@@ -329,6 +344,17 @@ def _quiet_trainer(trainer: Any, *, show_progress: bool) -> None:
                 self.bar = None
 
     trainer.add_callback(_StepBar())
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand the memory it freed back to the OS: glibc keeps freed heap
+    memory for reuse, so without this a process keeps training's peak for the rest of its
+    life (evaluation and re-embedding after training)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to trim
+        pass
 
 
 class _Budget:
