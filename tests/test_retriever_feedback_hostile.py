@@ -101,7 +101,7 @@ def test_feedback_retune_from_log_leaves_free_text_out_unless_asked(client, monk
     settings = client.app.state.settings
     client.__exit__(None, None, None)  # the CLI opens the store the app held
 
-    def stop(settings, store, options, on_step=None):
+    def stop(settings, store, options, on_step=None, serving_encoder=None):
         raise _Stop(json.dumps([r["query"] for r in options.feedback]))
 
     monkeypatch.setattr(loop, "retune", stop)
