@@ -13,7 +13,8 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; SHARED_DATA_DIR points elsewhere (e.g. from a worktree).
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
