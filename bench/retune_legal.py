@@ -133,9 +133,6 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="use (and keep) this data dir instead of a temporary one"
     )
-    parser.add_argument(
-        "--data", type=Path, default=DATA, help=f"the dataset folder (default {DATA})"
-    )
     args = parser.parse_args()
     data = args.data
     if not data.is_dir():
