@@ -653,6 +653,8 @@ def evaluate_serving(
         collection=serving.physical,
         created_at=serving.spec.created_at,
         model=serving.spec.model,
+        # The backend's numbers differ a little (int8 most): each has its own entry.
+        backend=getattr(serving.encoder, "backend", "torch"),
         dataset=dataset_fingerprint(dataset),
         config=run_config(serving.encoder, options, dims),
     )

@@ -160,11 +160,15 @@ def run_search(
         )
         trials.append(trial)
         results.append(training)
+        # Only the best trial so far keeps its trained model in memory.
+        best = max(range(len(trials)), key=lambda i: (trials[i].score, -i))
+        for i, result in enumerate(results):
+            if i != best:
+                result.take_model()
         if on_trial:
             done = "read back" if reused else f"{trial.seconds:.0f} s"
             on_trial(f"trial {recipe}: validation score {trial.score:.4f} ({done})")
-    chosen = max(range(len(trials)), key=lambda i: (trials[i].score, -i))
-    return SearchResult(trials, chosen, results[chosen])
+    return SearchResult(trials, best, results[best])
 
 
 def install_chosen(result: SearchResult, output_dir: Path) -> TrainResult:

@@ -13,6 +13,7 @@ import ctypes
 import gc
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,11 @@ def train(
     if resume:
         logger.info("resuming training from %s", resume)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with warnings.catch_warnings():
+        # sentence-transformers still calls transformers' deprecated checkpointing method:
+        # library noise in every retune, nothing the operator can act on.
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing_enable.*")
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     state = trainer.state
     output_dir.mkdir(parents=True, exist_ok=True)
