@@ -76,7 +76,7 @@ def main() -> None:
     from ragctl.core.encoder import SentenceTransformerEncoder
     from ragctl.core.settings import ModelSettings
     from ragctl.evalkit.datasets import load_eval_dataset
-    from ragctl.evalkit.runs import EvalOptions, evaluate
+    from ragctl.evalkit.runs import WHOLE_DOCUMENT, EvalOptions, evaluate
 
     dims = tuple(int(d) for d in args.dims.split(","))
     dataset = load_eval_dataset(args.dataset, args.split)
@@ -91,7 +91,9 @@ def main() -> None:
         "evalkit: %d queries, %d docs, dims %s", len(dataset.queries), len(dataset.corpus), dims
     )
     started = time.perf_counter()
-    report = evaluate(dataset, encoder, EvalOptions(dims=dims, pipeline=False))
+    report = evaluate(
+        dataset, encoder, EvalOptions(dims=dims, protocol=WHOLE_DOCUMENT, pipeline=False)
+    )
     evalkit_s = time.perf_counter() - started
 
     relevant = {q: {d for d, s in j.items() if s > 0} for q, j in dataset.qrels.items()}

@@ -96,7 +96,7 @@ def main() -> None:
 
     from ragctl.core.encoder import SentenceTransformerEncoder, resolve_model
     from ragctl.core.settings import ModelSettings
-    from ragctl.evalkit.runs import EvalOptions, evaluate
+    from ragctl.evalkit.runs import WHOLE_DOCUMENT, EvalOptions, evaluate
 
     dataset = notebook_dataset(args.raw)
     models = dict(m.split("=", 1) for m in args.model) or {"base": "default"}
@@ -106,7 +106,9 @@ def main() -> None:
             ModelSettings(name_or_path=ref, device="cpu"), (64,)
         )
         started = time.perf_counter()
-        report = evaluate(dataset, encoder, EvalOptions(pipeline=False, lexical=None))
+        report = evaluate(
+            dataset, encoder, EvalOptions(protocol=WHOLE_DOCUMENT, pipeline=False, lexical=None)
+        )
         row = {r.name: round(r.metrics["ndcg@10"], 4) for r in report.exact_rows()}
         results[name] = {"model": ref, "ndcg@10": row, "seconds": time.perf_counter() - started}
         if not args.no_cross_check:

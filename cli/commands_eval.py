@@ -54,6 +54,17 @@ def _parse_dims(value: str | None) -> tuple[int, ...] | None:
     "(default: full dim + 512/256/128/64 below it; the full dim is always included).",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(["best-chunk", "whole-document"]),
+    default="best-chunk",
+    show_default=True,
+    help="How the exact per-dim rows see a document. best-chunk: the corpus is chunked as the "
+    "pipeline chunks it and encoded once for every row; a document scores as its best chunk. "
+    "whole-document: each document encoded whole (truncated at the model's sequence limit), "
+    "equal to sentence-transformers' InformationRetrievalEvaluator and published numbers; "
+    "the pipeline then encodes the split documents' chunks again (slower).",
+)
+@click.option(
     "--pipeline/--no-pipeline",
     default=True,
     show_default=True,
@@ -99,6 +110,7 @@ def eval_command(
     dataset: str,
     split: str,
     dims: str | None,
+    protocol: str,
     pipeline: bool,
     tune_fusion: bool,
     shortlist: int | None,
@@ -111,19 +123,22 @@ def eval_command(
 ) -> None:
     """Measure retrieval quality of a model on a dataset, per Matryoshka dimension.
 
-    Encodes the corpus and queries once, then ranks exactly at the full dimension and at each
-    truncation (metrics as sentence-transformers' InformationRetrievalEvaluator: accuracy,
-    precision, recall @1/3/5/10, ndcg@10, mrr@10, map@100, hit_rate@10). With --pipeline the
-    corpus is also chunked into a temporary store and searched as the service does (dense
-    two-stage and single-stage; sparse BM25 and hybrid when lexical vectors are enabled), so
-    the table shows what users actually get. Prints the table; --out also writes JSON,
-    Markdown and a plot. A registry version (--model v2) is evaluated as it is served: the
-    report records its search profile and the table names the row that measures it.
+    Chunks the corpus as ingest does and encodes the chunks and queries once, then ranks
+    exactly at the full dimension and at each truncation, a document scoring as its best chunk
+    (metrics as sentence-transformers' InformationRetrievalEvaluator: accuracy, precision,
+    recall @1/3/5/10, ndcg@10, mrr@10, map@100, hit_rate@10). --protocol whole-document
+    encodes whole documents for these rows instead, as that evaluator and published numbers
+    do. With --pipeline the same chunk vectors also go into a temporary store, searched as the
+    service does (dense two-stage and single-stage; sparse BM25 and hybrid when lexical
+    vectors are enabled), so the table shows what users actually get. Prints the table; --out
+    also writes JSON, Markdown and a plot. A registry version (--model v2) is evaluated as it is
+    served: the report records its search profile and the table names the row that measures it.
 
     \b
     Examples:
       ragctl eval --model default --dataset ../shared/data/scifact --bm25 --out eval/scifact
       ragctl eval --model v2 --dataset golden/ --split test
+      ragctl eval --dataset ../shared/data/scifact --protocol whole-document --no-pipeline
     """
     from ragctl.core.collections import load_model
     from ragctl.core.profile import settings_fusion
@@ -165,6 +180,7 @@ def eval_command(
         fusion, lexical = served.profile.fusion, served.lexical
     options = EvalOptions(
         dims=parsed_dims,
+        protocol=protocol,
         pipeline=pipeline,
         shortlist=settings.search.shortlist,
         bm25=bm25,

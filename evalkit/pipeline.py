@@ -53,10 +53,12 @@ class PipelineRun:
 
 
 class _ReusingEncoder:
-    """`base`, except that documents whose text it has seen get their known vector.
+    """`base`, except that texts it has seen get their known vector.
 
-    A corpus entry that fits in one chunk is chunked to its own (stripped) text, so its vector
-    is the one the exact run computed; only split documents are encoded again.
+    Best-chunk protocol: the exact run encoded every chunk, so nothing is encoded again.
+    Whole-document protocol: a corpus entry that fits in one chunk is chunked to its own
+    (stripped) text, so its vector is the one the exact run computed; only split documents are
+    encoded again.
     """
 
     def __init__(self, base: Encoder, known: Mapping[str, NDArray[np.float32]]) -> None:
@@ -125,7 +127,9 @@ def run_pipeline(
         options: How: shortlist, single stage, chunking, store indexes, lexical recipe and
             fusions, work dir, progress; rankings hold `options.metrics.max_k` docs.
         encoded: The dataset's vectors from the exact run: the queries are not encoded again,
-            and with `options.reuse_vectors` one-chunk documents reuse theirs.
+            and with `options.reuse_vectors` chunks whose text it encoded reuse their vector
+            (every chunk under the best-chunk protocol, one-chunk documents under
+            whole-document).
     """
     from ragctl.core.collections import BoundCollection, spec_for_new
     from ragctl.core.store.edge import EdgeStore
@@ -138,7 +142,7 @@ def run_pipeline(
     k, shortlist, lexical = options.metrics.max_k, options.shortlist, options.lexical
     known: dict[str, NDArray[np.float32]] = {}
     if encoded is not None and options.reuse_vectors:
-        known = {dataset.corpus[d]: encoded.corpus[i] for i, d in enumerate(encoded.corpus_ids)}
+        known = encoded.known_vectors()
     run = PipelineRun()
     with tempfile.TemporaryDirectory(prefix="ragctl-eval-", dir=options.work_dir) as tmp:
         store: VectorStore = EdgeStore(Path(tmp) / "qdrant")

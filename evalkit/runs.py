@@ -3,6 +3,15 @@
 The corpus and the queries are encoded ONCE at full size; every smaller dim is a truncation of
 those vectors (first D components, renormalized), so evaluating 4 dims costs one encoding pass,
 not four.
+
+Two protocols (`EvalOptions.protocol`):
+- `best-chunk` (default): the corpus is chunked by the production chunker and each chunk
+  encoded once; the exact rows score a document as its best chunk (as the pipeline rows do
+  through the store), and the pipeline ingests those same vectors, so one encode serves every
+  row.
+- `whole-document`: the exact rows encode each document whole (truncated at the model's
+  sequence limit), equal to sentence-transformers' `InformationRetrievalEvaluator` (what
+  published numbers use); the pipeline then encodes the chunks of split documents again.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from ragctl.evalkit.results import (
     RunRow,
     per_query_values,
 )
-from ragctl.evalkit.search import exact_search, id_ranks
+from ragctl.evalkit.search import best_chunk_search, exact_search, id_ranks
 
 if TYPE_CHECKING:
     from ragctl.core.encoder import Encoder
@@ -44,6 +53,11 @@ logger = logging.getLogger(__name__)
 MATRYOSHKA_DIMS: tuple[int, ...] = (768, 512, 256, 128, 64)
 """Dims evaluated by default: those below the model's full dim (plus the full dim itself)."""
 
+BEST_CHUNK = "best-chunk"
+WHOLE_DOCUMENT = "whole-document"
+PROTOCOLS: tuple[str, ...] = (BEST_CHUNK, WHOLE_DOCUMENT)
+"""How the exact rows see a document (see the module docstring)."""
+
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -52,6 +66,9 @@ class EvalOptions:
     Attributes:
         dims: Exact-search dims; None = full dim + `MATRYOSHKA_DIMS` below it. The full dim is
             always included.
+        protocol: `best-chunk` (exact rows from the chunk vectors, a document scoring as its
+            best chunk; one encode for every row) or `whole-document` (each document encoded
+            whole, as sentence-transformers' evaluator does).
         pipeline: Also run the production path (store ingest + two-stage search).
         single_stage: With the pipeline, also rank with single-stage full-vector search.
         shortlist: Two-stage prefetch size.
@@ -65,12 +82,14 @@ class EvalOptions:
             `sparse` and `hybrid` rows (None: dense rows only).
         fusions: The hybrid fusions tried; the `hybrid` row is the best of them on this set
             (one fusion = a fixed setting; `FUSION_GRID` = tuned on this set).
-        reuse_vectors: Let the pipeline reuse exact-run vectors of single-chunk docs.
+        reuse_vectors: Let the pipeline reuse the exact run's vectors (best-chunk: every
+            chunk's; whole-document: those of single-chunk docs).
         show_progress: Progress bars while encoding.
         work_dir: Parent folder of the pipeline's temporary store.
     """
 
     dims: tuple[int, ...] | None = None
+    protocol: str = BEST_CHUNK
     pipeline: bool = True
     single_stage: bool = True
     shortlist: int = 100
@@ -91,6 +110,10 @@ class EvalOptions:
             raise EvalError(f"shortlist must be >= 1, got {self.shortlist}")
         if not self.fusions:
             raise EvalError("fusions needs at least one fusion")
+        if self.protocol not in PROTOCOLS:
+            raise EvalError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"
+            )
 
 
 _RRF, _DBSF = FusionMethod.RRF, FusionMethod.DBSF
@@ -129,7 +152,11 @@ def resolve_dims(requested: Sequence[int] | None, full_dim: int) -> tuple[int, .
 
 @dataclass
 class Encoded:
-    """Normalized full-size vectors of a dataset, with the encoding times."""
+    """Normalized full-size vectors of a dataset, with the encoding times.
+
+    Whole documents: row i of `corpus` is document `corpus_ids[i]`. Chunks (`starts` set): the
+    rows are chunks, document `corpus_ids[i]`'s from row `starts[i]` to the next start.
+    """
 
     corpus_ids: list[str]
     corpus: NDArray[np.float32]
@@ -138,6 +165,12 @@ class Encoded:
     corpus_seconds: float
     query_seconds: float
     reused: int = 0  # corpus vectors given, not encoded
+    texts: list[str] = field(default_factory=list)  # the text of each corpus row
+    starts: NDArray[np.int64] | None = None
+
+    def known_vectors(self) -> dict[str, NDArray[np.float32]]:
+        """Text -> its vector, for every corpus row (what the pipeline's ingest may reuse)."""
+        return dict(zip(self.texts, self.corpus, strict=True))
 
 
 def encode_dataset(
@@ -183,7 +216,80 @@ def encode_dataset(
         query_seconds,
     )
     reused = len(corpus_ids) - len(missing)
-    return Encoded(corpus_ids, corpus, query_ids, queries, corpus_seconds, query_seconds, reused)
+    texts = [dataset.corpus[d] for d in corpus_ids]
+    return Encoded(
+        corpus_ids, corpus, query_ids, queries, corpus_seconds, query_seconds, reused, texts
+    )
+
+
+def encode_chunked(
+    dataset: EvalDataset,
+    encoder: Encoder,
+    options: EvalOptions,
+    *,
+    corpus_vectors: Mapping[str, NDArray[np.float32]] | None = None,
+) -> Encoded:
+    """Chunk the corpus with the production chunker (`options`' chunk size and overlap) and
+    encode each distinct chunk text once, and the queries once, at full size.
+
+    A chunk whose text is a document's whole text found in `corpus_vectors` takes that vector
+    (a stored chunk re-chunks to itself). Documents without text have no chunks and are not
+    ranked, as in the pipeline.
+    """
+    from ragctl.core.records import Document
+    from ragctl.ingest.pipeline import make_chunker
+
+    chunker = make_chunker(encoder, options.chunk_size_tokens, options.chunk_overlap_tokens)
+    started = time.perf_counter()
+    corpus_ids: list[str] = []
+    starts: list[int] = []
+    texts: list[str] = []
+    for doc_id, text in dataset.corpus.items():
+        chunks = chunker.chunk(Document(doc_id=doc_id, text=text, source=dataset.name))
+        if chunks:
+            corpus_ids.append(doc_id)
+            starts.append(len(texts))
+            texts.extend(c.text for c in chunks)
+    given = {dataset.corpus[d]: v for d, v in (corpus_vectors or {}).items() if d in dataset.corpus}
+    unique = list(dict.fromkeys(t for t in texts if t not in given))
+    fresh = encoder.encode_full(
+        unique, encoder.document_prompt, show_progress=options.show_progress
+    )
+    vector_of = {**dict(zip(unique, fresh, strict=True)), **given}
+    corpus = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        corpus[i] = vector_of[text]
+    corpus_seconds = time.perf_counter() - started
+    query_ids = list(dataset.queries)
+    started = time.perf_counter()
+    queries = encoder.encode_full(
+        [dataset.queries[q] for q in query_ids],
+        encoder.query_prompt,
+        show_progress=options.show_progress,
+    )
+    query_seconds = time.perf_counter() - started
+    reused = sum(t in given for t in texts)
+    logger.info(
+        "chunked %d docs into %d chunks, encoded %d distinct texts in %.1f s and %d queries "
+        "in %.1f s",
+        len(corpus_ids),
+        len(texts),
+        len(unique),
+        corpus_seconds,
+        len(query_ids),
+        query_seconds,
+    )
+    return Encoded(
+        corpus_ids,
+        corpus,
+        query_ids,
+        queries,
+        corpus_seconds,
+        query_seconds,
+        reused,
+        texts,
+        np.asarray(starts, dtype=np.int64),
+    )
 
 
 def exact_rows(
@@ -192,7 +298,8 @@ def exact_rows(
     dims: Sequence[int],
     metrics: MetricConfig,
 ) -> list[RunRow]:
-    """One row per dim: exact top-k on truncated (renormalized) copies of the same vectors."""
+    """One row per dim: exact top-k on truncated (renormalized) copies of the same vectors
+    (chunk vectors: a document scores as its best chunk)."""
     full_dim = int(encoded.corpus.shape[1])
     ranks = id_ranks(encoded.corpus_ids)
     rows = []
@@ -200,7 +307,10 @@ def exact_rows(
         started = time.perf_counter()
         corpus = encoded.corpus if dim == full_dim else truncate(encoded.corpus, dim)
         queries = encoded.queries if dim == full_dim else truncate(encoded.queries, dim)
-        idx, _ = exact_search(queries, corpus, metrics.max_k, ranks)
+        if encoded.starts is None:
+            idx, _ = exact_search(queries, corpus, metrics.max_k, ranks)
+        else:
+            idx, _ = best_chunk_search(queries, corpus, encoded.starts, metrics.max_k, ranks)
         rankings = {
             qid: [encoded.corpus_ids[i] for i in idx[row]]
             for row, qid in enumerate(encoded.query_ids)
@@ -241,6 +351,9 @@ def evaluate(
             known (a collection the model embedded): those docs are not encoded again, by the
             exact run nor (one-chunk docs, `options.reuse_vectors`) by the pipeline.
 
+    With `options.protocol` `best-chunk` (default) the corpus is chunked and encoded once for
+    every row; `whole-document` encodes whole documents for the exact rows.
+
     Raises:
         EvalError: Bad options (dims, shortlist) or an empty dataset.
     """
@@ -249,10 +362,14 @@ def evaluate(
     started = time.perf_counter()
     dims = resolve_dims(options.dims, encoder.dim)
     metrics = options.metrics
-    stage("encoding corpus and queries")
-    encoded = encode_dataset(
-        dataset, encoder, show_progress=options.show_progress, corpus_vectors=corpus_vectors
-    )
+    if options.protocol == BEST_CHUNK:
+        stage("chunking and encoding corpus, encoding queries")
+        encoded = encode_chunked(dataset, encoder, options, corpus_vectors=corpus_vectors)
+    else:
+        stage("encoding corpus and queries")
+        encoded = encode_dataset(
+            dataset, encoder, show_progress=options.show_progress, corpus_vectors=corpus_vectors
+        )
     timings: dict[str, float] = {
         "encode_corpus": encoded.corpus_seconds,
         "encode_queries": encoded.query_seconds,
@@ -264,9 +381,12 @@ def evaluate(
     sizes = dataset.sizes()
     notes = list(dataset.notes)
     if encoded.reused:
-        notes.append(
-            f"{encoded.reused} of {len(encoded.corpus_ids)} corpus vectors given, not encoded"
-        )
+        notes.append(f"{encoded.reused} of {len(encoded.corpus)} corpus vectors given, not encoded")
+    if encoded.starts is not None:
+        sizes["chunks"] = len(encoded.corpus)
+        unranked = len(dataset.corpus) - len(encoded.corpus_ids)
+        if unranked:
+            notes.append(f"{unranked} docs without text: no chunks, not ranked")
 
     if options.pipeline:
         stage("pipeline: ingest into a Qdrant Edge store, then two-stage search")
@@ -381,12 +501,18 @@ def run_config(encoder: Encoder, options: EvalOptions, dims: Sequence[int]) -> d
     """What a report records of how it was run (everything that can change its numbers)."""
     config: dict[str, Any] = {
         "dims": list(dims),
+        "protocol": options.protocol,
         "metrics": options.metrics.to_dict(),
         "query_prompt": encoder.query_prompt,
         "document_prompt": encoder.document_prompt,
         "device": str(getattr(encoder, "device", "")),
         "batch_size": encoder.batch_size,
     }
+    if options.pipeline or options.protocol == BEST_CHUNK:
+        config["chunking"] = {
+            "chunk_size_tokens": options.chunk_size_tokens,
+            "chunk_overlap_tokens": options.chunk_overlap_tokens,
+        }
     if options.pipeline:
         config["pipeline"] = {
             "store": "qdrant-edge",

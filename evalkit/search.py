@@ -105,6 +105,45 @@ def exact_search(
     return out_idx, out_val
 
 
+def best_chunk_search(
+    queries: NDArray[np.float32],
+    chunks: NDArray[np.float32],
+    starts: NDArray[np.int64],
+    k: int,
+    ranks: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Top-k documents per query, a document scoring as its best chunk (what the pipeline's
+    rankings do through the store, here exact).
+
+    Args:
+        queries: (n_queries, dim) vectors.
+        chunks: (n_chunks, dim) vectors, each document's chunks in consecutive rows.
+        starts: First chunk row of each document, ascending (`starts[0] == 0`).
+        k: Documents per query (capped at the number of documents).
+        ranks: Tie-break key per document (see `id_ranks`).
+
+    Returns:
+        (document indices, best-chunk scores), each (n_queries, min(k, n_docs)), best first.
+    """
+    if queries.ndim != 2 or chunks.ndim != 2 or queries.shape[1] != chunks.shape[1]:
+        raise EvalError(
+            f"query vectors {queries.shape} and chunk vectors {chunks.shape} do not match"
+        )
+    n_q, n_docs = queries.shape[0], len(starts)
+    kk = min(k, n_docs)
+    out_idx = np.zeros((n_q, kk), dtype=np.int64)
+    out_val = np.zeros((n_q, kk), dtype=np.float32)
+    if n_q == 0 or kk == 0:
+        return out_idx, out_val
+    row_block = max(1, _BLOCK_CELLS // max(1, chunks.shape[0]))
+    for q0 in range(0, n_q, row_block):
+        scores = np.maximum.reduceat(queries[q0 : q0 + row_block] @ chunks.T, starts, axis=1)
+        idx, vals = top_k_rows(scores, kk, ranks)
+        out_idx[q0 : q0 + row_block] = idx
+        out_val[q0 : q0 + row_block] = vals
+    return out_idx, out_val
+
+
 def two_stage_search(
     queries: NDArray[np.float32],
     corpus: NDArray[np.float32],

@@ -95,6 +95,7 @@ def test_cli_eval_prints_table_and_writes_outputs(tmp_path: Path) -> None:
     assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "ndcg.png"}
     report = load_report(out / "report.json")
     assert report.row("384").metrics["accuracy@1"] == 1.0  # type: ignore[union-attr]
+    assert report.config["protocol"] == "best-chunk"
 
 
 def test_cli_eval_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
@@ -105,6 +106,8 @@ def test_cli_eval_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     bad = CliRunner().invoke(main, ["eval", "--dataset", "x", "--dims", "384,abc"])
     assert bad.exit_code == 2 and "comma-separated list of integers" in bad.output
+    protocol = CliRunner().invoke(main, ["eval", "--dataset", "x", "--protocol", "chunks"])
+    assert protocol.exit_code == 2 and "'best-chunk', 'whole-document'" in protocol.output
 
 
 def test_cli_eval_and_compare_help() -> None:
@@ -112,7 +115,7 @@ def test_cli_eval_and_compare_help() -> None:
         result = CliRunner().invoke(main, [command, "--help"])
         assert result.exit_code == 0
     text = CliRunner().invoke(main, ["eval", "--help"]).output
-    for option in ("--dataset", "--dims", "--pipeline / --no-pipeline", "--bm25", "--out"):
+    for option in ("--dataset", "--dims", "--protocol", "--pipeline / --no-pipeline", "--bm25"):
         assert option in text
 
 

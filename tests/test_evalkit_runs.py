@@ -16,8 +16,8 @@ from ragctl.evalkit.metrics import MetricConfig
 from ragctl.evalkit.pipeline import doc_ranking
 from ragctl.evalkit.report import format_markdown, format_text, write_outputs
 from ragctl.evalkit.results import EvalReport, load_report
-from ragctl.evalkit.runs import EvalOptions, evaluate, resolve_dims
-from ragctl.evalkit.search import exact_search, id_ranks
+from ragctl.evalkit.runs import WHOLE_DOCUMENT, EvalOptions, evaluate, resolve_dims
+from ragctl.evalkit.search import best_chunk_search, exact_search, id_ranks
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +77,61 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> EvalDataset:
     return load_beir(write_tiny_beir(tmp_path_factory.mktemp("beir") / "tiny"), "test")
 
 
-@pytest.fixture(scope="module")
-def report(
-    encoder: SentenceTransformerEncoder, tiny: EvalDataset, tmp_path_factory: pytest.TempPathFactory
-) -> EvalReport:
-    options = EvalOptions(
+class CountingEncoder:
+    """The real encoder, recording every (prompt, text) it encodes."""
+
+    def __init__(self, base: SentenceTransformerEncoder) -> None:
+        self.base = base
+        self.encoded: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+    def encode_full(self, texts: Any, prompt: str, *, show_progress: bool = False) -> Any:
+        self.encoded += [(prompt, t) for t in texts]
+        return self.base.encode_full(texts, prompt, show_progress=show_progress)
+
+    def encode_queries(self, texts: Any) -> Any:
+        return self.base.embeddings_from_full(self.encode_full(texts, self.base.query_prompt))
+
+    def encode_documents(self, texts: Any, *, show_progress: bool = False) -> Any:
+        full = self.encode_full(texts, self.base.document_prompt, show_progress=show_progress)
+        return self.base.embeddings_from_full(full)
+
+
+def _options(work: Path, **changes: Any) -> EvalOptions:
+    return EvalOptions(
         dims=(256, 128, 64),
         bm25=True,
         shortlist=8,
         chunk_size_tokens=32,
         chunk_overlap_tokens=4,
-        work_dir=tmp_path_factory.mktemp("work"),
+        work_dir=work,
+        **changes,
     )
+
+
+@pytest.fixture(scope="module")
+def counted(
+    encoder: SentenceTransformerEncoder, tiny: EvalDataset, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[EvalReport, CountingEncoder]:
+    """The default (best-chunk) evaluation, with every text the encoder was given."""
+    counting = CountingEncoder(encoder)
+    report = evaluate(tiny, counting, _options(tmp_path_factory.mktemp("work")))  # type: ignore[arg-type]
+    return report, counting
+
+
+@pytest.fixture(scope="module")
+def report(counted: tuple[EvalReport, CountingEncoder]) -> EvalReport:
+    return counted[0]
+
+
+@pytest.fixture(scope="module")
+def whole_report(
+    encoder: SentenceTransformerEncoder, tiny: EvalDataset, tmp_path_factory: pytest.TempPathFactory
+) -> EvalReport:
+    """The same evaluation under the whole-document protocol (what eval did before)."""
+    options = _options(tmp_path_factory.mktemp("work"), protocol=WHOLE_DOCUMENT)
     return evaluate(tiny, encoder, options)
 
 
@@ -123,9 +166,54 @@ def test_runs_report_has_exact_pipeline_and_bm25_rows(report: EvalReport) -> Non
     )
 
 
-def test_runs_exact_rows_equal_sentence_transformers_evaluator(
-    encoder: SentenceTransformerEncoder, tiny: EvalDataset, report: EvalReport
+def test_runs_default_eval_encodes_each_chunk_once(
+    counted: tuple[EvalReport, CountingEncoder], encoder: SentenceTransformerEncoder
 ) -> None:
+    report, counting = counted
+    documents = [t for p, t in counting.encoded if p == encoder.document_prompt]
+    queries = [t for p, t in counting.encoded if p == encoder.query_prompt]
+    # one encode serves the exact rows and the pipeline: each chunk once, each query once
+    assert len(documents) == len(set(documents)) == report.sizes["chunks"] > 11
+    assert sorted(queries) == sorted(q for q, _ in QUERIES.values())
+    assert LONG not in documents  # the long doc only as its chunks
+    assert report.config["protocol"] == "best-chunk"
+
+
+def test_runs_pipeline_rows_are_the_same_under_both_protocols(
+    report: EvalReport, whole_report: EvalReport
+) -> None:
+    pipeline = ["two-stage", "single-stage", "sparse", "hybrid"]
+    assert [r.name for r in whole_report.rows] == [r.name for r in report.rows]
+    for name in pipeline:
+        ours, before = report.row(name), whole_report.row(name)
+        assert ours is not None and before is not None
+        assert ours.params == before.params
+        for metric, value in before.metrics.items():
+            assert ours.metrics[metric] == pytest.approx(value, abs=1e-6), (name, metric)
+    assert report.row("bm25").metrics == whole_report.row("bm25").metrics  # type: ignore[union-attr]
+    # the long doc is chunked: its exact rows differ by protocol (best chunk vs whole text)
+    assert whole_report.config["protocol"] == "whole-document"
+
+
+def test_runs_exact_rows_of_best_chunk_are_exact_pipeline_rankings(report: EvalReport) -> None:
+    # Single-stage pipeline search is exact over the same chunk vectors in a tiny store.
+    full, single = report.row("384"), report.row("single-stage")
+    assert full is not None and single is not None
+    for metric, value in single.metrics.items():
+        assert full.metrics[metric] == pytest.approx(value, abs=1e-6), metric
+
+
+def test_runs_protocol_must_be_known() -> None:
+    from ragctl.evalkit.errors import EvalError
+
+    with pytest.raises(EvalError, match="protocol must be one of best-chunk, whole-document"):
+        EvalOptions(protocol="chunks")
+
+
+def test_runs_exact_rows_equal_sentence_transformers_evaluator(
+    encoder: SentenceTransformerEncoder, tiny: EvalDataset, whole_report: EvalReport
+) -> None:
+    """The whole-document protocol gives the old exact rows: sentence-transformers' numbers."""
     from sentence_transformers.sentence_transformer.evaluation import (
         InformationRetrievalEvaluator,
     )
@@ -140,7 +228,7 @@ def test_runs_exact_rows_equal_sentence_transformers_evaluator(
             write_csv=False,
         )
         theirs = evaluator(encoder.model)
-        ours = report.row(str(dim)).metrics  # type: ignore[union-attr]
+        ours = whole_report.row(str(dim)).metrics  # type: ignore[union-attr]
         compared = 0
         for key, value in theirs.items():
             # "cosine_ndcg@10" -> "ndcg@10". Every query has one relevant doc, so the graded
@@ -184,6 +272,22 @@ def test_runs_exact_search_blocks_and_ties_match_brute_force() -> None:
         expected = sorted(range(300), key=lambda i: (-scores[i], ids[i]))[:25]
         assert idx[row].tolist() == expected
         assert np.allclose(vals[row], scores[expected])
+
+
+def test_runs_best_chunk_search_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 5, size=60)  # 60 docs of 1-4 chunks
+    chunks = rng.integers(0, 3, size=(int(sizes.sum()), 4)).astype(np.float32)  # many ties
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    queries = rng.integers(0, 3, size=(12, 4)).astype(np.float32)
+    ids = [f"d{rng.integers(0, 10_000):05d}-{i}" for i in range(60)]
+    idx, vals = best_chunk_search(queries, chunks, starts, 15, id_ranks(ids))
+    for row in range(12):
+        scores = chunks @ queries[row]
+        best = [scores[s : s + n].max() for s, n in zip(starts, sizes, strict=True)]
+        expected = sorted(range(60), key=lambda i: (-best[i], ids[i]))[:15]
+        assert idx[row].tolist() == expected
+        assert np.allclose(vals[row], [best[i] for i in expected])
 
 
 def test_runs_doc_ranking_takes_each_docs_best_chunk() -> None:
