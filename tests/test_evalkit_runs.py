@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ragctl.core.encoder import SentenceTransformerEncoder
+from ragctl.core.records import Document
 from ragctl.core.settings import ModelSettings
 from ragctl.evalkit.datasets import EvalDataset, load_beir
 from ragctl.evalkit.metrics import MetricConfig
@@ -18,6 +19,7 @@ from ragctl.evalkit.report import format_markdown, format_text, write_outputs
 from ragctl.evalkit.results import EvalReport, load_report
 from ragctl.evalkit.runs import WHOLE_DOCUMENT, EvalOptions, evaluate, resolve_dims
 from ragctl.evalkit.search import best_chunk_search, exact_search, id_ranks
+from ragctl.ingest.pipeline import make_chunker
 
 pytestmark = pytest.mark.slow
 
@@ -167,13 +169,19 @@ def test_runs_report_has_exact_pipeline_and_bm25_rows(report: EvalReport) -> Non
 
 
 def test_runs_default_eval_encodes_each_chunk_once(
-    counted: tuple[EvalReport, CountingEncoder], encoder: SentenceTransformerEncoder
+    counted: tuple[EvalReport, CountingEncoder],
+    encoder: SentenceTransformerEncoder,
+    tiny: EvalDataset,
 ) -> None:
     report, counting = counted
-    documents = [t for p, t in counting.encoded if p == encoder.document_prompt]
-    queries = [t for p, t in counting.encoded if p == encoder.query_prompt]
-    # one encode serves the exact rows and the pipeline: each chunk once, each query once
-    assert len(documents) == len(set(documents)) == report.sizes["chunks"] > 11
+    asked = {q for q, _ in QUERIES.values()}  # (the model's two prompts are the same, "")
+    documents = [t for _, t in counting.encoded if t not in asked]
+    queries = [t for _, t in counting.encoded if t in asked]
+    # one encode serves the exact rows and the pipeline: each chunk text once, each query once
+    chunker = make_chunker(encoder, 32, 4)
+    chunks = [c.text for d, t in tiny.corpus.items() for c in chunker.chunk(Document(d, t, "x"))]
+    assert len(chunks) == report.sizes["chunks"] > 11
+    assert sorted(documents) == sorted(set(chunks))  # the long doc repeats itself: 3 chunks less
     assert sorted(queries) == sorted(q for q, _ in QUERIES.values())
     assert LONG not in documents  # the long doc only as its chunks
     assert report.config["protocol"] == "best-chunk"
