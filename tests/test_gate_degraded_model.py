@@ -23,7 +23,7 @@ from ragctl.evalkit.results import EvalReport
 from ragctl.evalkit.runs import EvalOptions, evaluate
 
 LEGAL = "legal-rag-positives-synthetic"
-QUERIES, CORPUS = 50, 200
+QUERIES, CORPUS = 60, 300
 
 
 class BlurredEncoder:
@@ -84,7 +84,7 @@ def _exact(dataset: EvalDataset, encoder: Any) -> EvalReport:
 
 def test_gate_rejects_a_degraded_model_on_its_statistics(legal_heldout, real_encoder) -> None:
     intact = _exact(legal_heldout, real_encoder)
-    degraded = _exact(legal_heldout, BlurredEncoder(real_encoder, noise=0.03))
+    degraded = _exact(legal_heldout, BlurredEncoder(real_encoder, noise=0.05))
 
     decision = decide(degraded, intact, require_two_stage=False)
     assert not decision.promote
