@@ -35,6 +35,11 @@ WORKER_APP = "ragctl.retriever.server:worker_app"
 MAX_HEAD_BYTES = 64 * 1024
 """Largest request line plus headers; more is answered 431."""
 
+REFUSAL_LINGER_S = 1.0
+"""After a 408/431 the server stops sending and drops what still arrives for this long before
+it closes: closing with unread bytes would reset the connection, and a reset can discard the
+answer before the client reads it."""
+
 # The settings of this worker process, set by `ServeConfig.load` before the app is imported.
 _worker_settings: Settings | None = None
 
@@ -49,6 +54,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_head = True
         self._head_bytes = 0
+        self._refused = False
 
     # --- connection and parser callbacks ---
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -56,6 +62,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._arm(self._head_timeout_s, "request headers")
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered and closing: drop what the client still sends
         reading_head = self._reading_head
         if reading_head:
             self._head_bytes += len(data)
@@ -108,8 +116,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer `status` with the API's JSON error body (when nothing was answered) and close."""
         self._cancel()
-        if self.transport is None or self.transport.is_closing():
+        if self._refused or self.transport is None or self.transport.is_closing():
             return
+        self._refused = True
         cycle = self.cycle
         answered = cycle is not None and cycle.response_started and not cycle.response_complete
         if cycle is not None and not cycle.response_complete:
@@ -121,7 +130,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
                 b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body.encode("ascii"))
             )
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
 
 class ServeConfig(uvicorn.Config):
