@@ -7,6 +7,7 @@ the ONNX encoder (1 thread) encodes the dataset with each, and exact search give
 - `dynamic MatMul+Attention`: what `export_onnx` writes as `model_int8.onnx`.
 - `dynamic MatMul only`: fused attention left in fp32.
 - `dynamic, FFN output fp32`: the FFN's second projection (input: GELU output) left in fp32.
+- `dynamic, attention only (FFN fp32)`: both FFN projections left in fp32.
 - `weight-only 8-bit`: `MatMulNBits` (block 32, symmetric, accuracy level 4).
 
     .venv/bin/python bench/int8_variants.py --onnx-dir DIR \\
@@ -44,6 +45,7 @@ def variants(fp32: Path, work: Path) -> dict[str, Path]:
     graph = onnx.load(str(fp32), load_external_data=False)
     matmuls = [n.name for n in graph.graph.node if n.op_type == "MatMul"]
     ffn_out = [n for n in matmuls if "/output/dense/" in n and "attention" not in n]
+    ffn = ffn_out + [n for n in matmuls if "/intermediate/dense/" in n]
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     out = {"fp32": fp32}
     for name, options in (
@@ -52,6 +54,10 @@ def variants(fp32: Path, work: Path) -> dict[str, Path]:
         (
             "dynamic, FFN output fp32",
             {"op_types_to_quantize": ["MatMul", "Attention"], "nodes_to_exclude": ffn_out},
+        ),
+        (
+            "dynamic, attention only (FFN fp32)",
+            {"op_types_to_quantize": ["MatMul", "Attention"], "nodes_to_exclude": ffn},
         ),
     ):
         path = work / f"{len(out)}.onnx"

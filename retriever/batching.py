@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,11 +25,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BatchedEncoding:
+    """One query's embedding and how it was made (for the server's stage metrics)."""
+
+    embeddings: Embeddings
+    batch_size: int
+    """Queries encoded in the same model call (1 = alone)."""
+    queued_s: float
+    """Seconds between arriving and its batch's model call starting."""
+    encode_s: float
+    """Seconds of its batch's model call."""
+
+
 @dataclass
 class _Pending:
     encoder: Encoder
     query: str
-    result: Future[Embeddings] = field(default_factory=Future)
+    arrived: float = field(default_factory=time.perf_counter)
+    result: Future[BatchedEncoding] = field(default_factory=Future)
 
 
 _STOP = object()
@@ -58,7 +73,7 @@ class QueryBatcher:
         for thread in self._threads:
             thread.start()
 
-    def encode(self, encoder: Encoder, query: str) -> Embeddings:
+    def encode(self, encoder: Encoder, query: str) -> BatchedEncoding:
         """The embedding of `query` by `encoder` (blocks until its batch is done).
 
         Raises:
@@ -104,6 +119,7 @@ class QueryBatcher:
         for item in batch:
             groups.setdefault(id(item.encoder), []).append(item)
         for items in groups.values():
+            started = time.perf_counter()
             try:
                 vectors = items[0].encoder.encode_queries([i.query for i in items])
             except BaseException as exc:  # handed to the caller, who raises it
@@ -113,12 +129,25 @@ class QueryBatcher:
                     for item in items:
                         QueryBatcher._encode_alone(item)
                 continue
+            encode_s = time.perf_counter() - started
             for row, item in enumerate(items):
-                item.result.set_result(vectors.embeddings_slice(slice(row, row + 1)))
+                item.result.set_result(
+                    BatchedEncoding(
+                        vectors.embeddings_slice(slice(row, row + 1)),
+                        batch_size=len(items),
+                        queued_s=started - item.arrived,
+                        encode_s=encode_s,
+                    )
+                )
 
     @staticmethod
     def _encode_alone(item: _Pending) -> None:
+        started = time.perf_counter()
         try:
-            item.result.set_result(item.encoder.encode_queries([item.query]))
+            vectors = item.encoder.encode_queries([item.query])
         except BaseException as exc:  # handed to the caller, who raises it
             item.result.set_exception(exc)
+            return
+        item.result.set_result(
+            BatchedEncoding(vectors, 1, started - item.arrived, time.perf_counter() - started)
+        )

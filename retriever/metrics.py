@@ -3,8 +3,11 @@
 Names (`collection` is the collection's alias name, e.g. `docs`):
 - `ragctl_http_requests_total{method, route, status}`: requests per route template.
 - `ragctl_http_request_duration_seconds{method, route}`: latency histogram per route template.
-- `ragctl_search_stage_seconds{collection, stage}`: search stages `encode`, `store` (the Qdrant
-  query) and `log` (the durable search-log write); a batch search is observed once.
+- `ragctl_search_stage_seconds{collection, stage}`: search stages `queue` (waiting for the query
+  encoder), `encode` (the model call), `store` (the Qdrant query) and `log` (the durable
+  search-log write); a batch search is observed once.
+- `ragctl_query_encode_batch_size{collection}`: queries encoded in the same model call as a
+  search's (micro-batching; 1 = alone).
 - `ragctl_searches_total{collection, mode}`: queries answered (each query of a batch counts).
 - `ragctl_feedback_total{collection, label}`: feedback events stored, by label.
 - `ragctl_documents_chunks_written_total{collection}` / `..._deleted_total{collection}`.
@@ -25,10 +28,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ragctl.retriever.service import BatchSearchOutcome
+from ragctl.retriever.service import SearchOutcome
 
 if TYPE_CHECKING:
-    from ragctl.retriever.service import SearchOutcome
+    from ragctl.retriever.service import BatchSearchOutcome
     from ragctl.retriever.serving import Serving
 
 _LATENCY_BUCKETS_S = (
@@ -70,9 +73,17 @@ class Metrics:
         )
         self.search_stage_seconds = Histogram(
             "ragctl_search_stage_seconds",
-            "Time per search stage: encode (query embedding), store (Qdrant query), log.",
+            "Time per search stage: queue (waiting for the encoder), encode (query embedding), "
+            "store (Qdrant query), log.",
             ["collection", "stage"],
             buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.encode_batch_size = Histogram(
+            "ragctl_query_encode_batch_size",
+            "Queries encoded in the same model call as a search's (query micro-batching).",
+            ["collection"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
         self.searches = Counter(
@@ -120,10 +131,13 @@ class Metrics:
     def observe_search(self, outcome: SearchOutcome | BatchSearchOutcome) -> None:
         """Record the stage timings of one search (or batch) and count its queries."""
         name = outcome.serving.spec.name
+        if isinstance(outcome, SearchOutcome):
+            self.search_stage_seconds.labels(name, "queue").observe(outcome.queue_s)
+            self.encode_batch_size.labels(name).observe(outcome.encode_batch)
         self.search_stage_seconds.labels(name, "encode").observe(outcome.encode_s)
         self.search_stage_seconds.labels(name, "store").observe(outcome.store_s)
         self.search_stage_seconds.labels(name, "log").observe(outcome.log_s)
-        queries = len(outcome.searches) if isinstance(outcome, BatchSearchOutcome) else 1
+        queries = 1 if isinstance(outcome, SearchOutcome) else len(outcome.searches)
         self.searches.labels(name, outcome.mode).inc(queries)
 
     def set_serving(self, serving: Serving) -> None:

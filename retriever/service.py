@@ -65,6 +65,10 @@ class SearchOutcome:
     encode_s: float
     store_s: float
     log_s: float
+    queue_s: float = 0.0
+    """Waiting for the query encoder (micro-batching); not part of `encode_s`."""
+    encode_batch: int = 1
+    """Queries encoded in the same model call as this one."""
 
 
 @dataclass(frozen=True)
@@ -207,9 +211,15 @@ class RetrieverService:
         params = self._params(request, serving)
         started = time.perf_counter()
         vectors = None
+        queue_s, encode_batch = 0.0, 1
         if params.mode is not SearchMode.SPARSE:  # sparse search needs no model call
             if self.batcher is not None:
-                vectors = self.batcher.encode(serving.encoder, query)
+                batched = self.batcher.encode(serving.encoder, query)
+                vectors, queue_s, encode_batch = (
+                    batched.embeddings,
+                    batched.queued_s,
+                    batched.batch_size,
+                )
             else:
                 vectors = serving.encoder.encode_queries([query])
         encoded = time.perf_counter()
@@ -222,9 +232,11 @@ class RetrieverService:
             serving=serving,
             hits=hits,
             mode=params.mode,
-            encode_s=encoded - started,
+            encode_s=encoded - started - queue_s,
             store_s=searched - encoded,
             log_s=logged - searched,
+            queue_s=queue_s,
+            encode_batch=encode_batch,
         )
 
     def search_batch(self, request: BatchSearchRequest) -> BatchSearchOutcome:

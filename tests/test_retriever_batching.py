@@ -43,8 +43,11 @@ def test_retriever_batching_coalesces_waiting_queries_and_returns_each_row(batch
         gate.set()
         results = [first.result(5)] + [f.result(5) for f in rest]
     assert sizes == [1, 4, 2]  # max_batch 4, then the remainder
+    assert [r.batch_size for r in results] == [1, 4, 4, 4, 4, 2, 2]
+    assert all(r.queued_s >= 0 and r.encode_s >= 0 for r in results)
     reference = KeywordEncoder()
-    for query, got in zip(queries, results, strict=True):
+    for query, batched in zip(queries, results, strict=True):
+        got = batched.embeddings
         expected = reference.encode_queries([query])
         assert got.full.shape == (1, 64)
         np.testing.assert_allclose(got.full, expected.full, atol=1e-6)
@@ -96,14 +99,14 @@ def test_retriever_batching_a_bad_query_fails_alone(batcher):
         _wait_for(lambda: batcher._queue.qsize() == 2)
         gate.set()
         blocker.result(5)
-        assert good.result(5).full.shape == (1, 64)
+        assert good.result(5).embeddings.full.shape == (1, 64)
         with pytest.raises(ValueError, match="cannot encode 'bad'"):
             bad.result(5)
 
 
 def test_retriever_batching_refuses_work_after_close():
     batcher = QueryBatcher(max_batch=2)
-    assert batcher.encode(KeywordEncoder(), "hello").full.shape == (1, 64)
+    assert batcher.encode(KeywordEncoder(), "hello").embeddings.full.shape == (1, 64)
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.encode(KeywordEncoder(), "hello")
@@ -117,7 +120,9 @@ def test_retriever_batching_with_several_encoder_threads_answers_everyone():
         encoder = KeywordEncoder()
         queries = [f"word{i} other{i}" for i in range(40)]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda q: batcher.encode(encoder, q), queries))
+            results = [
+                b.embeddings for b in pool.map(lambda q: batcher.encode(encoder, q), queries)
+            ]
         for query, got in zip(queries, results, strict=True):
             np.testing.assert_allclose(got.full, encoder.encode_queries([query]).full, atol=1e-6)
     finally:
