@@ -254,16 +254,10 @@ class Calls:
             if body.collection is None and self.collection is not None:
                 body = body.model_copy(update={"collection": self.collection})
         else:
-            body = SearchRequest(
-                query=query,
-                k=k,
-                shortlist=shortlist,
-                filter=None if filter is None else dict(filter),
-                single_stage=single_stage,
-                mode=None if mode is None else SearchMode(mode),
-                score_threshold=score_threshold,
-                collection=self._in(collection),
+            options = self._search_options(
+                k, shortlist, filter, single_stage, mode, score_threshold, collection
             )
+            body = SearchRequest(query=query, **options)
         return Call("POST", "/v1/search", SearchResponse, body=body)
 
     def search_batch(
@@ -280,17 +274,32 @@ class Calls:
     ) -> Call[BatchSearchResponse]:
         if isinstance(queries, str):
             raise TypeError("search_batch takes a list of queries; use search for one")
-        body = BatchSearchRequest(
-            queries=list(queries),
-            k=k,
-            shortlist=shortlist,
-            filter=None if filter is None else dict(filter),
-            single_stage=single_stage,
-            mode=None if mode is None else SearchMode(mode),
-            score_threshold=score_threshold,
-            collection=self._in(collection),
+        options = self._search_options(
+            k, shortlist, filter, single_stage, mode, score_threshold, collection
         )
+        body = BatchSearchRequest(queries=list(queries), **options)
         return Call("POST", "/v1/search/batch", BatchSearchResponse, body=body)
+
+    def _search_options(
+        self,
+        k: int | None,
+        shortlist: int | None,
+        filter: Mapping[str, Any] | None,
+        single_stage: bool,
+        mode: SearchMode | str | None,
+        score_threshold: float | None,
+        collection: str | None,
+    ) -> dict[str, Any]:
+        """The fields a search and a batch search share, in the request models' types."""
+        return {
+            "k": k,
+            "shortlist": shortlist,
+            "filter": None if filter is None else dict(filter),
+            "single_stage": single_stage,
+            "mode": None if mode is None else SearchMode(mode),
+            "score_threshold": score_threshold,
+            "collection": self._in(collection),
+        }
 
     def feedback(
         self,

@@ -16,7 +16,6 @@ the document's metadata). `search_id` and `chunk_id` are what `feedback` sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ragctl.core.errors import require_extra
@@ -32,43 +31,24 @@ from langchain_core.retrievers import BaseRetriever  # noqa: E402
 from pydantic import ConfigDict  # noqa: E402
 
 from ragctl.client._calls import Label, RetryPolicy  # noqa: E402
+from ragctl.client._frameworks import (  # noqa: E402
+    RAGCTL_METADATA_KEYS,
+    SEARCH_OPTIONS,
+    feedback_fields,
+    hit_metadata,
+)
 from ragctl.client.aio import AsyncClient  # noqa: E402
 from ragctl.client.sync import Client  # noqa: E402
 from ragctl.core.api import FeedbackResponse, SearchResponse  # noqa: E402
 
-RAGCTL_KEYS = (
-    "chunk_id",
-    "doc_id",
-    "source",
-    "start",
-    "end",
-    "score",
-    "search_id",
-    "model_version",
-    "collection",
-)
+RAGCTL_KEYS = RAGCTL_METADATA_KEYS
 """The metadata keys ragctl sets on every document it returns."""
 
 
 def to_documents(answer: SearchResponse) -> list[Document]:
     """One LangChain `Document` per result, best first."""
     return [
-        Document(
-            id=hit.chunk_id,
-            page_content=hit.text,
-            metadata={
-                **hit.metadata,
-                "chunk_id": hit.chunk_id,
-                "doc_id": hit.doc_id,
-                "source": hit.source,
-                "start": hit.start,
-                "end": hit.end,
-                "score": hit.score,
-                "search_id": answer.search_id,
-                "model_version": answer.model_version,
-                "collection": answer.collection,
-            },
-        )
+        Document(id=hit.chunk_id, page_content=hit.text, metadata=hit_metadata(answer, hit))
         for hit in answer.results
     ]
 
@@ -118,13 +98,7 @@ class RagctlRetriever(BaseRetriever):
         )
 
     def _search_options(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "collection": self.collection,
-            "filter": self.filter,
-            "mode": self.mode,
-            "score_threshold": self.score_threshold,
-        }
+        return {name: getattr(self, name) for name in SEARCH_OPTIONS}
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -144,13 +118,13 @@ class RagctlRetriever(BaseRetriever):
     ) -> FeedbackResponse:
         """Judge a document this retriever returned (`relevant` when the app used it) for
         the search that returned it; stored once even when retried."""
-        return self.client.feedback(**_judged(document.metadata, label, idempotency_key))
+        return self.client.feedback(**_judged(document, label, idempotency_key))
 
     async def afeedback(
         self, document: Document, label: Label = "relevant", *, idempotency_key: str | None = None
     ) -> FeedbackResponse:
         """`feedback`, awaited (the async client, else the sync one in a thread)."""
-        judged = _judged(document.metadata, label, idempotency_key)
+        judged = _judged(document, label, idempotency_key)
         if self.async_client is None:
             import asyncio
 
@@ -158,16 +132,5 @@ class RagctlRetriever(BaseRetriever):
         return await self.async_client.feedback(**judged)
 
 
-def _judged(metadata: Mapping[str, Any], label: Label, key: str | None) -> dict[str, Any]:
-    missing = [k for k in ("chunk_id", "search_id") if not metadata.get(k)]
-    if missing:
-        raise ValueError(
-            f"this document has no {' or '.join(missing)} in its metadata: feedback needs a "
-            "document this retriever returned"
-        )
-    return {
-        "chunk_id": str(metadata["chunk_id"]),
-        "search_id": str(metadata["search_id"]),
-        "label": label,
-        "idempotency_key": key,
-    }
+def _judged(document: Document, label: Label, key: str | None) -> dict[str, Any]:
+    return feedback_fields(document.metadata, label, key, what="document")

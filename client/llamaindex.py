@@ -10,8 +10,9 @@ retriever.feedback(nodes[0], "relevant")     # the app used it: one line closes 
 
 Each `NodeWithScore` holds one chunk as a `TextNode` (`id_` its chunk id, `text`, character
 offsets) with its score. The node's metadata holds the document's own metadata plus
-`chunk_id`, `doc_id`, `source`, `search_id`, `model_version` and `collection`; the ragctl keys
-other than `doc_id` and `source` are kept out of what LLMs and embedders see.
+`chunk_id`, `doc_id`, `source`, `start`, `end`, `score`, `search_id`, `model_version` and
+`collection`; the ragctl keys other than `doc_id` and `source` are kept out of what LLMs and
+embedders see.
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ from llama_index.core.schema import (  # noqa: E402
 )
 
 from ragctl.client._calls import Label, RetryPolicy  # noqa: E402
+from ragctl.client._frameworks import (  # noqa: E402
+    RAGCTL_METADATA_KEYS,
+    feedback_fields,
+    hit_metadata,
+)
 from ragctl.client.aio import AsyncClient  # noqa: E402
 from ragctl.client.sync import Client  # noqa: E402
 from ragctl.core.api import FeedbackResponse, SearchResponse  # noqa: E402
 
-HIDDEN_KEYS = ["chunk_id", "search_id", "model_version", "collection"]
+HIDDEN_KEYS = [k for k in RAGCTL_METADATA_KEYS if k not in ("doc_id", "source")]
 """Metadata keys kept out of the text LLMs and embedders see."""
 
 
@@ -50,15 +56,7 @@ def to_nodes(answer: SearchResponse) -> list[NodeWithScore]:
             text=hit.text,
             start_char_idx=hit.start,
             end_char_idx=hit.end,
-            metadata={
-                **hit.metadata,
-                "chunk_id": hit.chunk_id,
-                "doc_id": hit.doc_id,
-                "source": hit.source,
-                "search_id": answer.search_id,
-                "model_version": answer.model_version,
-                "collection": answer.collection,
-            },
+            metadata=hit_metadata(answer, hit),
             excluded_llm_metadata_keys=list(HIDDEN_KEYS),
             excluded_embed_metadata_keys=list(HIDDEN_KEYS),
         )
@@ -160,15 +158,4 @@ class RagctlRetriever(BaseRetriever):
 
 def _judged(node: NodeWithScore | BaseNode, label: Label, key: str | None) -> dict[str, Any]:
     metadata: Mapping[str, Any] = (node.node if isinstance(node, NodeWithScore) else node).metadata
-    missing = [k for k in ("chunk_id", "search_id") if not metadata.get(k)]
-    if missing:
-        raise ValueError(
-            f"this node has no {' or '.join(missing)} in its metadata: feedback needs a node "
-            "this retriever returned"
-        )
-    return {
-        "chunk_id": str(metadata["chunk_id"]),
-        "search_id": str(metadata["search_id"]),
-        "label": label,
-        "idempotency_key": key,
-    }
+    return feedback_fields(metadata, label, key, what="node")
