@@ -6,6 +6,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import json  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -15,6 +17,45 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; SHARED_DATA_DIR points elsewhere (e.g. from a worktree).
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+
+
+TINY_DOCS = {
+    "bike": "To fix a flat bicycle tyre, remove the wheel and patch the inner tube.",
+    "coffee": "Espresso is brewed by forcing hot water through finely ground coffee beans.",
+    "sleep": "Adults need seven to nine hours of sleep each night for good health.",
+    "garden": "Tomatoes need full sun, rich soil and regular watering to grow well.",
+    "astro": "Astronomers use telescopes to observe distant galaxies and stars.",
+}
+TINY_QUERIES = {"q1": ("patch a bike tire", "bike"), "q2": ("how to brew espresso", "coffee")}
+"""query id -> (text, the one relevant doc id)."""
+
+WriteBeir = Callable[..., Path]
+
+
+@pytest.fixture
+def write_beir() -> WriteBeir:
+    """Writes a small BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) and returns it:
+    `write_beir(root, docs=TINY_DOCS, queries=TINY_QUERIES)`."""
+
+    def write(
+        root: Path,
+        docs: Mapping[str, str] = TINY_DOCS,
+        queries: Mapping[str, tuple[str, str]] = TINY_QUERIES,
+    ) -> Path:
+        (root / "qrels").mkdir(parents=True)
+        (root / "corpus.jsonl").write_text(
+            "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items())
+        )
+        (root / "queries.jsonl").write_text(
+            "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in queries.items())
+        )
+        (root / "qrels" / "test.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n"
+            + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in queries.items())
+        )
+        return root
+
+    return write
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ DOCS = {
     "front/refunds.md": "Refunds over 40 dollars need the PIN of a shift lead.",
 }
 QUERIES = {"q1": ("grinder burrs", "grinder"), "q2": ("refund PIN", "refunds")}
+BEIR_DOCS = {"grinder": DOCS["bar/grinder.md"], "refunds": DOCS["front/refunds.md"]}
 
 
 def _run(data_dir: Path, *args: str, expect: int = 0):
@@ -57,23 +58,7 @@ def test_ingest_json_is_the_summary_and_the_bar_counts_chunks(ingested):
     assert "embedding" in stderr and "chunk" in stderr  # the bar, on stderr
 
 
-def _beir(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
-                for d, t in {"grinder": DOCS["bar/grinder.md"],
-                             "refunds": DOCS["front/refunds.md"]}.items())
-    )  # fmt: skip
-    (root / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items())
-    )
-    (root / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items())
-    )
-    return root
-
-
-def test_every_reporting_command_prints_only_json(ingested, tmp_path):
+def test_every_reporting_command_prints_only_json(ingested, tmp_path, write_beir):
     root, data_dir, _, _ = ingested
     rows = [
         RunRow("384", "exact", 384, {"ndcg@10": 0.5}),
@@ -83,6 +68,7 @@ def test_every_reporting_command_prints_only_json(ingested, tmp_path):
         scored = [RunRow(r.name, r.kind, r.dim, {"ndcg@10": value}) for r in rows]
         report = EvalReport(name, "tiny", "test", 384, {"queries": 2, "corpus": 2}, scored)
         save_report(report, tmp_path / name / "report.json")
+    beir = write_beir(tmp_path / "tiny", BEIR_DOCS, QUERIES)
     commands = {
         "search": ["search", "how often are the burrs replaced?", "--json", "-k", "2"],
         "collections": ["collections", "--json"],
@@ -91,7 +77,7 @@ def test_every_reporting_command_prints_only_json(ingested, tmp_path):
         "feedback stats": ["feedback", "stats", "--json"],
         "compare": ["compare", str(tmp_path / "base" / "report.json"),
                     str(tmp_path / "tuned" / "report.json"), "--json"],
-        "eval": ["eval", "--dataset", str(_beir(tmp_path / "tiny")), "--no-pipeline",
+        "eval": ["eval", "--dataset", str(beir), "--no-pipeline",
                  "--dims", "384,64", "--json"],
         "retune": ["retune", "--pairs", str(_pairs(tmp_path)), "--dry-run", "--json"],
         "models profile": ["models", "profile", "v1", "--eval-set", str(_pairs(tmp_path)),

