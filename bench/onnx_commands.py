@@ -6,11 +6,11 @@
    interleaved across backends: wall time from spawn to exit, the children's CPU time, and
    whether torch was imported.
 3. `ragctl serve` per backend: seconds from spawn until it answers /v1/health (listening) and
-   until /v1/ready is 200 (model loaded); in the first run, then HTTP dense searches at 1, 8
-   and 32 concurrent clients (threads of this process, one keep-alive connection each,
-   --requests per level): requests/s and p50/p95 latency; then stopped.
+   until /v1/ready is 200 (model loaded); then stopped. (HTTP throughput: serve_backends.py.)
+4. `ragctl ingest --json` per backend of the first --ingest-docs scifact documents into a new
+   collection: chunks/s of the ingest (load, chunk, embed, upsert).
 
-    .venv/bin/python bench/onnx_commands.py [--onnx-dir DIR] [--runs 3] [--requests 300]
+    .venv/bin/python bench/onnx_commands.py [--onnx-dir DIR] [--runs 3] [--ingest-docs 300]
         [--out bench/results]
 """
 
@@ -99,43 +99,7 @@ def cold_search(data_dir: Path, backend: str, mode: str) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": _children_cpu() - before, "torch": probe["torch"]}
 
 
-def http_load(url: str, clients: int, requests: int) -> dict[str, Any]:
-    """`requests` dense searches from `clients` threads at once: req/s, p50 and p95 ms."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    import httpx
-
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per_client = max(1, requests // clients)
-    queries = [f"{QUERY} {i}" for i in range(per_client)]
-
-    def client(_: int) -> None:
-        with httpx.Client(timeout=120) as http:
-            for query in queries:
-                started = time.perf_counter()
-                answer = http.post(f"{url}/v1/search", json={"query": query, "mode": "dense"})
-                answer.raise_for_status()
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    seconds = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "req_per_s": round(len(latencies) / seconds, 1),
-        "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
-        "p95_ms": round(1000 * latencies[int(len(latencies) * 0.95) - 1], 1),
-    }
-
-
-def serve_times(
-    data_dir: Path, backend: str, timeout_s: float = 600, load: int = 0
-) -> dict[str, Any]:
+def serve_times(data_dir: Path, backend: str, timeout_s: float = 600) -> dict[str, Any]:
     import httpx
 
     with socket.socket() as sock:
@@ -150,7 +114,6 @@ def serve_times(
     url = f"http://127.0.0.1:{port}"
     listening = ready = None
     first_ready_status = None
-    http: dict[str, Any] = {}
     try:
         while time.perf_counter() - started < timeout_s and proc.poll() is None:
             try:
@@ -165,8 +128,6 @@ def serve_times(
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        if ready is not None and load:
-            http = {str(c): http_load(url, c, load) for c in (1, 8, 32)}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -178,7 +139,39 @@ def serve_times(
         "listening_s": listening,
         "ready_s": ready,
         "first_ready_status": first_ready_status,
-        "http": http,
+    }
+
+
+def ingest_corpus(data_root: Path, docs: int, work: Path) -> Path:
+    """The first `docs` records of scifact's corpus as one jsonl file (else the examples)."""
+    source = data_root / "scifact" / "corpus.jsonl"
+    if not source.is_file():
+        return ROOT / "examples" / "corpus"
+    target = work / "ingest" / "scifact-head.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source.open(encoding="utf-8") as src, target.open("w", encoding="utf-8") as out:
+        for _, line in zip(range(docs), src, strict=False):
+            out.write(line)
+    return target
+
+
+def ingest_time(data_dir: Path, backend: str, corpus: Path, run: int) -> dict[str, Any]:
+    """`ragctl ingest --json` of `corpus` into a new collection: chunks, wall and encode s."""
+    before = _children_cpu()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "ragctl", "--data-dir", str(data_dir), "ingest", str(corpus),
+         "--collection", f"ingest-{backend}-{run}", "--json"],
+        env=_env(backend), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    report = json.loads(done.stdout)
+    return {
+        "wall_s": wall,
+        "cpu_s": _children_cpu() - before,
+        "chunks": report["chunks_written"],
+        "took_s": report["took_ms"] / 1000,
+        "encode_s": report["encode_ms"] / 1000,
     }
 
 
@@ -190,7 +183,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx-dir", type=Path, help="an export of the packaged model")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=300, help="HTTP searches per level")
+    parser.add_argument(
+        "--ingest-docs", type=int, default=300, help="scifact documents ingested per backend"
+    )
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     load_start = os.getloadavg()
@@ -201,16 +197,19 @@ def main() -> None:
             mode: {b: [] for b in BACKENDS} for mode in ("dense", "hybrid")
         }
         serves: dict[str, list[dict[str, Any]]] = {b: [] for b in BACKENDS}
+        ingests: dict[str, list[dict[str, Any]]] = {b: [] for b in BACKENDS}
+        corpus = ingest_corpus(args.data_root, args.ingest_docs, work)
         for run in range(args.runs):
             for mode in searches:
                 for backend in BACKENDS:
                     searches[mode][backend].append(cold_search(data_dir, backend, mode))
             for backend in BACKENDS:
-                load = args.requests if run == 0 else 0
-                serves[backend].append(serve_times(data_dir, backend, load=load))
+                serves[backend].append(serve_times(data_dir, backend))
+            for backend in BACKENDS:
+                ingests[backend].append(ingest_time(data_dir, backend, corpus, run))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary: dict[str, Any] = {"search": {}, "serve": {}}
+    summary: dict[str, Any] = {"search": {}, "serve": {}, "ingest": {}}
     for mode, per_backend in searches.items():
         torch_wall = _median([r["wall_s"] for r in per_backend["torch"]])
         summary["search"][mode] = {
@@ -227,7 +226,17 @@ def main() -> None:
             "listening_s_median": _median([r["listening_s"] or float("nan") for r in runs]),
             "ready_s_median": _median([r["ready_s"] or float("nan") for r in runs]),
             "first_ready_status": [r["first_ready_status"] for r in runs],
-            "http": runs[0]["http"],
+        }
+    torch_rate = _median([r["chunks"] / r["took_s"] for r in ingests["torch"]])
+    for backend, runs in ingests.items():
+        rate = _median([r["chunks"] / r["took_s"] for r in runs])
+        summary["ingest"][backend] = {
+            "chunks": runs[0]["chunks"],
+            "chunks_per_s_median": rate,
+            "took_s_median": _median([r["took_s"] for r in runs]),
+            "encode_s_median": _median([r["encode_s"] for r in runs]),
+            "wall_s_median": _median([r["wall_s"] for r in runs]),
+            "vs_torch": round(rate / torch_rate, 2),
         }
     result = {
         "command": "python bench/onnx_commands.py " + " ".join(sys.argv[1:]),
@@ -242,7 +251,8 @@ def main() -> None:
         "runs": args.runs,
         "export": made,
         "summary": summary,
-        "raw": {"search": searches, "serve": serves},
+        "ingest_corpus": str(corpus),
+        "raw": {"search": searches, "serve": serves, "ingest": ingests},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "onnx_commands.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -259,8 +269,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "backends interleaved.",
         "",
         f"Machine: {m['cpus']} CPUs, Python {m['python']}. Load average at start "
-        f"{m['load_avg_start']}, at end {m['load_avg_end']}: other helpers' jobs shared the "
-        "cores, so read the ratios of this one run, not the absolute seconds.",
+        f"{m['load_avg_start']}, at end {m['load_avg_end']} (other jobs on the 2 cores inflate "
+        "absolute seconds; read the ratios of this one run).",
         "",
         "## `ragctl search` in a cold process (examples' bar handbook, medians)",
         "",
@@ -285,22 +295,25 @@ def _markdown(result: dict[str, Any]) -> str:
             f"| {backend} | {row['listening_s_median']} | {row['ready_s_median']} | "
             f"{row['first_ready_status']} |"
         )
-    torch_http = result["summary"]["serve"]["torch"]["http"]
     lines += [
         "",
-        "## HTTP dense search on `ragctl serve` (first run; clients are threads of the bench)",
+        f"## `ragctl ingest` of `{Path(result['ingest_corpus']).name}` into a new collection "
+        "(medians)",
         "",
-        "| backend | clients | req/s | p50 ms | p95 ms | req/s vs torch |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| backend | chunks | chunks/s | vs torch | ingest s | of it encoding s | process wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for backend, row in result["summary"]["serve"].items():
-        for clients, measured in row["http"].items():
-            base = torch_http.get(clients, {}).get("req_per_s")
-            ratio = f"{measured['req_per_s'] / base:.2f}x" if base else "-"
-            lines.append(
-                f"| {backend} | {clients} | {measured['req_per_s']} | {measured['p50_ms']} | "
-                f"{measured['p95_ms']} | {ratio} |"
-            )
+    for backend, row in result["summary"]["ingest"].items():
+        lines.append(
+            f"| {backend} | {row['chunks']} | {row['chunks_per_s_median']} | {row['vs_torch']}x | "
+            f"{row['took_s_median']} | {row['encode_s_median']} | {row['wall_s_median']} |"
+        )
+    lines += [
+        "",
+        "chunks/s counts the ingest itself (`took_ms` of `--json`: load, chunk, embed, upsert), "
+        "not the interpreter start. A promotion's re-embed encodes stored chunk texts with the "
+        "same `encode_documents` path. HTTP search per backend: `serve_backends.md`.",
+    ]
     lines.append("")
     return "\n".join(lines)
 
