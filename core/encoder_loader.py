@@ -8,6 +8,7 @@ imports neither torch nor sentence-transformers.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,16 @@ from ragctl.core.settings import ModelBackend, ModelSettings
 logger = logging.getLogger(__name__)
 
 _CPU_DEVICES = (None, "", "cpu")
+_NVIDIA_DEVICE = Path("/dev/nvidia0")
+
+
+def nvidia_gpu_visible() -> bool:
+    """Whether this process can see an NVIDIA GPU, told without importing torch (its device
+    node exists and CUDA_VISIBLE_DEVICES does not hide every device)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hidden = visible is not None and visible.strip() in ("", "-1")
+    return _NVIDIA_DEVICE.exists() and not hidden
+
 
 # Intra-op threads for encoders this process loads without naming any (`set_threads`).
 _process_threads: int | None = None
@@ -49,12 +60,15 @@ def resolve_backend(
 
     `auto` resolves to: `onnx-int8` when `int8_approved` (the gate measured int8 within its
     tolerance of fp32) and the int8 file exists; else `onnx` when the fp32 export exists; else
-    `torch`. It also stays on torch when `device` names an accelerator (`cuda`, `mps`): the ONNX
-    encoder runs on CPU. An explicit backend is returned as is (loading checks its files).
+    `torch`. It stays on torch when `device` names an accelerator (`cuda`, `mps`), or is unset
+    on a machine with a visible NVIDIA GPU (torch would pick it): the ONNX encoder runs on CPU.
+    An explicit backend is returned as is (loading checks its files).
     """
     if requested is not ModelBackend.AUTO:
         return requested
     if device not in _CPU_DEVICES or onnx_dir is None:
+        return ModelBackend.TORCH
+    if not device and nvidia_gpu_visible():
         return ModelBackend.TORCH
     if int8_approved and (onnx_dir / INT8_FILE).is_file():
         return ModelBackend.ONNX_INT8

@@ -46,6 +46,23 @@ def test_resolve_backend_auto(tmp_path, files, int8_approved, device, expected):
     assert resolve_backend(AUTO, folder, device=device, int8_approved=int8_approved) is expected
 
 
+def test_resolve_backend_auto_stays_on_torch_when_an_unset_device_would_be_a_gpu(
+    tmp_path, monkeypatch
+):
+    from ragctl.core import encoder_loader
+
+    folder = _export_dir(tmp_path, FP32_FILE)
+    fake_gpu = tmp_path / "nvidia0"
+    monkeypatch.setattr(encoder_loader, "_NVIDIA_DEVICE", fake_gpu)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert resolve_backend(AUTO, folder) is ONNX  # no GPU
+    fake_gpu.touch()
+    assert resolve_backend(AUTO, folder) is TORCH  # torch would run on it
+    assert resolve_backend(AUTO, folder, device="cpu") is ONNX  # CPU asked for
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert resolve_backend(AUTO, folder) is ONNX  # every GPU hidden
+
+
 def test_resolve_backend_auto_without_a_local_folder_is_torch():
     assert resolve_backend(AUTO, None) is TORCH
 
