@@ -116,6 +116,13 @@ def serve(
         ctx.exit(3)  # uvicorn logged why (one line for ragctl's own errors)
 
 
+_FEEDBACK_COLLECTION = click.option(
+    "--collection",
+    "-c",
+    help="Only this collection's (alias) searches and feedback; default: every collection's.",
+)
+
+
 @click.group()
 def feedback() -> None:
     """Read the search and feedback log the retriever writes (safe while it runs).
@@ -137,9 +144,10 @@ def feedback() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write to this file instead of standard output.",
 )
+@_FEEDBACK_COLLECTION
 @click.pass_context
 @translate_errors
-def export(ctx: click.Context, since: str | None, out: Path | None) -> None:
+def export(ctx: click.Context, since: str | None, out: Path | None, collection: str | None) -> None:
     """Write feedback as JSON lines, oldest first, for the tuner and evalkit.
 
     One record per judgement: feedback_id, query, chunk_id, doc_id, label (relevant |
@@ -157,23 +165,24 @@ def export(ctx: click.Context, since: str | None, out: Path | None) -> None:
     count = 0
     with open_feedback_log(settings, create=False) as log:
         if out is None:
-            for row in log.iter_feedback(since_ts):
+            for row in log.iter_feedback(since_ts, collection=collection):
                 click.echo(json.dumps(row, ensure_ascii=False))
                 count += 1
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as handle:
-            for row in log.iter_feedback(since_ts):
+            for row in log.iter_feedback(since_ts, collection=collection):
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
     click.echo(f"exported {count} feedback records to {out}", err=True)
 
 
 @feedback.command("stats")
+@_FEEDBACK_COLLECTION
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 @translate_errors
-def stats(ctx: click.Context, as_json: bool) -> None:
+def stats(ctx: click.Context, collection: str | None, as_json: bool) -> None:
     """Count logged searches and feedback, by label and by model version.
 
     Shows how much training signal the tuner has (relevant judgements are its positives,
@@ -185,7 +194,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     from ragctl.retriever.feedback_log import open_feedback_log
 
     with open_feedback_log(state(ctx).settings(), create=False) as log:
-        result = log.stats()
+        result = log.stats(collection=collection)
     if as_json:
         emit_json({"total": result.feedback, **asdict(result)})
         return

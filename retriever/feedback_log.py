@@ -483,27 +483,30 @@ class FeedbackLog:
                 return
             last_id = int(rows[-1][0])
 
-    def stats(self) -> FeedbackStats:
-        """Counts of searches and feedback, by label and by model version."""
+    def stats(self, *, collection: str | None = None) -> FeedbackStats:
+        """Counts of searches and feedback, by label and by model version (of the collection
+        `collection` only, when given)."""
+        sql, params = _in_collection("SELECT model_version, COUNT(*) FROM searches WHERE 1 = 1",
+                                     [], collection)  # fmt: skip
         searches_by_version = {
             int(version): int(n)
             for version, n in self._execute(
-                "SELECT model_version, COUNT(*) FROM searches GROUP BY model_version",
-                (),
-                fetch=True,
+                sql + " GROUP BY model_version", tuple(params), fetch=True
             )
         }
         by_version: dict[int, dict[str, int]] = {}
         by_label = dict.fromkeys(LABELS, 0)
+        sql, params = _in_collection(
+            "SELECT model_version, label, COUNT(*) FROM feedback WHERE 1 = 1", [], collection
+        )
         for version, label, n in self._execute(
-            "SELECT model_version, label, COUNT(*) FROM feedback GROUP BY model_version, label",
-            (),
-            fetch=True,
+            sql + " GROUP BY model_version, label", tuple(params), fetch=True
         ):
             by_version.setdefault(int(version), dict.fromkeys(LABELS, 0))[label] = int(n)
             by_label[label] = by_label.get(label, 0) + int(n)
-        free_text = self._execute("SELECT COUNT(*) FROM feedback WHERE free_text = ?", (True,),
-                                  fetch=True)[0][0]  # fmt: skip
+        sql, params = _in_collection("SELECT COUNT(*) FROM feedback WHERE free_text = ?", [True],
+                                     collection)  # fmt: skip
+        free_text = self._execute(sql, tuple(params), fetch=True)[0][0]
         return FeedbackStats(
             free_text=int(free_text),
             searches=sum(searches_by_version.values()),

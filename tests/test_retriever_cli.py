@@ -100,6 +100,24 @@ def test_retriever_cli_feedback_stats(filled_log):
     }
 
 
+def test_retriever_cli_feedback_stats_and_export_of_one_collection(filled_log):
+    with open_feedback_log(filled_log) as log:
+        log.log_search(SearchEvent("s9", "refunds?", 10, 1, "faq__v1", ("f#0@1",)))
+        log.log_feedback(FeedbackEvent("refunds?", "f#0@1", "f", "relevant", "refund text", 1,
+                                       "faq__v1", search_id="s9", rank=1))  # fmt: skip
+    every = json.loads(_run("feedback", "stats", "--json").output)
+    assert (every["searches"], every["feedback"]) == (3, 4)
+    faq = json.loads(_run("feedback", "stats", "--collection", "faq", "--json").output)
+    assert (faq["searches"], faq["feedback"], faq["by_label"]["relevant"]) == (1, 1, 1)
+    docs = json.loads(_run("feedback", "stats", "-c", "docs", "--json").output)
+    assert (docs["searches"], docs["feedback"]) == (2, 3)
+    none = json.loads(_run("feedback", "stats", "-c", "doc", "--json").output)  # not a prefix
+    assert (none["searches"], none["feedback"]) == (0, 0)
+    lines = _run("feedback", "export", "-c", "faq").output.splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [r["chunk_id"] for r in rows] == ["f#0@1"]
+
+
 def test_retriever_cli_feedback_without_a_log_says_so():
     result = _run("feedback", "stats", expect=1)
     assert "no feedback log at" in result.output and "Traceback" not in result.output
