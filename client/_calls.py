@@ -41,9 +41,15 @@ from ragctl.core.api import (
     EmbeddingsResponse,
     FeedbackRequest,
     FeedbackResponse,
+    FeedbackStatsResponse,
     HealthResponse,
+    ModelDetail,
+    ModelsResponse,
     ReadyResponse,
     ReloadResponse,
+    ReportDetail,
+    ReportsResponse,
+    RetuneStatusResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -371,6 +377,30 @@ class Calls:
             input_type=input_type,
         )
         return Call("POST", "/v1/embeddings", EmbeddingsResponse, body=body)
+
+    # --- what the console reads ---
+    def models(self, *, collection: str | None) -> Call[ModelsResponse]:
+        params = {"collection": self._in(collection)}
+        return Call("GET", "/v1/models", ModelsResponse, params=params)
+
+    def model(self, version: int) -> Call[ModelDetail]:
+        return Call("GET", f"/v1/models/{int(version)}", ModelDetail)
+
+    def feedback_stats(self, *, days: int, collection: str | None) -> Call[FeedbackStatsResponse]:
+        params = {"collection": self._in(collection), "days": days}
+        return Call("GET", "/v1/feedback/stats", FeedbackStatsResponse, params=params)
+
+    def retune_status(self, *, collection: str | None) -> Call[RetuneStatusResponse]:
+        params = {"collection": self._in(collection)}
+        return Call("GET", "/v1/retune/status", RetuneStatusResponse, params=params)
+
+    def reports(self) -> Call[ReportsResponse]:
+        return Call("GET", "/v1/reports", ReportsResponse)
+
+    def report(self, report_id: str) -> Call[ReportDetail]:
+        # The id is a path (`registry/v2/candidate`): its `/` stay, each segment is quoted.
+        path = "/".join(_quoted(part) for part in report_id.split("/"))
+        return Call("GET", f"/v1/reports/{path}", ReportDetail)
 
     # --- admin ---
     def physical_collections(self) -> Call[CollectionsResponse]:

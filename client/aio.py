@@ -36,9 +36,15 @@ from ragctl.core.api import (
     DocumentSummary,
     EmbeddingsResponse,
     FeedbackResponse,
+    FeedbackStatsResponse,
     HealthResponse,
+    ModelDetail,
+    ModelsResponse,
     ReadyResponse,
     ReloadResponse,
+    ReportDetail,
+    ReportsResponse,
+    RetuneStatusResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -305,6 +311,33 @@ class AsyncClient:
                 texts, dimensions=dimensions, input_type=input_type, collection=collection
             )
         )
+
+    # --- what the console reads (a read key when the server has read keys) ---
+    async def models(self, *, collection: str | None = None) -> ModelsResponse:
+        """`GET /v1/models`: every model version, which one serves the collection, its profile."""
+        return await self.send(self.calls.models(collection=collection))
+
+    async def model(self, version: int) -> ModelDetail:
+        """`GET /v1/models/{version}`: one version with its training, gate and evaluation."""
+        return await self.send(self.calls.model(version))
+
+    async def feedback_stats(
+        self, *, days: int = 30, collection: str | None = None
+    ) -> FeedbackStatsResponse:
+        """`GET /v1/feedback/stats`: judgements by label, by day (the last `days`), newest."""
+        return await self.send(self.calls.feedback_stats(days=days, collection=collection))
+
+    async def retune_status(self, *, collection: str | None = None) -> RetuneStatusResponse:
+        """`GET /v1/retune/status`: the latest retune of the collection (running, finished...)."""
+        return await self.send(self.calls.retune_status(collection=collection))
+
+    async def reports(self) -> ReportsResponse:
+        """`GET /v1/reports`: every eval report (the registry's and the reports folder's)."""
+        return await self.send(self.calls.reports())
+
+    async def report(self, report_id: str) -> ReportDetail:
+        """`GET /v1/reports/{id}`: one report, whole (404: `NotFoundError`)."""
+        return await self.send(self.calls.report(report_id))
 
     # --- admin (an admin key) ---
     async def physical_collections(self) -> CollectionsResponse:

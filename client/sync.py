@@ -34,9 +34,15 @@ from ragctl.core.api import (
     DocumentSummary,
     EmbeddingsResponse,
     FeedbackResponse,
+    FeedbackStatsResponse,
     HealthResponse,
+    ModelDetail,
+    ModelsResponse,
     ReadyResponse,
     ReloadResponse,
+    ReportDetail,
+    ReportsResponse,
+    RetuneStatusResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -286,6 +292,33 @@ class Client:
                 texts, dimensions=dimensions, input_type=input_type, collection=collection
             )
         )
+
+    # --- what the console reads (a read key when the server has read keys) ---
+    def models(self, *, collection: str | None = None) -> ModelsResponse:
+        """`GET /v1/models`: every model version, which one serves the collection, its profile."""
+        return self.send(self.calls.models(collection=collection))
+
+    def model(self, version: int) -> ModelDetail:
+        """`GET /v1/models/{version}`: one version with its training, gate and evaluation."""
+        return self.send(self.calls.model(version))
+
+    def feedback_stats(
+        self, *, days: int = 30, collection: str | None = None
+    ) -> FeedbackStatsResponse:
+        """`GET /v1/feedback/stats`: judgements by label, by day (the last `days`), newest."""
+        return self.send(self.calls.feedback_stats(days=days, collection=collection))
+
+    def retune_status(self, *, collection: str | None = None) -> RetuneStatusResponse:
+        """`GET /v1/retune/status`: the latest retune of the collection (running, finished...)."""
+        return self.send(self.calls.retune_status(collection=collection))
+
+    def reports(self) -> ReportsResponse:
+        """`GET /v1/reports`: every eval report (the registry's and the reports folder's)."""
+        return self.send(self.calls.reports())
+
+    def report(self, report_id: str) -> ReportDetail:
+        """`GET /v1/reports/{id}`: one report, whole (404: `NotFoundError`)."""
+        return self.send(self.calls.report(report_id))
 
     # --- admin (an admin key) ---
     def physical_collections(self) -> CollectionsResponse:

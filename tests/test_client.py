@@ -323,6 +323,28 @@ def test_live_feedback_sent_twice_is_stored_once(live_server, reader, writer):
     assert len(_feedback_rows(live_server, found.search_id, chunk)) == 1
 
 
+def test_live_console_reads(live_server, reader, writer):
+    found = reader.search(QUERY, k=1)
+    writer.feedback(search_id=found.search_id, chunk_id=found.results[0].chunk_id)
+    stats = reader.feedback_stats(days=7)
+    assert stats.collection == "docs" and stats.days == 7 and len(stats.by_day) == 7
+    assert stats.by_label["relevant"] >= 1 and stats.recent
+    models = reader.models()
+    assert models.serving == found.model_version
+    assert reader.model(found.model_version).version == found.model_version
+    assert reader.retune_status().status is None  # no retune ran on this server
+    assert reader.reports().folder.endswith("reports")  # data_dir/reports by default
+    with pytest.raises(NotFoundError):
+        reader.report("registry/v99/candidate")
+
+    async def read_async():
+        async with AsyncClient(live_server.url, api_key=live_server.read_key) as client:
+            return await client.feedback_stats(days=7), await client.models()
+
+    async_stats, async_models = asyncio.run(read_async())
+    assert async_stats.by_label == stats.by_label and async_models.serving == models.serving
+
+
 class LoseFirstAnswer(httpx.BaseTransport):
     """Sends every request to the real server, but drops the first answer (as a connection
     cut after the server answered would), so the client must retry a request that was done."""
