@@ -170,8 +170,10 @@ class RetrieverSettings(BaseModel):
     # by this many encoder threads.
     query_batch_size: int = Field(default=32, ge=1, le=1024)
     query_encoder_threads: int = Field(default=2, ge=1, le=64)
-    # torch intra-op threads in the server (None = torch's default, one per core). 1 avoids
-    # OpenMP barrier stalls when requests run concurrently on a busy CPU.
+    # Intra-op threads of the server's model, torch or onnxruntime alike (None = the
+    # library's default, one per core). 1 avoids barrier stalls when requests run
+    # concurrently; bench/results/serve_backends.md measured 1 x 2 encoder threads best at
+    # 8-32 clients, 2 x 1 encoder thread best for a lone client.
     torch_threads: int | None = Field(default=1, ge=1, le=256)
     # API keys by role, each one key or a list of keys (`["k1", "k2"]`, in the environment as
     # JSON); admin implies write implies read. No admin key: the admin routes are off (403).
