@@ -7,7 +7,7 @@ Names (`collection` is the collection's alias name, e.g. `docs`):
   encoder), `encode` (the model call), `store` (the Qdrant query) and `log` (the durable
   search-log write); a batch search is observed once.
 - `ragctl_query_encode_batch_size{collection}`: queries encoded in the same model call as a
-  search's (micro-batching; 1 = alone).
+  search's (micro-batching; 1 = alone; a sparse search calls no model and is not counted).
 - `ragctl_searches_total{collection, mode}`: queries answered (each query of a batch counts).
 - `ragctl_feedback_total{collection, label}`: feedback events stored, by label.
 - `ragctl_documents_chunks_written_total{collection}` / `..._deleted_total{collection}`.
@@ -133,7 +133,8 @@ class Metrics:
         name = outcome.serving.spec.name
         if isinstance(outcome, SearchOutcome):
             self.search_stage_seconds.labels(name, "queue").observe(outcome.queue_s)
-            self.encode_batch_size.labels(name).observe(outcome.encode_batch)
+            if outcome.encode_batch:
+                self.encode_batch_size.labels(name).observe(outcome.encode_batch)
         self.search_stage_seconds.labels(name, "encode").observe(outcome.encode_s)
         self.search_stage_seconds.labels(name, "store").observe(outcome.store_s)
         self.search_stage_seconds.labels(name, "log").observe(outcome.log_s)

@@ -67,8 +67,8 @@ class SearchOutcome:
     log_s: float
     queue_s: float = 0.0
     """Waiting for the query encoder (micro-batching); not part of `encode_s`."""
-    encode_batch: int = 1
-    """Queries encoded in the same model call as this one."""
+    encode_batch: int = 0
+    """Queries encoded in the same model call as this one (0: no model call, sparse mode)."""
 
 
 @dataclass(frozen=True)
@@ -211,17 +211,14 @@ class RetrieverService:
         params = self._params(request, serving)
         started = time.perf_counter()
         vectors = None
-        queue_s, encode_batch = 0.0, 1
+        queue_s, encode_batch = 0.0, 0
         if params.mode is not SearchMode.SPARSE:  # sparse search needs no model call
             if self.batcher is not None:
                 batched = self.batcher.encode(serving.encoder, query)
-                vectors, queue_s, encode_batch = (
-                    batched.embeddings,
-                    batched.queued_s,
-                    batched.batch_size,
-                )
+                vectors, queue_s = batched.embeddings, batched.queued_s
+                encode_batch = batched.batch_size
             else:
-                vectors = serving.encoder.encode_queries([query])
+                vectors, encode_batch = serving.encoder.encode_queries([query]), 1
         encoded = time.perf_counter()
         hits = self.store.search(serving.physical, vectors, params, text=query)
         searched = time.perf_counter()
