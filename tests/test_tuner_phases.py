@@ -172,7 +172,7 @@ def test_decide_then_record_writes_the_registry_and_the_card(serving, tmp_path):
     assert steps[0].startswith("gate (dense serving): promote -- promote: ndcg@10 gain 64 +0.1000")
     assert steps[-1] == (
         "v2 would serve in dense mode (two-stage: the default; nothing beat two-stage on 40 "
-        "queries): {'two-stage': 0.6}"
+        "queries); ndcg@10 two-stage 0.6000"
     )
     v2 = registry.get(2)
     assert (v2.status, v2.search["mode"]) == ("candidate", "dense")

@@ -573,9 +573,10 @@ def record_outcome(
     if evaluation.candidate_profile is not None:
         chosen = evaluation.candidate_profile
         why = "significantly better than" if chosen["test"] else "the default; nothing beat"
+        scores = ", ".join(f"{row} {value:.4f}" for row, value in chosen["ndcg@10"].items())
         step(
             f"v{candidate.version} would serve in {chosen['mode']} mode ({chosen['chosen']}: "
-            f"{why} {chosen['default']} on {chosen['queries']} queries): {chosen['ndcg@10']}"
+            f"{why} {chosen['default']} on {chosen['queries']} queries); ndcg@10 {scores}"
         )
 
 
