@@ -128,6 +128,12 @@ def main() -> None:
     parser.add_argument("--validation-corpus-limit", type=int, default=2000)
     parser.add_argument("--evals-per-epoch", type=float, default=2.0)
     parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument(
+        "--shortlist-loss-weight", type=float, default=1.0, help="tuner.shortlist_loss_weight"
+    )
+    parser.add_argument(
+        "--shortlist-alignment", type=float, default=0.0, help="tuner.shortlist_alignment"
+    )
     parser.add_argument("--note", default="", help="recorded as is (e.g. the machine was shared)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument(
@@ -164,6 +170,8 @@ def main() -> None:
                 "validation_corpus_limit": args.validation_corpus_limit,
                 "evals_per_epoch": args.evals_per_epoch,
                 "early_stopping_patience": args.patience,
+                "shortlist_loss_weight": args.shortlist_loss_weight,
+                "shortlist_alignment": args.shortlist_alignment,
             },
         )
         store = EdgeStore(settings.qdrant_path)
