@@ -175,6 +175,17 @@ def ingest_time(data_dir: Path, backend: str, corpus: Path, run: int) -> dict[st
     }
 
 
+def machine_info(load_start: tuple[float, float, float]) -> dict[str, Any]:
+    """The machine, and its load average when the run started and now."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_start": [round(x, 2) for x in load_start],
+        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -241,13 +252,7 @@ def main() -> None:
     result = {
         "command": "python bench/onnx_commands.py " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_start": [round(x, 2) for x in load_start],
-            "load_avg_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine_info(load_start),
         "runs": args.runs,
         "export": made,
         "summary": summary,

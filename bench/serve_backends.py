@@ -22,7 +22,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import platform
 import re
 import shutil
 import signal
@@ -36,6 +35,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from http_search import wait_ready  # noqa: E402
+from onnx_commands import machine_info  # noqa: E402
 
 CLIENTS = (1, 8, 32)
 # name -> environment of `ragctl serve` (settings as RAGCTL_* variables).
@@ -175,19 +178,7 @@ class Server:
         )  # fmt: skip
 
     def wait_ready(self, timeout_s: float = 300) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server {self.name} exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/v1/ready", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"server {self.name} not ready after {timeout_s:.0f} s")
+        wait_ready(self.url, self.proc, timeout_s)
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -322,13 +313,7 @@ def main() -> None:
     result = {
         "command": "python bench/serve_backends.py " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_start": [round(x, 2) for x in load_start],
-            "load_avg_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine_info(load_start),
         "export": made,
         "variants": {n: VARIANTS[n] for n in names},
         "results": results,
