@@ -172,8 +172,8 @@ class RetrieverSettings(BaseModel):
     query_encoder_threads: int = Field(default=2, ge=1, le=64)
     # Intra-op threads of the server's model, torch or onnxruntime alike (None = the
     # library's default, one per core). 1 avoids barrier stalls when requests run
-    # concurrently; bench/results/serve_backends.md measured 1 x 2 encoder threads best at
-    # 8-32 clients, 2 x 1 encoder thread best for a lone client.
+    # concurrently; bench/results/serve_backends.md measured 1 (with 2 encoder threads) best
+    # at 8-32 clients, 2 (with 1 encoder thread) best for a lone client.
     torch_threads: int | None = Field(default=1, ge=1, le=256)
     # API keys by role, each one key or a list of keys (`["k1", "k2"]`, in the environment as
     # JSON); admin implies write implies read. No admin key: the admin routes are off (403).
