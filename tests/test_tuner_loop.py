@@ -8,36 +8,21 @@ from dataclasses import replace
 import pytest
 from conftest import REPO_ROOT
 
-from ragctl.core.collections import BoundCollection, encoder_for, open_or_create
+from ragctl.core.collections import BoundCollection, encoder_for
 from ragctl.core.records import Document
 from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.core.settings import load_settings
 from ragctl.core.store.edge import EdgeStore
-from ragctl.ingest.loaders import iter_documents
 from ragctl.ingest.pipeline import ingest_documents, make_chunker
 from ragctl.tuner.loop import RetuneOptions, retune
-from ragctl.tuner.pairs import pin_to_chunks
 from ragctl.tuner.promote import reembed, rollback, switch
 from ragctl.tuner.publish import files_to_upload
 
 
 @pytest.fixture(scope="session")
-def demo_store_template(tmp_path_factory, real_encoder):
+def demo_store_template(demo_corpus):
     """The demo corpus ingested once (v1 = base model) plus its feedback pinned to chunks."""
-    data_dir = tmp_path_factory.mktemp("demo") / "data"
-    settings = load_settings(data_dir=data_dir)
-    with EdgeStore(settings.qdrant_path) as store:
-        serving = open_or_create(store, settings, "docs", encoder=real_encoder)
-        ingest_documents(
-            iter_documents([REPO_ROOT / "examples" / "corpus"], base_dir=REPO_ROOT),
-            serving,
-            make_chunker(serving.encoder, 256, 32),
-        )
-        records = [json.loads(line) for line in (REPO_ROOT / "examples/feedback.jsonl").open()]
-        feedback = pin_to_chunks(records, serving)
-        queries = [json.loads(line) for line in (REPO_ROOT / "examples/queries.jsonl").open()]
-        judged = [{"query": q["text"], "doc_id": d} for q in queries for d in q["relevant"]]
-        pinned = pin_to_chunks(judged, serving)
+    data_dir, feedback, pinned = demo_corpus.data_dir, demo_corpus.feedback, demo_corpus.judged
     eval_set = data_dir.parent / "eval.jsonl"
     eval_set.write_text(
         "".join(

@@ -6,15 +6,10 @@ import json
 
 import pytest
 
-from ragctl.core.collections import BoundCollection, spec_for_new
-from ragctl.core.records import Document
 from ragctl.core.registry import ModelRecord, ModelRegistry
 from ragctl.core.search import SearchMode
 from ragctl.core.settings import load_settings
-from ragctl.core.store.edge import EdgeStore
 from ragctl.evalkit.results import EvalReport, RunRow
-from ragctl.ingest.pipeline import ingest_documents, make_chunker
-from ragctl.retriever.testing import KeywordEncoder
 from ragctl.tuner.errors import TunerError
 from ragctl.tuner.loop import (
     Candidate,
@@ -42,17 +37,9 @@ DOCS = {
 
 
 @pytest.fixture
-def serving(tmp_path):
+def serving(keyword_collection):
     """A collection without lexical vectors holding one chunk per document of DOCS."""
-    encoder = KeywordEncoder()
-    store = EdgeStore(tmp_path / "qdrant")
-    spec = spec_for_new("docs", 1, encoder)
-    store.create_collection(spec)
-    collection = BoundCollection(store, spec, encoder)
-    docs = [Document(doc_id, text, f"{doc_id}.md") for doc_id, text in DOCS.items()]
-    ingest_documents(docs, collection, make_chunker(encoder, 64, 8))
-    yield collection
-    store.close()
+    return keyword_collection(DOCS)
 
 
 def _pair_file(path, rows):
