@@ -29,30 +29,23 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "data" / "scifact"
+sys.path.insert(0, str(REPO))
+
+from ragctl.retriever.testing import EncoderWrapper  # noqa: E402
 
 logger = logging.getLogger("bench.eval_encode_once")
 
 
-class CountingEncoder:
+class CountingEncoder(EncoderWrapper):
     """The real encoder, counting the texts it encodes."""
 
     def __init__(self, base: Any) -> None:
-        self.base = base
+        super().__init__(base)
         self.texts = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.base, name)
 
     def encode_full(self, texts: Any, prompt: str, *, show_progress: bool = False) -> Any:
         self.texts += len(texts)
-        return self.base.encode_full(texts, prompt, show_progress=show_progress)
-
-    def encode_queries(self, texts: Any) -> Any:
-        return self.base.embeddings_from_full(self.encode_full(texts, self.base.query_prompt))
-
-    def encode_documents(self, texts: Any, *, show_progress: bool = False) -> Any:
-        full = self.encode_full(texts, self.base.document_prompt, show_progress=show_progress)
-        return self.base.embeddings_from_full(full)
+        return super().encode_full(texts, prompt, show_progress=show_progress)
 
 
 def main() -> None:

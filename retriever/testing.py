@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -102,3 +102,33 @@ class KeywordEncoder:
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Embeddings:
         """Embed chunks."""
         return self.embeddings_from_full(self.encode_full(texts))
+
+
+class EncoderWrapper:
+    """Another encoder (`base`) seen through `encode_full`: queries and documents are encoded
+    by this object's `encode_full`, so a subclass that overrides it (to count texts, add
+    noise...) changes every path; everything else is the base encoder's."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+    def encode_full(
+        self, texts: Sequence[str], prompt: str, *, show_progress: bool = False
+    ) -> NDArray[np.float32]:
+        full: NDArray[np.float32] = self.base.encode_full(
+            texts, prompt, show_progress=show_progress
+        )
+        return full
+
+    def encode_queries(self, texts: Sequence[str]) -> Embeddings:
+        full = self.encode_full(texts, self.base.query_prompt)
+        embeddings: Embeddings = self.base.embeddings_from_full(full)
+        return embeddings
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Embeddings:
+        full = self.encode_full(texts, self.base.document_prompt, show_progress=show_progress)
+        embeddings: Embeddings = self.base.embeddings_from_full(full)
+        return embeddings

@@ -20,6 +20,7 @@ from ragctl.evalkit.results import EvalReport, load_report
 from ragctl.evalkit.runs import WHOLE_DOCUMENT, EvalOptions, evaluate, resolve_dims
 from ragctl.evalkit.search import best_chunk_search, exact_search, id_ranks
 from ragctl.ingest.pipeline import make_chunker
+from ragctl.retriever.testing import EncoderWrapper
 
 pytestmark = pytest.mark.slow
 
@@ -79,26 +80,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> EvalDataset:
     return load_beir(write_tiny_beir(tmp_path_factory.mktemp("beir") / "tiny"), "test")
 
 
-class CountingEncoder:
+class CountingEncoder(EncoderWrapper):
     """The real encoder, recording every (prompt, text) it encodes."""
 
     def __init__(self, base: SentenceTransformerEncoder) -> None:
-        self.base = base
+        super().__init__(base)
         self.encoded: list[tuple[str, str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.base, name)
 
     def encode_full(self, texts: Any, prompt: str, *, show_progress: bool = False) -> Any:
         self.encoded += [(prompt, t) for t in texts]
-        return self.base.encode_full(texts, prompt, show_progress=show_progress)
-
-    def encode_queries(self, texts: Any) -> Any:
-        return self.base.embeddings_from_full(self.encode_full(texts, self.base.query_prompt))
-
-    def encode_documents(self, texts: Any, *, show_progress: bool = False) -> Any:
-        full = self.encode_full(texts, self.base.document_prompt, show_progress=show_progress)
-        return self.base.embeddings_from_full(full)
+        return super().encode_full(texts, prompt, show_progress=show_progress)
 
 
 def _options(work: Path, **changes: Any) -> EvalOptions:

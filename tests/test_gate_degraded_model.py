@@ -21,35 +21,27 @@ from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.gate import decide
 from ragctl.evalkit.results import EvalReport
 from ragctl.evalkit.runs import EvalOptions, evaluate
+from ragctl.retriever.testing import EncoderWrapper
 
 LEGAL = "legal-rag-positives-synthetic"
 QUERIES, CORPUS = 60, 300
 
 
-class BlurredEncoder:
+class BlurredEncoder(EncoderWrapper):
     """The wrapped encoder with seeded Gaussian noise added to every full vector (then
     normalized again): the same model, made worse on purpose."""
 
     def __init__(self, inner: Any, noise: float, seed: int = 0) -> None:
-        self._inner, self._noise, self._seed = inner, noise, seed
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        super().__init__(inner)
+        self._noise, self._seed = noise, seed
 
     def encode_full(
         self, texts: Sequence[str], prompt: str, *, show_progress: bool = False
     ) -> NDArray[np.float32]:
-        full = self._inner.encode_full(texts, prompt, show_progress=show_progress)
+        full = super().encode_full(texts, prompt, show_progress=show_progress)
         rng = np.random.default_rng(self._seed + len(texts))
         blurred = full + rng.normal(0, self._noise, full.shape).astype(np.float32)
         return (blurred / np.linalg.norm(blurred, axis=1, keepdims=True)).astype(np.float32)
-
-    def encode_queries(self, texts: Sequence[str]) -> Any:
-        return self.embeddings_from_full(self.encode_full(texts, self.query_prompt))
-
-    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> Any:
-        full = self.encode_full(texts, self.document_prompt, show_progress=show_progress)
-        return self.embeddings_from_full(full)
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
