@@ -1,4 +1,5 @@
-"""The issue-5 check on the notebook's own dataset, through the whole loop on CPU.
+"""The issue-5 check on the notebook's own dataset, through the whole loop on CPU (or, with
+`--data` a BEIR folder such as scifact, the same loop on its train and test qrels).
 
 1. ingest legal-rag-positives-synthetic's corpus into a fresh embedded store (base model v1);
 2. replay its TRAIN pairs as if they were logged feedback (relevant = the pair's chunk);
@@ -13,6 +14,9 @@
     .venv/bin/python bench/retune_legal.py [--epochs 1] [--batch-size 32] [--hard-negatives]
         [--tag NAME] [--skip-bare] [--keep DIR] [--train-limit N] [--no-promote]
         [--validation-fraction F] [--evals-per-epoch E] [--patience P] [--note TEXT]
+
+With a BEIR folder as `--data` (no `raw/train_dataset.json`), its train qrels are retune's
+pair file and its test qrels the golden eval set; results go to `retune_<folder>_<tag>.*`.
 
 With validation (the default since issue 18), a share of the training queries picks the best
 checkpoint and `--epochs` is a maximum; `--validation-fraction 0` keeps the last step.
@@ -129,6 +133,9 @@ def main() -> None:
     parser.add_argument("--evals-per-epoch", type=float, default=2.0)
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument(
+        "--max-minutes", type=float, help="tuner.max_minutes (stops in time, keeps the best)"
+    )
+    parser.add_argument(
         "--shortlist-loss-weight", type=float, default=1.0, help="tuner.shortlist_loss_weight"
     )
     parser.add_argument(
@@ -149,7 +156,9 @@ def main() -> None:
     memory = PhaseMemory()
     memory.enter("load model + ingest")
 
-    train_rows = _pairs(data / "raw/train_dataset.json")
+    beir = not (data / "raw/train_dataset.json").is_file()
+    name = data.name if beir else "legal"
+    train_rows = [] if beir else _pairs(data / "raw/train_dataset.json")
     if args.train_limit and args.train_limit < len(train_rows):
         import random
 
@@ -158,7 +167,7 @@ def main() -> None:
         tmp = str(args.keep) if args.keep else scratch
         settings = load_settings(
             data_dir=Path(tmp),
-            collection="legal",
+            collection=name,
             tuner={
                 "epochs": args.epochs,
                 "batch_size": args.batch_size,
@@ -170,41 +179,47 @@ def main() -> None:
                 "validation_corpus_limit": args.validation_corpus_limit,
                 "evals_per_epoch": args.evals_per_epoch,
                 "early_stopping_patience": args.patience,
+                "max_minutes": args.max_minutes,
                 "shortlist_loss_weight": args.shortlist_loss_weight,
                 "shortlist_alignment": args.shortlist_alignment,
             },
         )
         store = EdgeStore(settings.qdrant_path)
-        serving = open_or_create(store, settings, "legal")
+        serving = open_or_create(store, settings, name)
         spec, encoder = serving.spec, serving.encoder
         chunker = make_chunker(encoder, 256, 32)
         ingest = ingest_documents(iter_documents([data / "corpus.jsonl"]), serving, chunker)
         print(f"ingested {ingest.chunks_written} chunks in {ingest.seconds:.0f} s", flush=True)
-        chunk_of = {
-            doc: next(iter(ids))
-            for doc, ids in store.chunk_ids_of(
-                spec.physical, sorted({str(r["global_chunk_id"]) for r in train_rows})
-            ).items()
-        }
-        feedback = [
-            {
-                "query": r["anchor"],
-                "chunk_id": chunk_of[str(r["global_chunk_id"])],
-                "label": "relevant",
-                "chunk_text": r["positive"],
-            }
-            for r in train_rows
-        ]
         eval_set = Path(tmp) / "test_pairs.jsonl"
-        eval_set.write_text((data / "raw/test_dataset.json").read_text())
+        if beir:  # train qrels as pair files, test qrels as judged queries
+            eval_set.write_text(_judged_test_queries(data))
+            feedback: list[dict] = []
+        else:  # train pairs replayed as logged feedback, test pairs as the golden set
+            eval_set.write_text((data / "raw/test_dataset.json").read_text())
+            chunk_of = {
+                doc: next(iter(ids))
+                for doc, ids in store.chunk_ids_of(
+                    spec.physical, sorted({str(r["global_chunk_id"]) for r in train_rows})
+                ).items()
+            }
+            feedback = [
+                {
+                    "query": r["anchor"],
+                    "chunk_id": chunk_of[str(r["global_chunk_id"])],
+                    "label": "relevant",
+                    "chunk_text": r["positive"],
+                }
+                for r in train_rows
+            ]
         steps: list[tuple[float, str]] = []
         started = time.perf_counter()
         result = retune(
             settings,
             store,
             RetuneOptions(
-                collection="legal",
+                collection=name,
                 feedback=feedback,
+                pair_files=[data] if beir else [],
                 eval_set=eval_set,
                 show_progress=False,
                 promote=not args.no_promote,
@@ -220,7 +235,7 @@ def main() -> None:
         store.close()
     phases = memory.close()
     bare_s = None
-    if not args.skip_bare:
+    if not args.skip_bare and feedback:
         rows = [{"anchor": f["query"], "positive": f["chunk_text"]} for f in feedback]
         bare_s = bare_trainer_seconds(
             resolve_model("default"),
@@ -240,7 +255,9 @@ def main() -> None:
     training = result.candidate.training
     out = {
         "tag": args.tag,
-        "dataset": "legal-rag-positives-synthetic (corpus 2,316 chunks; "
+        "dataset": f"{data.name} (train qrels as pair files; test qrels as eval set)"
+        if beir
+        else "legal-rag-positives-synthetic (corpus 2,316 chunks; "
         "train pairs as feedback; test pairs as eval set)",
         "recipe": {
             "epochs": args.epochs,
@@ -249,10 +266,11 @@ def main() -> None:
             "hard_negatives": args.hard_negatives,
             "negatives_from": args.negatives_from if args.hard_negatives else None,
             "loss": training.loss,
-            "train_pairs_used": len(train_rows),
+            "train_pairs_used": training.pairs if beir else len(train_rows),
             "validation_fraction": args.validation_fraction,
             "evals_per_epoch": args.evals_per_epoch,
             "early_stopping_patience": args.patience,
+            "max_minutes": args.max_minutes,
         },
         "validation": training.validation,
         "ndcg@10": {
@@ -303,11 +321,11 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"retune_legal_{args.tag}.json").write_text(
+    (args.out / f"retune_{name}_{args.tag}.json").write_text(
         json.dumps(out, indent=2, default=str) + "\n"
     )
     lines = [
-        f"# retune on legal-rag-positives-synthetic ({args.tag})",
+        f"# retune on {data.name} ({args.tag})",
         "",
         f"`{out['command']}` on {out['machine']}, {out['date']}. Recipe: {out['recipe']}.",
         "",
@@ -363,8 +381,22 @@ def main() -> None:
             ndcgs = " | ".join(str(v) for k, v in e.items() if k.startswith("ndcg"))
             lines.append(f"| {e['step']} | {e['epoch']} | {e['selection']} | {ndcgs} |")
         lines.append("")
-    (args.out / f"retune_legal_{args.tag}.md").write_text("\n".join(lines))
+    (args.out / f"retune_{name}_{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _judged_test_queries(folder: Path) -> str:
+    """A BEIR folder's test split as retune's judged eval set: JSON lines of
+    `{"query": text, "relevant": [doc ids]}` (qrels score > 0)."""
+    texts = {q["_id"]: q["text"] for q in _pairs(folder / "queries.jsonl")}
+    relevant: dict[str, list[str]] = {}
+    for line in (folder / "qrels/test.tsv").read_text().splitlines()[1:]:
+        qid, doc, score = line.split("\t")
+        if int(score) > 0:
+            relevant.setdefault(qid, []).append(doc)
+    return "".join(
+        json.dumps({"query": texts[q], "relevant": docs}) + "\n" for q, docs in relevant.items()
+    )
 
 
 def _phase(message: str) -> str | None:
