@@ -93,7 +93,7 @@ def two_stage_agreement(
     """Exact two-stage search as the retriever serves it (the `shortlist` best by the
     `shortlist_dim` prefix, reranked at the full dim): its ndcg@10 and the mean overlap@10 of
     its top 10 with the full-dim top 10."""
-    from ragctl.evalkit.metrics import MetricConfig, mean_metrics, per_query_metrics
+    from ragctl.evalkit.metrics import NDCG_AT_10, mean_metrics, per_query_metrics
     from ragctl.evalkit.search import exact_search, id_ranks, two_stage_search
 
     corpus_ids, query_ids = list(dataset.corpus), list(dataset.queries)
@@ -111,15 +111,7 @@ def two_stage_agreement(
         ranks,
     )
     rankings = {q: [corpus_ids[i] for i in two[row]] for row, q in enumerate(query_ids)}
-    config = MetricConfig(
-        accuracy_at_k=(),
-        precision_recall_at_k=(),
-        mrr_at_k=(),
-        ndcg_at_k=(10,),
-        map_at_k=(),
-        hit_rate_at_k=(),
-    )
-    ndcg = mean_metrics(per_query_metrics(rankings, dataset.qrels, config))["ndcg@10"]
+    ndcg = mean_metrics(per_query_metrics(rankings, dataset.qrels, NDCG_AT_10))["ndcg@10"]
     overlap = sum(len(set(a) & set(b)) / 10 for a, b in zip(full, two, strict=True)) / len(full)
     return {"two_stage_ndcg@10": round(ndcg, 4), "overlap@10": round(overlap, 4)}
 

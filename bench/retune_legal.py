@@ -388,14 +388,13 @@ def main() -> None:
 def _judged_test_queries(folder: Path) -> str:
     """A BEIR folder's test split as retune's judged eval set: JSON lines of
     `{"query": text, "relevant": [doc ids]}` (qrels score > 0)."""
-    texts = {q["_id"]: q["text"] for q in _pairs(folder / "queries.jsonl")}
-    relevant: dict[str, list[str]] = {}
-    for line in (folder / "qrels/test.tsv").read_text().splitlines()[1:]:
-        qid, doc, score = line.split("\t")
-        if int(score) > 0:
-            relevant.setdefault(qid, []).append(doc)
+    from ragctl.evalkit.datasets import load_beir
+
+    test = load_beir(folder, "test")
     return "".join(
-        json.dumps({"query": texts[q], "relevant": docs}) + "\n" for q, docs in relevant.items()
+        json.dumps({"query": test.queries[q], "relevant": [d for d, s in judged.items() if s > 0]})
+        + "\n"
+        for q, judged in test.qrels.items()
     )
 
 

@@ -124,6 +124,17 @@ class MetricConfig:
         return cls(**{key: tuple(int(k) for k in value) for key, value in data.items()})
 
 
+NDCG_AT_10 = MetricConfig(
+    accuracy_at_k=(),
+    precision_recall_at_k=(),
+    mrr_at_k=(),
+    ndcg_at_k=(10,),
+    map_at_k=(),
+    hit_rate_at_k=(),
+)
+"""ndcg@10 alone (checkpoint selection and benchmarks that need no other metric)."""
+
+
 def relevant_gains(judgments: Mapping[str, int]) -> dict[str, int]:
     """The judged docs that count as relevant (score > 0), with their gains."""
     return {doc_id: int(score) for doc_id, score in judgments.items() if score > 0}

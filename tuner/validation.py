@@ -20,21 +20,12 @@ from numpy.typing import NDArray
 
 from ragctl.core.matryoshka import truncate
 from ragctl.evalkit.datasets import EvalDataset
-from ragctl.evalkit.metrics import MetricConfig, mean_metrics, per_query_metrics
+from ragctl.evalkit.metrics import NDCG_AT_10, mean_metrics, per_query_metrics
 from ragctl.evalkit.search import exact_search, id_ranks, two_stage_search
 
 SELECTION = "selection"
 """The key of the selection score among an evaluation's metrics (`eval_selection` in the
 Trainer's logs)."""
-
-_NDCG = MetricConfig(
-    accuracy_at_k=(),
-    precision_recall_at_k=(),
-    mrr_at_k=(),
-    ndcg_at_k=(10,),
-    map_at_k=(),
-    hit_rate_at_k=(),
-)
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ def score_vectors(
     ndcg = {}
     for name, idx in runs.items():
         rankings = {qid: [corpus_ids[i] for i in idx[row]] for row, qid in enumerate(query_ids)}
-        ndcg[name] = mean_metrics(per_query_metrics(rankings, qrels, _NDCG))["ndcg@10"]
+        ndcg[name] = mean_metrics(per_query_metrics(rankings, qrels, NDCG_AT_10))["ndcg@10"]
     full_key, short_key, two_key = plan.metric_keys
     return {
         SELECTION: selection_score(ndcg["full"], ndcg["shortlist"], plan.shortlist_weight),
