@@ -12,7 +12,9 @@ import pytest
 
 from ragctl.core.collections import encoder_for, open_or_create
 from ragctl.core.onnx_encoder import OnnxEncoder
+from ragctl.core.profile import SearchProfile
 from ragctl.core.registry import ModelRecord, ModelRegistry
+from ragctl.core.search import FusionParams, SearchMode
 from ragctl.core.settings import load_settings
 from ragctl.core.store.edge import EdgeStore
 from ragctl.evalkit.datasets import EvalDataset
@@ -20,6 +22,8 @@ from ragctl.tuner.card import write_card
 from ragctl.tuner.int8_gate import check_int8, int8_may_serve
 
 pytestmark = pytest.mark.slow
+
+DENSE_PROFILE = SearchProfile(SearchMode.DENSE, FusionParams(), "test")
 
 
 @pytest.fixture
@@ -68,16 +72,29 @@ def version_2(tmp_path, real_encoder, onnx_export, demo_corpus):
     store.close()
 
 
+# A tuned fusion unlike the settings' default (dbsf 1 dense / 2 sparse).
+TUNED_FUSION = {"method": "rrf", "rrf_k": 20, "dense_weight": 1.0, "sparse_weight": 1.5}
+
+
 @pytest.mark.parametrize("hybrid", [False, True])
 def test_int8_beside_fp32_recorded_in_registry_and_card(version_2, hybrid):
+    """Measured in the profile the version's own registry record says it will serve with
+    (its tuned mode and fusion), not the serving version's or the settings' default."""
     data_dir, serving, version, dataset = version_2
+    tuned = {"mode": "hybrid" if hybrid else "dense", "fusion": TUNED_FUSION}
+    ModelRegistry(data_dir).update(version, search=tuned)
     settings = load_settings(
         data_dir=data_dir, model={"backend": "auto"}, tuner={"gate": {"int8_tolerance": 1.0}}
     )
     steps: list[str] = []
-    verdict = check_int8(settings, serving, version, dataset, hybrid=hybrid, step=steps.append)
+    verdict = check_int8(settings, serving, version, dataset, step=steps.append)
     assert verdict is not None
     assert verdict.row == ("hybrid" if hybrid else "two-stage")
+    if hybrid:
+        assert verdict.fusion is not None
+        assert {k: verdict.fusion[k] for k in TUNED_FUSION} == TUNED_FUSION
+    else:
+        assert verdict.fusion is None
     assert verdict.queries == len(dataset.queries) > 20
     assert 0.3 < verdict.fp32 <= 1 and 0.3 < verdict.int8 <= 1
     assert verdict.serve  # a tolerance of 1 lets anything through
@@ -87,6 +104,7 @@ def test_int8_beside_fp32_recorded_in_registry_and_card(version_2, hybrid):
     assert recorded["int8"]["delta"] == pytest.approx(verdict.int8 - verdict.fp32, abs=1e-6)
     card = (ModelRegistry(data_dir).model_dir(version) / "README.md").read_text()
     assert "## Serving backend (ONNX int8 vs fp32)" in card and "**int8 serves**" in card
+    assert ("rrf fusion, weights 1.0 dense / 1.5 sparse" in card) is hybrid
     assert card.count("# ragctl model") == 1  # rewritten, not nested
     assert json.loads((ModelRegistry(data_dir).model_dir(version) / "card.json").read_text())[
         "gate"
@@ -106,7 +124,9 @@ def test_int8_outside_the_tolerance_keeps_fp32(version_2):
     settings = load_settings(
         data_dir=data_dir, model={"backend": "auto"}, tuner={"gate": {"int8_tolerance": 0.0}}
     )
-    verdict = check_int8(settings, serving, version, dataset, hybrid=False, step=lambda _: None)
+    verdict = check_int8(
+        settings, serving, version, dataset, profile=DENSE_PROFILE, step=lambda _: None
+    )
     assert verdict is not None and verdict.tolerance == 0.0
     assert verdict.serve is (verdict.int8 >= verdict.fp32)
     spec = replace(serving.spec, version=version, model=f"models/v{version}")
@@ -119,7 +139,7 @@ def test_on_torch_there_is_nothing_to_decide(version_2):
     data_dir, serving, version, dataset = version_2
     settings = load_settings(data_dir=data_dir, model={"backend": "torch"})
     steps: list[str] = []
-    assert check_int8(settings, serving, version, dataset, hybrid=False, step=steps.append) is None
+    assert check_int8(settings, serving, version, dataset, step=steps.append) is None
     assert "int8" not in (ModelRegistry(data_dir).get(version).gate or {})
     assert "serves on torch" in steps[-1]
 

@@ -69,10 +69,17 @@ def write_card(model_dir: Path, card: Mapping[str, Any]) -> None:
         lines += ["## Gate", "", f"Decision: **{verdict}**. {gate.get('reason', '')}", ""]
     int8 = gate.get("int8") or {}
     if int8:
+        fusion = int8.get("fusion")
+        measured_in = f"{int8.get('row')}" + (
+            f" with {fusion.get('method')} fusion, weights {fusion.get('dense_weight')} dense / "
+            f"{fusion.get('sparse_weight')} sparse"
+            if fusion
+            else ""
+        )
         lines += [
             "## Serving backend (ONNX int8 vs fp32)",
             "",
-            f"ndcg@10 ({int8.get('row')}, {int8.get('queries')} held-out queries): fp32 "
+            f"ndcg@10 ({measured_in}, {int8.get('queries')} held-out queries): fp32 "
             f"{int8.get('fp32')}, int8 {int8.get('int8')}, tolerance {int8.get('tolerance')}: "
             f"**{'int8 serves' if int8.get('serve') else 'fp32 serves'}**.",
             "",

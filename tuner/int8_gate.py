@@ -3,9 +3,10 @@
 int8 (dynamic quantization) encodes at a fraction of fp32's CPU but moves every vector a
 little (cosine ~0.98-0.99 with fp32). What that costs in retrieval is measured, not assumed:
 the version's fp32 and int8 exports are evaluated on the same held-out queries, through the
-store in the mode the collection is served in, and int8 may serve only when its ndcg@10 there
-is at most `tuner.gate.int8_tolerance` (default 0.003) below fp32's. The verdict and both
-numbers go into the version's gate record (`gate.int8` in the registry) and its model card;
+store in the profile the version will serve with (its own tuned mode and fusion, as
+`core.profile` resolves them), and int8 may serve only when its ndcg@10 there is at most
+`tuner.gate.int8_tolerance` (default 0.003) below fp32's. The verdict and both numbers go into
+the version's gate record (`gate.int8` in the registry) and its model card;
 `model.backend = auto` serves int8 only where the verdict says so (`core.collections`).
 
 A run without ONNX (`model.backend = torch`, or a model the exporter cannot reproduce) records
@@ -25,8 +26,9 @@ from ragctl.core.encoder import Encoder
 from ragctl.core.encoder_loader import load_encoder
 from ragctl.core.onnx_encoder import INT8_FILE
 from ragctl.core.onnx_exports import ensure_export
-from ragctl.core.profile import settings_fusion
+from ragctl.core.profile import SearchProfile, resolve_profile
 from ragctl.core.registry import ModelRegistry, resolve_ref
+from ragctl.core.search import SearchMode
 from ragctl.core.settings import ModelBackend, Settings
 from ragctl.evalkit.datasets import EvalDataset
 from ragctl.evalkit.results import HYBRID, TWO_STAGE
@@ -43,6 +45,7 @@ class Int8Verdict:
     """int8 against fp32 on the held-out queries, in the serving mode's row."""
 
     row: str  # "two-stage" (dense serving) or "hybrid"
+    fusion: dict[str, Any] | None  # the hybrid row's fusion (the version's tuned one)
     fp32: float
     int8: float
     tolerance: float
@@ -58,23 +61,31 @@ def int8_may_serve(fp32: float, int8: float, tolerance: float) -> bool:
     return fp32 - int8 <= tolerance + 1e-9
 
 
+def version_profile(settings: Settings, serving: BoundCollection, version: int) -> SearchProfile:
+    """The profile version `version` will serve `serving`'s chunks with: its own tuned mode
+    and fusion from the registry (a candidate's, recorded by the gate), under `settings`."""
+    tuned = ModelRegistry(settings.data_dir).get(version).search
+    return resolve_profile(settings, serving.spec, tuned)
+
+
 def int8_verdict(
     settings: Settings,
     serving: BoundCollection,
     version: int,
     dataset: EvalDataset,
     *,
-    hybrid: bool,
+    profile: SearchProfile,
     show_progress: bool = False,
 ) -> Int8Verdict | None:
     """Evaluate version `version`'s fp32 and int8 exports on `dataset` (the held-out queries
-    against the collection's chunks) in the serving mode (`hybrid`: the hybrid row with the
-    settings' fusion; else dense two-stage); None when the version has no ONNX export and
-    cannot get one (the export is made now when missing)."""
+    against the collection's chunks) in `profile` (hybrid: the hybrid row with the profile's
+    fusion; dense or sparse: dense two-stage, what a dense request gets); None when the
+    version has no ONNX export and cannot get one (the export is made now when missing)."""
     ref = f"models/v{version}"
     onnx_dir = ensure_export(ref, settings.data_dir, settings.model.backend)
     if onnx_dir is None or not (onnx_dir / INT8_FILE).is_file():
         return None
+    hybrid = profile.mode is SearchMode.HYBRID and serving.spec.lexical is not None
     lexical = serving.spec.lexical if hybrid else None
     options = EvalOptions(
         dims=(serving.encoder.dim,),
@@ -85,9 +96,9 @@ def int8_verdict(
         work_dir=settings.data_dir,
         show_progress=show_progress,
         lexical=lexical,
-        fusions=(settings_fusion(settings),),
+        fusions=(profile.fusion,),
     )
-    row = HYBRID if hybrid and lexical is not None else TWO_STAGE
+    row = HYBRID if hybrid else TWO_STAGE
     scores = {}
     for backend in (ModelBackend.ONNX, ModelBackend.ONNX_INT8):
         report = evaluate(dataset, _export_encoder(settings, serving, ref, backend), options)
@@ -99,6 +110,7 @@ def int8_verdict(
     tolerance = settings.tuner.gate.int8_tolerance
     return Int8Verdict(
         row=row,
+        fusion=profile.fusion.model_dump(mode="json") if hybrid else None,
         fp32=round(fp32, 6),
         int8=round(int8, 6),
         tolerance=tolerance,
@@ -125,14 +137,16 @@ def check_int8(
     version: int,
     dataset: EvalDataset,
     *,
-    hybrid: bool,
     step: Callable[[str], None],
+    profile: SearchProfile | None = None,
     show_progress: bool = False,
 ) -> Int8Verdict | None:
-    """`int8_verdict`, recorded and reported; None when there is nothing to decide."""
+    """`int8_verdict` in `profile` (default: the one the version will serve with,
+    `version_profile`), recorded and reported; None when there is nothing to decide."""
     step(f"evaluating v{version}'s int8 ONNX export beside fp32 on the held-out queries")
+    profile = profile or version_profile(settings, serving, version)
     verdict = int8_verdict(
-        settings, serving, version, dataset, hybrid=hybrid, show_progress=show_progress
+        settings, serving, version, dataset, profile=profile, show_progress=show_progress
     )
     if verdict is None:
         step(f"v{version} has no ONNX export: it serves on torch")

@@ -606,7 +606,8 @@ def candidate_int8(
     step: Step = _quiet,
 ) -> bool:
     """The promoted candidate's int8 ONNX export beside its fp32 one on the same held-out
-    queries, in the serving mode (`tuner.int8_gate`); True when int8 may serve it."""
+    queries, in the profile the candidate will serve with (its tuned mode and fusion, just
+    recorded; `tuner.int8_gate`); True when int8 may serve it."""
     from ragctl.tuner.int8_gate import check_int8
 
     dataset = heldout_dataset(
@@ -616,15 +617,8 @@ def candidate_int8(
         corpus_limit=options.eval_corpus_limit,
         seed=settings.tuner.seed,
     )
-    mode = resolve_profile(settings, serving.spec, tuned_profile(settings, serving.spec)).mode
     verdict = check_int8(
-        settings,
-        serving,
-        version,
-        dataset,
-        hybrid=mode is SearchMode.HYBRID,
-        step=step,
-        show_progress=options.show_progress,
+        settings, serving, version, dataset, step=step, show_progress=options.show_progress
     )
     return verdict is not None and verdict.serve
 
