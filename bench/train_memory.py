@@ -27,13 +27,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared/data/legal-rag-positives-synthetic"
 
+# cpu_mini_batch_size: on CPU the cached loss embeds the batch in mini-batches of this size
+# (None: the whole batch at once, as before it existed).
 VARIANTS: dict[str, dict[str, object]] = {
-    "every activation kept (before)": {"activation_checkpointing": False},
-    "activation checkpointing": {"activation_checkpointing": True},
-    "cached loss, mini-batch 16": {
+    "every activation kept (before)": {
         "activation_checkpointing": False,
-        "max_uncached_batch": 16,
-        "mini_batch_size": 16,
+        "cpu_mini_batch_size": None,
+    },
+    "activation checkpointing": {"activation_checkpointing": True, "cpu_mini_batch_size": None},
+    "cached loss, mini-batch 16": {"activation_checkpointing": False, "cpu_mini_batch_size": 16},
+    "cached loss, mini-batch 8": {"activation_checkpointing": False, "cpu_mini_batch_size": 8},
+    "activation checkpointing, cached loss, mini-batch 16": {
+        "activation_checkpointing": True,
+        "cpu_mini_batch_size": 16,
+    },
+    "activation checkpointing, cached loss, mini-batch 8 (the CPU default)": {
+        "activation_checkpointing": True,
+        "cpu_mini_batch_size": 8,
     },
 }
 

@@ -130,14 +130,39 @@ def test_history_from_logs_keeps_only_evaluations():
 
 def test_plan_loss_weights_the_shortlist_dim_and_refuses_alignment_with_the_cached_loss():
     config = TrainSettings(shortlist_loss_weight=2.0, shortlist_alignment=0.5)
-    plan = plan_loss(config, [384, 256, 128, 64], (64,))
+    plan = plan_loss(config, [384, 256, 128, 64], (64,), device="cpu")
     assert plan.weights == [1.0, 1.0, 1.0, 2.0] and plan.alignment_dims == [64]
+    assert plan.mini_batch is None  # the alignment needs the whole batch, on CPU too
     assert "weights=[1.0, 1.0, 1.0, 2.0]" in plan.describe() and "KL" in plan.describe()
-    assert plan_loss(TrainSettings(), [384, 64], (64,)).describe() == (
+    assert plan_loss(TrainSettings(), [384, 64], (64,), device="cuda").describe() == (
         "MatryoshkaLoss(MultipleNegativesRankingLoss, dims=[384, 64])"
     )
     with pytest.raises(TunerError, match="shortlist_alignment needs the uncached loss"):
-        plan_loss(TrainSettings(batch_size=128, shortlist_alignment=0.5), [384, 64], (64,))
+        plan_loss(
+            TrainSettings(batch_size=128, shortlist_alignment=0.5), [384, 64], (64,), device="cpu"
+        )
+
+
+@pytest.mark.parametrize(
+    ("device", "settings", "mini_batch"),
+    [
+        ("cpu", {}, 8),  # CPU: mini-batches of cpu_mini_batch_size (faster, less memory)
+        ("cpu", {"batch_size": 8}, None),  # nothing to split
+        ("cpu", {"cpu_mini_batch_size": None}, None),  # as on a GPU
+        ("cpu", {"batch_size": 128, "cpu_mini_batch_size": None}, 32),
+        ("cuda", {}, None),  # a GPU embeds the whole batch up to max_uncached_batch
+        ("cuda", {"batch_size": 128}, 32),
+        ("mps", {}, None),
+    ],
+)
+def test_plan_loss_mini_batches_on_cpu(device, settings, mini_batch):
+    plan = plan_loss(TrainSettings(**settings), [384, 64], (64,), device=device)
+    assert plan.mini_batch == mini_batch
+    assert plan.describe().startswith(
+        f"MatryoshkaLoss(CachedMultipleNegativesRankingLoss(mini_batch={mini_batch})"
+        if mini_batch
+        else "MatryoshkaLoss(MultipleNegativesRankingLoss"
+    )
 
 
 # A tiny retrieval task the packaged model can learn: facts about made-up things.

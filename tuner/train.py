@@ -124,8 +124,8 @@ def train(
     model.model_card_data.generate_widget_examples = False
     full_dim = int(model.get_embedding_dimension() or 0)
     dims = matryoshka_dims(full_dim, shortlist_dims)
-    plan = plan_loss(config, dims, shortlist_dims)
-    loss = build_loss(model, plan, config)
+    plan = plan_loss(config, dims, shortlist_dims, device=device)
+    loss = build_loss(model, plan)
 
     columns: dict[str, list[str]] = {
         "anchor": [p.query for p in pairs],
