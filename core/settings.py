@@ -276,13 +276,14 @@ class TrainSettings(BaseModel):
     mini_batch_size: int = Field(default=32, ge=1)
     # On CPU every batch larger than this goes through the cached loss in mini-batches of
     # this size (the same gradients as the whole batch at once, up to float rounding): at a
-    # batch of 32 triplets training runs 2.2x faster in half the memory
+    # batch of 32 triplets training runs 1.7x faster in half the memory
     # (bench/results/train_memory.md). None: as on a GPU. The shortlist alignment needs the
     # whole batch, so it turns this off.
     cpu_mini_batch_size: int | None = Field(default=8, ge=1)
     # Keep only each layer's input during the forward pass and recompute the rest during the
     # backward pass (same dropout masks, so the same weights): activation memory drops from
-    # every layer's to one layer's, for about a third more compute (bench/results/train_memory).
+    # every layer's to one layer's. For the whole-batch loss only: with the cached loss (its
+    # mini-batches) it saves little and costs time (bench/results/train_memory.md).
     activation_checkpointing: bool = True
     checkpoint_steps: int = Field(default=200, ge=1)
     # Checkpoint selection (tuner/validation.py): this share of the training queries (about

@@ -11,6 +11,7 @@ from ragctl.tuner.errors import TunerError
 from ragctl.tuner.losses import plan_loss
 from ragctl.tuner.pairs import TrainingPair, normalize_query
 from ragctl.tuner.split import split_heldout, split_validation
+from ragctl.tuner.train import training_arguments
 from ragctl.tuner.validation import SELECTION, ValidationPlan, history_from_logs, score_vectors
 
 
@@ -163,6 +164,18 @@ def test_plan_loss_mini_batches_on_cpu(device, settings, mini_batch):
         if mini_batch
         else "MatryoshkaLoss(MultipleNegativesRankingLoss"
     )
+
+
+@pytest.mark.parametrize(("mini_batched", "checkpointing"), [(False, True), (True, False)])
+def test_activation_checkpointing_only_for_the_whole_batch_loss(
+    tmp_path, mini_batched, checkpointing
+):
+    """With the cached loss only a mini-batch's activations are held: recomputing them costs
+    time for little memory (bench/results/train_memory.md), so it is left off there."""
+    args = training_arguments(
+        TrainSettings(), tmp_path, device="cpu", show_progress=False, mini_batched=mini_batched
+    )
+    assert args.activation_checkpointing is checkpointing
 
 
 # A tiny retrieval task the packaged model can learn: facts about made-up things.

@@ -161,6 +161,7 @@ def train(
         show_progress=show_progress,
         prompts=prompts,
         eval_steps=eval_steps,
+        mini_batched=plan.mini_batch is not None,
     )
     bf16, on_gpu = bool(args.bf16), device.startswith("cuda")
 
@@ -269,11 +270,15 @@ def training_arguments(
     show_progress: bool,
     prompts: dict[str, str] | None = None,
     eval_steps: int | None = None,
+    mini_batched: bool = False,
 ) -> Any:
     """The Trainer arguments of a run: schedule, precision, sampler, checkpoints, logging.
 
     With `eval_steps`, the model is evaluated (and a checkpoint saved) every `eval_steps`
     steps and the best checkpoint by the validation score is loaded at the end.
+    `mini_batched` (the cached loss): activation checkpointing is left off, since only one
+    mini-batch's activations are held anyway and recomputing them costs time for little
+    memory (bench/results/train_memory.md).
     """
     import torch
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
@@ -307,7 +312,7 @@ def training_arguments(
         greater_is_better=True if eval_steps else None,
         logging_steps=max(1, config.checkpoint_steps // 4),
         report_to="none",
-        activation_checkpointing=config.activation_checkpointing,
+        activation_checkpointing=config.activation_checkpointing and not mini_batched,
         disable_tqdm=True,  # one labeled bar instead (_quiet_trainer), on stderr
         prompts=prompts,
         use_cpu=device == "cpu",
