@@ -9,7 +9,7 @@ import importlib.util
 import logging
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,21 @@ def summary_lines(report: EvalReport) -> list[str]:
     return lines
 
 
+def describe_fusion(fusion: Mapping[str, Any]) -> str:
+    """`rrf (dense x1.0, sparse x0.5, k=20)` of a recorded fusion (`FusionParams` as JSON)."""
+    method = fusion.get("method")
+    weights = f"dense x{fusion.get('dense_weight')}, sparse x{fusion.get('sparse_weight')}"
+    extra = f", k={fusion.get('rrf_k')}" if method == "rrf" else ""
+    rescore = ", rescored on full" if fusion.get("rescore") else ""
+    return f"{method} ({weights}{extra}{rescore})"
+
+
 def served_line(profile: dict[str, object]) -> str:
     """`served as v2: hybrid mode, fusion ... (tuned) -> row hybrid`."""
     fusion = profile.get("fusion")
     fusion_text = ""
     if isinstance(fusion, dict) and profile.get("mode") == "hybrid":
-        method = fusion.get("method")
-        weights = f"dense x{fusion.get('dense_weight')}, sparse x{fusion.get('sparse_weight')}"
-        extra = f", k={fusion.get('rrf_k')}" if method == "rrf" else ""
-        rescore = ", rescored on full" if fusion.get("rescore") else ""
-        fusion_text = f", fusion {method} ({weights}{extra}{rescore})"
+        fusion_text = f", fusion {describe_fusion(fusion)}"
     return (
         f"served as v{profile.get('version')}: {profile.get('mode')} mode{fusion_text} "
         f"({profile.get('source')}) -> the `{profile.get('row')}` row is what its users get"

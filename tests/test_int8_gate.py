@@ -104,7 +104,7 @@ def test_int8_beside_fp32_recorded_in_registry_and_card(version_2, hybrid):
     assert recorded["int8"]["delta"] == pytest.approx(verdict.int8 - verdict.fp32, abs=1e-6)
     card = (ModelRegistry(data_dir).model_dir(version) / "README.md").read_text()
     assert "## Serving backend (ONNX int8 vs fp32)" in card and "**int8 serves**" in card
-    assert ("rrf fusion, weights 1.0 dense / 1.5 sparse" in card) is hybrid
+    assert ("hybrid, fusion rrf (dense x1.0, sparse x1.5, k=20)" in card) is hybrid
     assert card.count("# ragctl model") == 1  # rewritten, not nested
     assert json.loads((ModelRegistry(data_dir).model_dir(version) / "card.json").read_text())[
         "gate"

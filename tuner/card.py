@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragctl.evalkit.report import describe_fusion
 from ragctl.tuner.pairs import TrainingPair
 
 
@@ -70,12 +71,8 @@ def write_card(model_dir: Path, card: Mapping[str, Any]) -> None:
     int8 = gate.get("int8") or {}
     if int8:
         fusion = int8.get("fusion")
-        measured_in = f"{int8.get('row')}" + (
-            f" with {fusion.get('method')} fusion, weights {fusion.get('dense_weight')} dense / "
-            f"{fusion.get('sparse_weight')} sparse"
-            if fusion
-            else ""
-        )
+        fusion_text = f", fusion {describe_fusion(fusion)}" if fusion else ""
+        measured_in = f"{int8.get('row')}{fusion_text}"
         lines += [
             "## Serving backend (ONNX int8 vs fp32)",
             "",

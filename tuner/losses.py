@@ -31,11 +31,17 @@ class LossPlan:
 
     dims: list[int]
     weights: list[float]
-    base: str  # MultipleNegativesRankingLoss, or its cached variant with the mini-batch
     mini_batch: int | None  # the cached variant's mini-batch; None: uncached
     alignment: float
     alignment_dims: list[int]
     alignment_temperature: float
+
+    @property
+    def base(self) -> str:
+        """MultipleNegativesRankingLoss, or its cached variant with the mini-batch."""
+        if self.mini_batch is None:
+            return "MultipleNegativesRankingLoss"
+        return f"CachedMultipleNegativesRankingLoss(mini_batch={self.mini_batch})"
 
     def describe(self) -> str:
         weights = "" if set(self.weights) == {1.0} else f", weights={self.weights}"
@@ -66,16 +72,10 @@ def plan_loss(
         )
     shortlist = set(shortlist_dims)
     weights = [config.shortlist_loss_weight if d in shortlist else 1.0 for d in dims]
-    base = (
-        f"CachedMultipleNegativesRankingLoss(mini_batch={mini_batch})"
-        if mini_batch is not None
-        else "MultipleNegativesRankingLoss"
-    )
     full = max(dims)
     return LossPlan(
         dims=list(dims),
         weights=weights,
-        base=base,
         mini_batch=mini_batch,
         alignment=config.shortlist_alignment,
         alignment_dims=sorted((d for d in shortlist if d < full), reverse=True),
@@ -89,10 +89,9 @@ def _mini_batch(config: TrainSettings, device: str) -> int | None:
     On CPU, embedding small mini-batches is faster than the whole batch (less padding, less
     memory traffic) even with the cached loss's extra no-grad pass; on a GPU it is slower.
     """
-    cpu_mini = config.cpu_mini_batch_size
-    if device == "cpu" and cpu_mini and not config.shortlist_alignment:
-        if config.batch_size > cpu_mini:
-            return cpu_mini
+    cpu_mini = config.cpu_mini_batch_size or config.batch_size  # None: nothing to split
+    if device == "cpu" and not config.shortlist_alignment and config.batch_size > cpu_mini:
+        return cpu_mini
     if config.batch_size > config.max_uncached_batch:
         return config.mini_batch_size
     return None
